@@ -1,0 +1,65 @@
+"""What every attention module declares, so the grid knows which factors apply to it.
+
+A module takes the channel count first and keeps the input shape. Class attributes say whether the
+reduction ratio applies and which knobs (module-specific factors) exist, with their defaults and
+allowed values; the study grid collapses factors a module does not have, so arms never repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+
+def hidden_width(channels: int, reduction: int) -> int:
+    """Bottleneck width exactly as the seeds compute it: max(1, C // r) (no rounding to 8)."""
+    return max(1, channels // reduction)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A module's own factor: a default and either a finite set of choices or a predicate."""
+
+    name: str
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], bool] | None = None
+    allowed: str = ""  # words for the allowed values when `check` is used
+    help: str = ""
+
+    def accepts(self, value: Any) -> bool:
+        if self.choices is not None:
+            return any(value == c and type(value) is type(c) for c in self.choices)  # 3.0 != 3, True != 1
+        return self.check(value) if self.check is not None else True
+
+    def describe_allowed(self) -> str:
+        if self.choices is not None:
+            return " | ".join(map(str, self.choices))
+        return self.allowed
+
+
+class Attention(nn.Module):
+    """Base class: registry metadata plus the recorded bottleneck width."""
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # channel | spatial | channel+spatial | global context | none
+    uses_reduction: ClassVar[bool] = False
+    knobs: ClassVar[tuple[Knob, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden: int | None = None  # bottleneck width actually built (None: no bottleneck)
+
+    def extra_repr(self) -> str:
+        return f"hidden={self.hidden}" if self.hidden is not None else ""
+
+
+def is_positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def is_odd_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2 == 1

@@ -1,0 +1,138 @@
+"""Build any arm of the grid as a model: backbone + attention type + position + ratio + stages.
+
+The model records where every attention module went (`model.insertions`): block, module path,
+channels, feature-map size and bottleneck width, so reports can say that spatial attention at a
+2x2 map is nearly degenerate, or that non-local at 32x32 builds a 1024x1024 affinity.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..attention import Attention, check_reduction, create_attention, get_attention, resolve_knobs
+from ..errors import AblateError
+from .backbones import get_backbone, make_head
+from .positions import Slot, block_slots, check_position
+
+Stages = str | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Insertion:
+    """One attention module in a built model."""
+
+    block: int  # 1-based
+    path: str  # module path in the model, for hooks
+    channels: int
+    height: int
+    width: int
+    hidden: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AttentionNet(nn.Module):
+    """features (a Sequential of blocks) -> head. Plain, so hooks and fvcore see every layer."""
+
+    def __init__(self, features: nn.Sequential, head: nn.Sequential, insertions: list[Insertion]) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+        self.insertions = insertions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def resolve_stages(stages: Stages, n_blocks: int) -> tuple[int, ...]:
+    """'all' or a list of 1-based block indexes -> sorted unique indexes."""
+    if stages == "all":
+        return tuple(range(1, n_blocks + 1))
+    if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
+        raise AblateError(f"stages must be 'all' or a non-empty list of block indexes 1..{n_blocks}, got {stages!r}.")
+    for s in stages:
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= n_blocks:
+            raise AblateError(f"stages: block index {s!r} is out of range; this backbone has blocks 1..{n_blocks}.")
+    return tuple(sorted(set(stages)))
+
+
+def _pooled(size: int, backbone: str, input_size: int) -> int:
+    if size < 2:
+        raise AblateError(
+            f"input_size {input_size} is too small for backbone {backbone!r}: a feature map reaches "
+            f"{size}x{size} before a 2x2 max-pool (vgg16 needs >= 32, cnn >= 8)."
+        )
+    return size // 2
+
+
+def build_model(
+    backbone: str,
+    attention: str = "none",
+    position: str = "after_relu",
+    reduction: int = 16,
+    stages: Stages = "all",
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int = 32,
+    *,
+    head: str | None = None,
+    bn: bool = True,
+    **knobs: Any,
+) -> AttentionNet:
+    """Build one arm. `knobs` are the attention module's own factors (see `list_attention`)."""
+    spec = get_backbone(backbone)
+    get_attention(attention)
+    check_position(position)
+    resolve_knobs(attention, knobs)
+    check_reduction(reduction)
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("input_size", input_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise AblateError(f"{name} must be a positive integer, got {value!r}.")
+    chosen = resolve_stages(stages, len(spec.blocks))
+
+    blocks: list[tuple[str, nn.Module]] = []
+    insertions: list[Insertion] = []
+    channels, size = in_channels, input_size
+    for b, widths in enumerate(spec.blocks, start=1):
+        slots: tuple[Slot, ...] = ()
+        if attention != "none" and b in chosen:
+            slots = block_slots(position, len(widths), bn)
+        layers: list[tuple[str, nn.Module]] = []
+
+        def attend(unit: int, after: str, c: int, h: int) -> None:
+            if (unit, after) in slots:
+                name = "attn_pool" if after == "pool" else f"attn{unit + 1}"
+                module = create_attention(attention, c, reduction, **knobs)
+                layers.append((name, module))
+                path = f"features.block{b}.{name}"
+                insertions.append(Insertion(b, path, c, h, h, module.hidden))
+
+        for u, width in enumerate(widths):
+            layers.append((f"conv{u + 1}", nn.Conv2d(channels, width, kernel_size=3, padding=1)))
+            channels = width
+            attend(u, "conv", channels, size)
+            if bn:
+                layers.append((f"bn{u + 1}", nn.BatchNorm2d(channels)))
+                attend(u, "bn", channels, size)
+            layers.append((f"relu{u + 1}", nn.ReLU(inplace=backbone != "cnn")))
+            attend(u, "relu", channels, size)
+        layers.append(("pool", nn.MaxPool2d(kernel_size=2, stride=2)))
+        size = _pooled(size, backbone, input_size)
+        attend(len(widths), "pool", channels, size)
+        blocks.append((f"block{b}", nn.Sequential(OrderedDict(layers))))
+
+    features = nn.Sequential(OrderedDict(blocks))
+    head_module = make_head(spec, head or spec.default_head, channels, (size, size), num_classes)
+    return AttentionNet(features, head_module, insertions)
+
+
+def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(path, module) of every attention module in `model`, in forward order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Attention)]
