@@ -1,0 +1,139 @@
+"""Arms: the points of the ablation grid, each a concrete model with a stable id.
+
+Factors that do not apply collapse (no reduction for SimAM/ECA/SAM, no position for `none`, knobs
+only for the module that has them), and positions that put modules in the same places on a backbone
+collapse to the first one listed, so a grid never trains the same model twice under two names.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attention import get_attention, resolve_knobs
+from .models import block_slots, get_backbone, resolve_stages
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """A backbone with its build options (head, BatchNorm)."""
+
+    name: str
+    head: str | None = None
+    bn: bool = True
+
+    @property
+    def label(self) -> str:
+        """'vgg16', or 'vgg16+imagenet-nobn' when options differ from the defaults."""
+        spec = get_backbone(self.name)
+        suffix = "" if self.head in (None, spec.default_head) else f"+{self.head}"
+        return self.name + suffix + ("" if self.bn else "-nobn")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model of the grid. `reduction`/`position`/`stages` are None where they do not apply."""
+
+    backbone: BackboneChoice
+    attention: str
+    position: str | None = None
+    reduction: int | None = None
+    stages: tuple[int, ...] | None = None
+    knobs: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        parts = [self.backbone.label, self.attention]
+        if self.position is not None:
+            parts.append(self.position)
+        if self.reduction is not None:
+            parts.append(f"r{self.reduction}")
+        if self.stages is not None:
+            parts.append("s" + format_stages(self.stages))
+        if self.knobs:
+            parts.append(",".join(f"{k}={v}" for k, v in self.knobs))
+        return "/".join(parts)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.attention == "none"
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `ablate.build_model` for this arm (data-dependent ones excluded)."""
+        kwargs: dict[str, Any] = {
+            "backbone": self.backbone.name,
+            "attention": self.attention,
+            "head": self.backbone.head,
+            "bn": self.backbone.bn,
+        }
+        if self.position is not None:
+            kwargs["position"] = self.position
+        if self.reduction is not None:
+            kwargs["reduction"] = self.reduction
+        if self.stages is not None:
+            kwargs["stages"] = list(self.stages)
+        kwargs.update(dict(self.knobs))
+        return kwargs
+
+    def factors(self) -> dict[str, Any]:
+        """Flat factor columns for tables and Optuna params (None where a factor does not apply)."""
+        return {
+            "arm": self.id,
+            "backbone": self.backbone.label,
+            "attention": self.attention,
+            "position": self.position,
+            "reduction": self.reduction,
+            "stages": format_stages(self.stages) if self.stages is not None else None,
+            "knobs": ",".join(f"{k}={v}" for k, v in self.knobs) or None,
+        }
+
+
+def format_stages(stages: Sequence[int]) -> str:
+    """(1,2,3) -> '1-3'; (1,3) -> '1,3'."""
+    s = list(stages)
+    if len(s) > 1 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
+
+
+def position_signature(backbone: BackboneChoice, position: str) -> tuple:
+    """Where `position` puts modules on `backbone`; equal signatures mean the same model."""
+    spec = get_backbone(backbone.name)
+    return tuple(block_slots(position, len(widths), backbone.bn) for widths in spec.blocks)
+
+
+def enumerate_arms(
+    backbones: Iterable[BackboneChoice],
+    attentions: Iterable[str],
+    positions: Iterable[str],
+    reductions: Iterable[int],
+    stages: Iterable[str | Sequence[int]] = ("all",),
+    knobs: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+) -> list[Arm]:
+    """Every distinct arm of the grid, baselines first per backbone, in a stable order."""
+    knobs = knobs or {}
+    positions, reductions, stages = list(positions), list(reductions), list(stages)
+    arms: list[Arm] = []
+    for bb in backbones:
+        n_blocks = len(get_backbone(bb.name).blocks)
+        unique_positions: dict[tuple, str] = {}
+        for p in positions:
+            unique_positions.setdefault(position_signature(bb, p), p)
+        stage_sets = list(dict.fromkeys(resolve_stages(s, n_blocks) for s in stages))
+        for attention in dict.fromkeys(attentions):
+            cls = get_attention(attention)
+            if attention == "none":
+                arms.append(Arm(bb, "none"))
+                continue
+            ratios = list(dict.fromkeys(reductions)) if cls.uses_reduction else [None]
+            swept = knobs.get(attention, {})
+            defaults = resolve_knobs(attention, {})
+            names = list(swept)
+            for values in itertools.product(*(list(dict.fromkeys(swept[n])) for n in names)):
+                resolve_knobs(attention, dict(zip(names, values)))  # validates
+                chosen = tuple((n, v) for n, v in zip(names, values) if v != defaults[n])
+                for position, r, st in itertools.product(unique_positions.values(), ratios, stage_sets):
+                    arms.append(Arm(bb, attention, position, r, st, chosen))
+    return list(dict.fromkeys(arms))

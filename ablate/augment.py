@@ -1,0 +1,177 @@
+"""Batched, on-device data augmentation for uint8 image batches.
+
+Seed 000 augments one PIL image at a time in DataLoader workers (RandomCrop(32, padding=4),
+RandomHorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1), RandomRotation(15)). Here each op takes a
+whole (N, C, H, W) batch on the training device and draws one random parameter per image from an
+explicit `torch.Generator`, so a run is reproducible per seed and no per-image Python runs in the
+hot loop. Semantics follow torchvision's: zero fill for crop padding and rotation, nearest
+interpolation for rotation, factors drawn uniformly from [1 - x, 1 + x] (hue from [-x, x]).
+
+One documented difference: torchvision's ColorJitter applies its four adjustments in a random
+order per image; here the order is drawn once per batch (a per-image order would cost four times
+the work for a statistically negligible change).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# the names DataConfig.augment accepts, in the order they are applied (seed 000's order)
+AUGMENTATIONS = ("crop", "flip", "jitter", "rotate")
+SEED000_AUGMENT = AUGMENTATIONS
+
+_GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision use
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=gen, device=device).mul_(high - low).add_(low)
+
+
+def random_crop(images: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `padding` and crop back to the original size at a random offset per image."""
+    if padding <= 0:
+        return images
+    n, c, h, w = images.shape
+    dev = images.device
+    padded = F.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    batch = torch.arange(n, device=dev)[:, None, None, None]
+    chan = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+def random_flip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(images.shape[0], generator=gen, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 1, H, W) luma; single-channel input is returned as is."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x.unbind(1)
+    return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(1)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """factor * x + (1 - factor) * other, clamped to [0, 1]; `factor` is one value per image."""
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    maxc, minc = x.amax(1), x.amin(1)
+    delta = maxc - minc
+    gray = delta == 0
+    s = delta / torch.where(gray, torch.ones_like(maxc), maxc)
+    d = torch.where(gray, torch.ones_like(delta), delta)
+    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(gray, torch.zeros_like(h), h)
+    return torch.stack(((h / 6.0) % 1.0, s, maxc), 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.long() % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    # sector i picks (r, g, b) from (v, t, p, q): the standard HSV hexcone table
+    table = torch.stack((v, q, p, p, t, v, t, v, v, q, p, p, p, p, t, v, v, q), 1).view(x.shape[0], 3, 6, *h.shape[1:])
+    return table.gather(2, i[:, None, None].expand(-1, 3, 1, -1, -1)).squeeze(2)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate hue by `shift` (fraction of the colour wheel, one value per image)."""
+    hsv = _rgb_to_hsv(x)
+    h = (hsv[:, 0] + shift.view(-1, 1, 1)) % 1.0
+    return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
+
+
+def color_jitter(
+    x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float, gen: torch.Generator
+) -> torch.Tensor:
+    """torchvision ColorJitter on a float batch in [0, 1]. Saturation and hue skip 1-channel images."""
+    n, dev = x.shape[0], x.device
+    order = torch.randperm(4, generator=gen, device=dev).tolist()
+    b = _uniform(n, max(0.0, 1 - brightness), 1 + brightness, gen, dev)
+    c = _uniform(n, max(0.0, 1 - contrast), 1 + contrast, gen, dev)
+    s = _uniform(n, max(0.0, 1 - saturation), 1 + saturation, gen, dev)
+    hshift = _uniform(n, -hue, hue, gen, dev)
+    color = x.shape[1] == 3
+    for op in order:
+        if op == 0 and brightness > 0:
+            x = _blend(x, torch.zeros_like(x), b)
+        elif op == 1 and contrast > 0:
+            x = _blend(x, _grayscale(x).mean(dim=(1, 2, 3), keepdim=True), c)
+        elif op == 2 and saturation > 0 and color:
+            x = _blend(x, _grayscale(x), s)
+        elif op == 3 and hue > 0 and color:
+            x = adjust_hue(x, hshift)
+    return x
+
+
+def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate image i about its centre by degrees[i]; nearest interpolation, zero fill (as torchvision)."""
+    angle = degrees.to(x.dtype) * (math.pi / 180.0)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    theta = torch.stack((torch.stack((cos, -sin, zero), 1), torch.stack((sin, cos, zero), 1)), 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def random_rotate(x: torch.Tensor, degrees: float, gen: torch.Generator) -> torch.Tensor:
+    """RandomRotation(degrees): an angle from [-degrees, degrees] per image."""
+    if degrees <= 0:
+        return x
+    return rotate(x, _uniform(x.shape[0], -degrees, degrees, gen, x.device))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """The training-time pipeline: uint8 batch in, float batch in [0, 1] out (normalise after)."""
+
+    ops: tuple[str, ...] = SEED000_AUGMENT
+    padding: int = 4
+    degrees: float = 15.0
+    jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)
+
+    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # integer-exact ops first, on uint8 (cheaper), in seed 000's order: crop, flip, jitter, rotate
+        if "crop" in self.ops:
+            images = random_crop(images, self.padding, gen)
+        if "flip" in self.ops:
+            images = random_flip(images, gen)
+        x = to_unit_float(images)
+        if "jitter" in self.ops:
+            x = color_jitter(x, *self.jitter, gen)
+        if "rotate" in self.ops:
+            x = random_rotate(x, self.degrees, gen)
+        return x
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [0, 1] (what ToTensor does)."""
+    return images.to(torch.float32).div_(255.0)
+
+
+class Normalize:
+    """(x - mean) / std per channel, with the constants kept on the data's device."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean).mul_(self.inv_std)

@@ -1,0 +1,26 @@
+"""`ablate plan STUDY`: the arms, the trial count and a cost estimate, before anything trains."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..plan import plan_frame, plan_summary
+from ..spec import load_study
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="list a study's arms, trial count and estimated cost (no training)")
+    p.add_argument("study", help="study file (studies/*.yaml)")
+    p.add_argument("--no-timing", action="store_true", help="skip the measured training-step time")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    study = load_study(args.study)
+    frame = plan_frame(study, timing=not args.no_timing)
+    print(f"# {study.name}: {study.description}".rstrip(": "))
+    print(frame.to_markdown(index=False, floatfmt=".4g"))
+    print()
+    for line in plan_summary(study, frame):
+        print(line)
+    return 0

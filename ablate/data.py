@@ -1,0 +1,669 @@
+"""Datasets -> device-resident uint8 tensors, with deterministic subsets and a validation split.
+
+Why tensors and not a DataLoader: the datasets this harness uses fit in memory (CIFAR-10's
+training set is 150 MB as uint8), so keeping them on the training device and doing shuffling,
+batching and augmentation as batched tensor ops (see augment.py) removes per-image Python and PIL
+work from the hot loop; airbench shows this is the main speed lever on a GPU.
+
+Where data lives: `--data-dir`, else $ABLATE_DATA, else ./data. Named datasets are read from the
+files torchvision downloads (`ablate data fetch NAME`); Fashion-MNIST can also be prepared offline
+from Debian's `dataset-fashion-mnist` package. CIFAR and SVHN are read by this module's own readers
+of their public formats, because torchvision re-checks the md5 of every file on load, which only
+the official files pass; MNIST-style idx files are read through torchvision itself.
+
+Splits: `train_size` draws that many images from the training split (class proportions kept),
+`val_fraction` of those become the validation split (stratified), and `test_size` subsets the
+test split. All three are functions of `split_seed` only. Tuning reads the validation split; the
+test split is for final numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import shutil
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import AUGMENTATIONS, SEED000_AUGMENT, Augment
+from .errors import AblateError, did_you_mean
+
+DATA_ENV = "ABLATE_DATA"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+RESIZE_MODES = ("pad", "bilinear")
+IMAGEFOLDER = "imagefolder:"
+IMAGEFOLDER_TEST_FRACTION = 0.2  # carved (with seed 0, so it never moves) when a folder has no train/test
+MIN_INPUT_SIZE = 8
+
+# ---------------------------------------------------------------------------------------------
+# typed configs from plain mappings (YAML, JSON, CLI): one checker shared by every config class
+# ---------------------------------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+def _accepts(value: Any, hint: Any) -> bool:
+    """Is `value` of the simple type `hint` (int, float, bool, str, X | None, tuple[...])?"""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_accepts(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("NoneType", "None")
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Friendly conversions for values from YAML/JSON/CLI: lists -> tuples, '1e-3' -> 1e-3, 1 -> 1.0."""
+    if isinstance(value, list):
+        return tuple(value)
+    wants_float = hint is float or (get_origin(hint) in (Union, types.UnionType) and float in get_args(hint))
+    if wants_float and isinstance(value, str):
+        try:
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            return value
+    if wants_float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_types(obj: Any) -> None:
+    """Raise AblateError naming the first dataclass field whose value has the wrong type."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _accepts(value, hints[f.name]):
+            raise AblateError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}.")
+
+
+def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:
+    """Build frozen config dataclass `cls` from a mapping; every mistake names `where` and the key."""
+    prefix = f"{where or cls.__name__}: "
+    if not isinstance(d, Mapping):
+        raise AblateError(f"{prefix}expected a mapping of {cls.__name__} settings, got {type(d).__name__}.")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    for key in d:
+        if key not in names:
+            raise AblateError(f"{prefix}unknown key {key!r}{did_you_mean(str(key), names)}; allowed: {', '.join(names)}.")
+    try:
+        return cls(**{k: _coerce(v, hints[k]) for k, v in d.items()})
+    except AblateError as err:
+        raise AblateError(f"{prefix}{err}") from None
+
+
+def check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise AblateError(f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}.")
+
+
+def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """`value` (when not None) must lie in the interval; the message spells the interval out."""
+    if value is None:
+        return
+    bad = (low is not None and (value <= low if low_open else value < low)) or (
+        high is not None and (value >= high if high_open else value > high))
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise AblateError(f"{key} must be {' and '.join(s for s in (lo, hi) if s)}, got {value!r}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the dataset side of a recipe
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, how much of it, how it is split and augmented. Simple types only (YAML-able)."""
+
+    name: str = "cifar10"  # a name from SOURCES, or 'imagefolder:<path>'
+    train_size: int | None = None  # images drawn from the training split (validation included); None: all
+    test_size: int | None = None  # images drawn from the test split; None: all
+    val_fraction: float = 0.1  # share of the drawn training images held out for validation
+    split_seed: int = 0  # fixes the subsets and the validation split, independent of the run seed
+    augment: tuple[str, ...] = SEED000_AUGMENT  # any of AUGMENTATIONS; () for none
+    crop_padding: int = 4
+    rotate_degrees: float = 15.0
+    jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)  # brightness, contrast, saturation, hue
+    input_size: int | None = None  # pad (or resize) every image to this square size; None: native
+    resize: str = "pad"  # how to reach input_size: 'pad' (zeros, centred) or 'bilinear'
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        if not self.name.startswith(IMAGEFOLDER) or self.name == IMAGEFOLDER:
+            check_choice("name", self.name, [*SOURCES, f"{IMAGEFOLDER}<path>"])
+        check_range("train_size", self.train_size, 1)
+        check_range("test_size", self.test_size, 1)
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        check_range("split_seed", self.split_seed, 0)
+        for op in self.augment:
+            check_choice("augment", op, AUGMENTATIONS)
+        if len(set(self.augment)) != len(self.augment):
+            raise AblateError(f"augment lists an operation twice: {list(self.augment)}.")
+        check_range("crop_padding", self.crop_padding, 0)
+        check_range("rotate_degrees", self.rotate_degrees, 0.0, 180.0)
+        for key, value in zip(("brightness", "contrast", "saturation"), self.jitter[:3]):
+            check_range(f"jitter {key}", value, 0.0, 1.0)
+        check_range("jitter hue", self.jitter[3], 0.0, 0.5)
+        check_range("input_size", self.input_size, MIN_INPUT_SIZE)
+        check_choice("resize", self.resize, RESIZE_MODES)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> DataConfig:
+        return config_from_dict(cls, d, where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def augmentation(self) -> Augment:
+        return Augment(self.augment, self.crop_padding, self.rotate_degrees, self.jitter)
+
+
+# ---------------------------------------------------------------------------------------------
+# what load_data returns
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class DataMeta:
+    """What a model and a report need to know about the data."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    sizes: tuple[int, int, int]  # train, val, test images
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Data:
+    config: DataConfig
+    meta: DataMeta
+    train: Split
+    val: Split | None
+    test: Split
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.images.device
+
+    def split(self, name: str) -> Split:
+        """'val' or 'test'; asking for 'val' without a validation split is a user error."""
+        check_choice("eval split", name, ("val", "test"))
+        if name == "val":
+            if self.val is None:
+                raise AblateError("evaluation on 'val' needs a validation split: set val_fraction > 0.")
+            return self.val
+        return self.test
+
+    def to(self, device: torch.device | str) -> Data:
+        if torch.device(device) == self.device:
+            return self
+        val = self.val.to(device) if self.val is not None else None
+        return replace(self, train=self.train.to(device), val=val, test=self.test.to(device))
+
+
+# ---------------------------------------------------------------------------------------------
+# readers: one per on-disk format, each returning the full train and test splits as uint8 NCHW
+# ---------------------------------------------------------------------------------------------
+
+
+class Raw(NamedTuple):
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: tuple[str, ...]
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allow only what they hold (dicts, lists, str, numpy arrays)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            try:
+                from numpy._core.multiarray import _reconstruct  # numpy >= 2
+            except ImportError:  # pragma: no cover - numpy 1.x
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a CIFAR batch file")
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return _ArrayUnpickler(f, encoding="latin1").load()
+
+
+def _read_cifar_batches(folder: Path, names: Sequence[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for name in names:
+        entry = _unpickle(folder / name)
+        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(entry[label_key])
+    return torch.from_numpy(np.concatenate(xs)), torch.tensor(ys, dtype=torch.int64)
+
+
+def _read_cifar(root: Path, folder: str, train: Sequence[str], test: Sequence[str], meta: str,
+                names_key: str, label_key: str) -> Raw:
+    """CIFAR-10/100 python batches: dicts with 'data' (N x 3072 uint8, channel-major) and labels."""
+    base = root / folder
+    train_x, train_y = _read_cifar_batches(base, train, label_key)
+    test_x, test_y = _read_cifar_batches(base, test, label_key)
+    return Raw(train_x, train_y, test_x, test_y, tuple(_unpickle(base / meta)[names_key]))
+
+
+def _read_idx(root: Path, tv_class: str) -> Raw:
+    """MNIST-style idx files under <root>/<tv_class>/raw, through torchvision (no md5 on load)."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, tv_class)
+    train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
+    return Raw(train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long(),
+               tuple(train.classes))
+
+
+def _read_svhn(root: Path) -> Raw:
+    """SVHN cropped digits: .mat files with X (32, 32, 3, N) and y in 1..10, where 10 means 0."""
+    from scipy.io import loadmat
+
+    def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        mat = loadmat(root / "svhn" / f"{name}_32x32.mat")
+        x = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1)), dtype=np.uint8)
+        return torch.from_numpy(x), torch.from_numpy(mat["y"].astype(np.int64).ravel() % 10)
+
+    (train_x, train_y), (test_x, test_y) = split("train"), split("test")
+    return Raw(train_x, train_y, test_x, test_y, tuple(str(d) for d in range(10)))
+
+
+def _read_synthetic(root: Path, n_train: int = 5000, n_test: int = 1000, classes: int = 10, size: int = 32) -> Raw:
+    """Procedural CIFAR-shaped data: each class is a smooth colour pattern, each image a shifted,
+    noisy copy. Learnable in one epoch, identical on every machine (fixed generator), no files."""
+    gen = torch.Generator().manual_seed(20240601)
+    protos = F.interpolate(torch.rand(classes, 3, 4, 4, generator=gen), size=(size, size), mode="bicubic",
+                           align_corners=False).clamp(0, 1) * 255
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(n) % classes
+        y = y[torch.randperm(n, generator=gen)]
+        shift = torch.randint(-3, 4, (n, 2), generator=gen)
+        x = torch.stack([protos[c].roll((int(dy), int(dx)), (1, 2)) for c, (dy, dx) in zip(y.tolist(), shift)])
+        x = x + 40.0 * torch.randn(x.shape, generator=gen)
+        return x.clamp(0, 255).round().to(torch.uint8), y
+
+    (train_x, train_y), (test_x, test_y) = make(n_train), make(n_test)
+    return Raw(train_x, train_y, test_x, test_y, tuple(f"class{c}" for c in range(classes)))
+
+
+def _decode_folder(folder: Path, size: int | None, resize: str) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """Decode every image of a class-subfolder tree once (PIL, at load time, not per step)."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+
+    tree = tvd.ImageFolder(str(folder))
+    if not tree.samples:
+        raise AblateError(f"imagefolder {folder} has no images in class subfolders.")
+    images, shapes = [], set()
+    for path, _ in tree.samples:
+        with Image.open(path) as im:
+            x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        shapes.add(tuple(x.shape[1:]))
+        images.append(fit_size(x[None], size, resize)[0] if size else x)
+    if size is None and len(shapes) > 1:
+        raise AblateError(f"imagefolder {folder}: images have different sizes {sorted(shapes)[:3]}...; "
+                          f"set input_size (and resize) so they can be batched.")
+    return torch.stack(images), torch.tensor(tree.targets, dtype=torch.int64), tuple(tree.classes)
+
+
+def _read_imagefolder(path: Path, size: int | None, resize: str, root: Path) -> Raw:
+    """`path/train` + `path/test` when both exist, else one tree with a fixed test split carved off."""
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train_x, train_y, classes = _decode_folder(path / "train", size, resize)
+        test_x, test_y, test_classes = _decode_folder(path / "test", size, resize)
+        if test_classes != classes:
+            raise AblateError(f"imagefolder {path}: train and test have different class folders.")
+        return Raw(train_x, train_y, test_x, test_y, classes)
+    x, y, classes = _decode_folder(path, size, resize)
+    n_test = max(1, round(len(y) * IMAGEFOLDER_TEST_FRACTION))
+    test, train = stratified_split(y, n_test, torch.Generator().manual_seed(0))
+    return Raw(x[train], y[train], x[test], y[test], classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# fetchers
+# ---------------------------------------------------------------------------------------------
+
+
+def _download_torchvision(root: Path, tv_class: str, subdir: str = "", **splits: Any) -> None:
+    """Let torchvision download (and md5-check) a dataset; `splits` are its constructor arguments."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, tv_class)
+    target = root / subdir if subdir else root
+    for kwargs in splits.values():
+        cls(str(target), download=True, **kwargs)
+
+
+def _copy_idx(source_dir: Path, raw_dir: Path, names: Sequence[str]) -> None:
+    """Decompress `<name>.gz` (or copy `<name>`) from `source_dir` into torchvision's raw folder."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        gz, plain, dest = source_dir / f"{name}.gz", source_dir / name, raw_dir / name
+        tmp = dest.with_suffix(".part")
+        if gz.is_file():
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+        else:
+            shutil.copyfile(plain, tmp)
+        os.replace(tmp, dest)
+
+
+def _has_idx(source_dir: Path, names: Sequence[str]) -> bool:
+    return all((source_dir / f"{n}.gz").is_file() or (source_dir / n).is_file() for n in names)
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------------
+
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+@dataclass(frozen=True)
+class Source:
+    """How one dataset is found, read and fetched."""
+
+    name: str
+    folder: str | None  # under the data root (absolute for imagefolder); None: generated, nothing on disk
+    files: tuple[str, ...]  # under folder; all present means ready to read
+    read: Callable[[Path], Raw]  # gets the data root
+    download: Callable[[Path], None] | None  # gets the data root
+    mean: tuple[float, ...] | None  # None: computed from the training images
+    std: tuple[float, ...] | None
+    how_to_get: str
+    local_copy: Path | None = None  # a folder of idx(.gz) files a system package installs
+
+    def path(self, root: Path) -> Path:
+        return root / self.folder if self.folder is not None else root
+
+    def present(self, root: Path) -> bool:
+        if self.folder is None:
+            return True
+        base = self.path(root)
+        return base.is_dir() and all((base / f).is_file() for f in self.files)
+
+
+def _fetch_hint(name: str, extra: str = "") -> str:
+    return f"Get it with `ablate data fetch {name}` (downloads through torchvision; needs internet){extra}."
+
+
+SOURCES: Mapping[str, Source] = MappingProxyType(
+    {
+        "cifar10": Source(
+            "cifar10", "cifar-10-batches-py", (*_CIFAR10_TRAIN, "test_batch", "batches.meta"),
+            partial(_read_cifar, folder="cifar-10-batches-py", train=_CIFAR10_TRAIN, test=("test_batch",),
+                    meta="batches.meta", names_key="label_names", label_key="labels"),
+            partial(_download_torchvision, tv_class="CIFAR10", train={"train": True}),
+            (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),  # seed 000's constants
+            _fetch_hint("cifar10", ", or unpack cifar-10-python.tar.gz into the data root"),
+        ),
+        "cifar100": Source(
+            "cifar100", "cifar-100-python", ("train", "test", "meta"),
+            partial(_read_cifar, folder="cifar-100-python", train=("train",), test=("test",), meta="meta",
+                    names_key="fine_label_names", label_key="fine_labels"),
+            partial(_download_torchvision, tv_class="CIFAR100", train={"train": True}),
+            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+            _fetch_hint("cifar100", ", or unpack cifar-100-python.tar.gz into the data root"),
+        ),
+        "svhn": Source(
+            "svhn", "svhn", ("train_32x32.mat", "test_32x32.mat"), _read_svhn,
+            partial(_download_torchvision, tv_class="SVHN", subdir="svhn", train={"split": "train"},
+                    test={"split": "test"}),
+            (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+            _fetch_hint("svhn"),
+        ),
+        "mnist": Source(
+            "mnist", "MNIST/raw", _IDX_FILES, partial(_read_idx, tv_class="MNIST"),
+            partial(_download_torchvision, tv_class="MNIST", train={"train": True}),
+            (0.1307,), (0.3081,),
+            _fetch_hint("mnist", ", or `ablate data fetch mnist --from DIR` with its four idx(.gz) files"),
+        ),
+        "fashion-mnist": Source(
+            "fashion-mnist", "FashionMNIST/raw", _IDX_FILES, partial(_read_idx, tv_class="FashionMNIST"),
+            partial(_download_torchvision, tv_class="FashionMNIST", train={"train": True}),
+            (0.2860,), (0.3530,),
+            "Get it with `make data` or `ablate data fetch fashion-mnist`: offline it is prepared from "
+            f"Debian's package (`apt-get install dataset-fashion-mnist`, files in {DEBIAN_FASHION_MNIST}), "
+            "online it downloads through torchvision",
+            local_copy=DEBIAN_FASHION_MNIST,
+        ),
+        "synthetic": Source(
+            "synthetic", None, (), _read_synthetic, None, None, None,
+            "Generated on the fly (10 classes, 3x32x32, 5000 train / 1000 test); nothing to fetch.",
+        ),
+    }
+)
+
+
+def list_datasets() -> list[str]:
+    return list(SOURCES)
+
+
+def get_source(name: str, input_size: int | None = None, resize: str = "pad") -> Source:
+    """The Source for a dataset name; `imagefolder:<path>` decodes at `input_size` when given."""
+    if name.startswith(IMAGEFOLDER) and name != IMAGEFOLDER:
+        path = Path(name[len(IMAGEFOLDER):]).expanduser().resolve()
+        return Source(name, str(path), (), partial(_read_imagefolder, path, input_size, resize), None, None, None,
+                      f"Point imagefolder: at a folder of class subfolders (optionally split into train/ and test/); "
+                      f"{path} is not a folder.")
+    check_choice("dataset", name, [*SOURCES, f"{IMAGEFOLDER}<path>"])
+    return SOURCES[name]
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """--data-dir, else $ABLATE_DATA, else ./data."""
+    return Path(root if root is not None else os.environ.get(DATA_ENV) or "data").expanduser()
+
+
+def _missing(source: Source, root: Path) -> AblateError:
+    return AblateError(
+        f"dataset {source.name!r} is not in {source.path(root)} (data root {root}: --data-dir, else ${DATA_ENV}, "
+        f"else ./data). {source.how_to_get}"
+    )
+
+
+def fetch(name: str, root: str | Path | None = None, *, local_copy: str | Path | None = None) -> Path:
+    """Make dataset `name` present under the data root and return its folder.
+
+    Order: already there; a local copy of idx files (`local_copy`, else the Source's, e.g. Debian's
+    Fashion-MNIST); a torchvision download. Failure is an AblateError saying how to get it.
+    """
+    source, base = get_source(name), data_root(root)
+    if source.present(base):
+        return source.path(base)
+    copy_from = Path(local_copy) if local_copy is not None else source.local_copy
+    if local_copy is not None and source.files != _IDX_FILES:
+        raise AblateError(f"--from works for the idx-file datasets (mnist, fashion-mnist), not {name!r}.")
+    if copy_from is not None and _has_idx(copy_from, source.files):
+        _copy_idx(copy_from, source.path(base), source.files)
+    elif local_copy is not None:
+        raise AblateError(f"{local_copy} lacks some of {', '.join(f + '[.gz]' for f in source.files)}.")
+    elif source.download is None:
+        raise _missing(source, base)
+    else:
+        try:
+            source.download(base)
+        except Exception as err:  # torchvision raises RuntimeError/URLError/OSError when offline
+            raise AblateError(f"could not download {name!r} into {base}: {err}. {source.how_to_get}") from None
+    if not source.present(base):
+        raise _missing(source, base)
+    return source.path(base)
+
+
+# ---------------------------------------------------------------------------------------------
+# subsets, splits, sizes, statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def stratified_split(labels: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick `n` indexes keeping class proportions (largest-remainder rounding); return (picked, rest),
+    each sorted. Deterministic for a given generator state."""
+    classes, counts = labels.unique(return_counts=True)
+    exact = counts.double() * n / len(labels)
+    quota = exact.floor().long()
+    short = n - int(quota.sum())
+    if short:
+        quota[torch.argsort(quota.double() - exact, stable=True)[:short]] += 1
+    picked, rest = [], []
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        idx = (labels == c).nonzero().squeeze(1)
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        picked.append(idx[:q])
+        rest.append(idx[q:])
+    return torch.cat(picked).sort().values, torch.cat(rest).sort().values
+
+
+def _subset(labels: torch.Tensor, size: int | None, key: str, gen: torch.Generator) -> torch.Tensor:
+    n, k = len(labels), int(labels.unique().numel())
+    if size is None or size == n:
+        return torch.arange(n)
+    if not k <= size <= n:
+        raise AblateError(f"{key} must be between {k} (one image per class) and {n} (all), got {size}.")
+    return stratified_split(labels, size, gen)[0]
+
+
+def fit_size(images: torch.Tensor, size: int | None, mode: str = "pad") -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, C, size, size): zero padding (centred) or bilinear resampling."""
+    h, w = images.shape[-2:]
+    if size is None or (h, w) == (size, size):
+        return images
+    if mode == "pad":
+        if h > size or w > size:
+            raise AblateError(f"cannot pad {h}x{w} images down to input_size {size}; use resize 'bilinear'.")
+        top, left = (size - h) // 2, (size - w) // 2
+        return F.pad(images, (left, size - w - left, top, size - h - top))
+    out = [
+        F.interpolate(chunk.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        .round_().clamp_(0, 255).to(torch.uint8)
+        for chunk in images.split(4096)
+    ]
+    return torch.cat(out)
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, scaled to [0, 1] (float64 sums, in chunks)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(4096):
+        x = chunk.to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# the one entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(config: DataConfig, root: str | Path | None = None, device: torch.device | str = "cpu", *,
+              fetch_missing: bool = False) -> Data:
+    """Read, subset, split, size and move a dataset to `device`, as uint8 tensors.
+
+    `fetch_missing=True` runs `fetch` when the files are absent (the CLI does; a study may prefer
+    to fail fast). Everything random here depends on `config.split_seed` only.
+    """
+    source, base = get_source(config.name, config.input_size, config.resize), data_root(root)
+    if not source.present(base):
+        if not fetch_missing or (source.download is None and source.local_copy is None):
+            raise _missing(source, base)
+        fetch(config.name, base)
+    raw = source.read(base)
+    gen = torch.Generator().manual_seed(config.split_seed)
+    drawn = _subset(raw.train_y, config.train_size, "train_size", gen)
+    n_val = round(len(drawn) * config.val_fraction)
+    if config.val_fraction > 0 and not 1 <= n_val < len(drawn):
+        raise AblateError(f"val_fraction {config.val_fraction} of {len(drawn)} training images leaves "
+                          f"{n_val} for validation; use more images or another fraction.")
+    val_pos, fit_pos = stratified_split(raw.train_y[drawn], n_val, gen) if n_val else (None, torch.arange(len(drawn)))
+    test_idx = _subset(raw.test_y, config.test_size, "test_size", gen)
+    size = config.input_size or int(max(raw.train_x.shape[-2:]))
+
+    def split(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Split:
+        return Split(fit_size(x[idx], size, config.resize).contiguous(), y[idx].clone()).to(device)
+
+    train = split(raw.train_x, raw.train_y, drawn[fit_pos])
+    val = split(raw.train_x, raw.train_y, drawn[val_pos]) if val_pos is not None else None
+    test = split(raw.test_x, raw.test_y, test_idx)
+    if source.mean is not None and source.std is not None:
+        mean, std = source.mean, source.std
+    else:
+        mean, std = channel_stats(train.images.cpu())
+    meta = DataMeta(
+        name=config.name,
+        num_classes=len(raw.classes),
+        in_channels=int(raw.train_x.shape[1]),
+        input_size=size,
+        mean=tuple(mean),
+        std=tuple(std),
+        classes=raw.classes,
+        sizes=(len(train), len(val) if val is not None else 0, len(test)),
+    )
+    return Data(config, meta, train, val, test)
+
+
+def dataset_status(root: str | Path | None = None) -> list[tuple[str, bool, str, str]]:
+    """(name, present, folder, how to get it) for every named dataset, for `ablate data list`."""
+    base = data_root(root)
+    return [(s.name, s.present(base), str(s.path(base)) if s.folder else "-", s.how_to_get) for s in SOURCES.values()]

@@ -1,0 +1,368 @@
+"""Run a study: profile every arm once, tune hyperparameters, train every arm x seed, resumably.
+
+Each phase is an Optuna study in the study's storage, named `<study>/profile`, `<study>/tune/<group>`
+and `<study>/final`. Storage is the ledger: re-running the same command continues where it stopped,
+and the report is regenerated from storage alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import Trial, TrialState
+
+from .arms import Arm
+from .data import load_data
+from .errors import AblateError
+from .measure import profile_model
+from .models import build_model
+from .spec import Param, Study
+from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_id
+from .train import NonFiniteLossError, Recipe, train
+from .workqueue import ItemFailed, counts, run_items, wait_until_idle
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PHASES = ("profile", "tune", "final")
+
+
+def phase_name(study: Study, phase: str, group: str | None = None) -> str:
+    return f"{study.name}/{phase}" + (f"/{group}" if group else "")
+
+
+# ---------------------------------------------------------------- guards
+
+
+def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_changed_spec: bool) -> optuna.Study:
+    """Refuse to mix results: another file with this name, or this file changed since trials ran."""
+    final = optuna.create_study(
+        study_name=phase_name(study, "final"), storage=storage, direction="maximize", load_if_exists=True
+    )
+    attrs = final.user_attrs
+    path = str(study.path.resolve())
+    if "fingerprint" not in attrs:
+        final.set_user_attr("study_file", path)
+        final.set_user_attr("fingerprint", study.fingerprint)
+        final.set_user_attr("fingerprints", [study.fingerprint])
+        final.set_user_attr("spec", json.loads(json.dumps(study.document, default=str)))
+        return final
+    if attrs["fingerprint"] == study.fingerprint:
+        return final
+    if attrs.get("study_file") != path and not allow_changed_spec:
+        raise AblateError(
+            f"{study.path}: storage {mask_url(study.storage)} already holds a study named {study.name!r} made from "
+            f"another file ({attrs.get('study_file')}) with different contents; rename this study (key 'name') or "
+            "use another storage, so results are not mixed."
+        )
+    if not allow_changed_spec:
+        raise AblateError(
+            f"{study.path}: the study file changed since its trials ran (fingerprint {attrs['fingerprint']} -> "
+            f"{study.fingerprint}); re-run with --allow-changed-spec to continue (the report will say which trials "
+            "came from which version), or give the changed study a new name."
+        )
+    history = list(attrs.get("fingerprints", [attrs["fingerprint"]]))
+    final.set_user_attr("fingerprints", history + [study.fingerprint])
+    final.set_user_attr("fingerprint", study.fingerprint)
+    final.set_user_attr("spec", json.loads(json.dumps(study.document, default=str)))
+    return final
+
+
+# ---------------------------------------------------------------- tuning
+
+
+def tuning_groups(study: Study) -> dict[str, Arm]:
+    """group name -> the arm tuned for it, by scope."""
+    scope = study.tuning.scope
+    groups: dict[str, Arm] = {}
+    for arm in study.arms:
+        key = {"per_arm": arm.id, "baseline": f"{arm.backbone.label}/none", "per_attention": f"{arm.backbone.label}/{arm.attention}"}[scope]
+        if scope == "baseline":
+            groups.setdefault(key, study.baselines[arm.backbone.label])
+        else:
+            groups.setdefault(key, arm)
+    return groups
+
+
+def group_of(study: Study, arm: Arm) -> str:
+    scope = study.tuning.scope
+    if scope == "per_arm":
+        return arm.id
+    return f"{arm.backbone.label}/" + ("none" if scope == "baseline" else arm.attention)
+
+
+def suggest(trial: Trial, space: tuple[Param, ...]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for p in space:
+        if p.choices is not None:
+            params[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+        elif p.integer:
+            params[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
+        else:
+            params[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)
+    return params
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> dict[str, Any]:
+    """Best completed tuning trial's params for `arm`'s group ({} when tuning is off)."""
+    if not study.tuning.enabled:
+        return {}
+    tune = optuna.load_study(study_name=phase_name(study, "tune", group_of(study, arm)), storage=storage)
+    complete = [t for t in tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not complete:
+        raise AblateError(f"tuning of {group_of(study, arm)!r} has no completed trial; see `ablate status`.")
+    return dict(max(complete, key=lambda t: t.value).params)
+
+
+# ---------------------------------------------------------------- the runner
+
+
+@dataclass
+class Runner:
+    """One worker's view of a study: its storage, its data, and the three phases."""
+
+    study: Study
+    storage: optuna.storages.BaseStorage
+    retry_failed: bool = False
+    progress: bool = True
+    data_dir: str | None = None
+    _data: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.study.runtime.resolve_device()
+
+    def data(self) -> Any:
+        if self._data is None:
+            self._data = load_data(self.study.dataset, self.device, data_dir=self.data_dir)
+        return self._data
+
+    def build(self, arm: Arm) -> torch.nn.Module:
+        meta = self.data().meta
+        return build_model(
+            **arm.build_kwargs(),
+            num_classes=meta.num_classes,
+            in_channels=meta.in_channels,
+            input_size=meta.input_size,
+        )
+
+    def input_shape(self) -> tuple[int, int, int]:
+        meta = self.data().meta
+        return (meta.in_channels, meta.input_size, meta.input_size)
+
+    # -- phase 1: cost, once per arm
+    def profile(self) -> None:
+        ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
+        items = [{"arm": a.id} for a in self.study.arms]
+        arms = {a.id: a for a in self.study.arms}
+        m = self.study.measure
+        device = self.device if m.device == "auto" else torch.device(m.device)
+
+        def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
+            arm = arms[item["arm"]]
+            row = profile_model(self.build(arm), self.input_shape(), device=device, batch_sizes=m.batch_sizes,
+                                min_run_time=m.min_run_time)
+            row["device_name"] = device_name(device)
+            return float(row["params"]), {"cost": _jsonable(row), **arm.factors()}
+
+        run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("profile"))
+
+    # -- phase 2: hyperparameters on the validation split
+    def tune(self) -> None:
+        if not self.study.tuning.enabled:
+            return
+        t = self.study.tuning
+        studies = []
+        for group, arm in tuning_groups(self.study).items():
+            ostudy = optuna.create_study(
+                study_name=phase_name(self.study, "tune", group),
+                storage=self.storage,
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=t.sampler_seed),
+                pruner=make_pruner(t.pruner),
+                load_if_exists=True,
+            )
+            studies.append(ostudy)
+            reap_dead_trials(ostudy)
+            done = len(ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            if done >= t.n_trials:
+                continue
+            self._say(f"tune {group}: {done}/{t.n_trials} trials done")
+            ostudy.optimize(
+                self._tune_objective(arm),
+                callbacks=[optuna.study.MaxTrialsCallback(t.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+                catch=(NonFiniteLossError,),
+            )
+        wait_until_idle(studies)
+
+    def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
+        def objective(trial: Trial) -> float:
+            trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id())
+            params = suggest(trial, self.study.tuning.space)
+            recipe = dataclasses.replace(self.study.recipe, epochs=self.study.tuning.epochs, **params)
+
+            def report(epoch: int, metrics: dict[str, Any]) -> bool:
+                trial.report(metrics["eval_acc"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+                return False
+
+            result = train(self.build(arm), self.data(), recipe, runtime=self.study.runtime,
+                           seed=self.study.seeds[0], eval_split="val", on_epoch_end=report, progress=False)
+            trial.set_user_attr("arm", arm.id)
+            return float(result.best_eval_acc)
+
+        return objective
+
+    # -- phase 3: every arm x seed on the test split
+    def final(self) -> None:
+        ostudy = optuna.create_study(study_name=phase_name(self.study, "final"), storage=self.storage,
+                                     direction="maximize", load_if_exists=True)
+        profile = optuna.load_study(study_name=phase_name(self.study, "profile"), storage=self.storage)
+        costs = {t.user_attrs.get("arm"): t.user_attrs.get("cost", {}) for t in profile.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,))}
+        arms = {a.id: a for a in self.study.arms}
+        items = [{"arm": a.id, "seed": s} for a in self.study.arms for s in self.study.seeds]
+        ckpt_dir = self.study.run_dir / "checkpoints"
+
+        def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
+            arm = arms[item["arm"]]
+            params = tuned_params(self.study, self.storage, arm)
+            recipe = dataclasses.replace(self.study.recipe, **params)
+            ckpt = ckpt_dir / f"trial{trial.number:05d}.pt"
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                result = train(self.build(arm), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
+                               eval_split="test", checkpoint_path=ckpt, progress=self.progress)
+            except NonFiniteLossError as err:
+                raise ItemFailed(f"non-finite loss: {err}") from None
+            except torch.OutOfMemoryError as err:
+                raise ItemFailed(f"out of memory: {str(err).splitlines()[0]}") from None
+            attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
+                     "hyperparameters": _jsonable(params), "recipe": _jsonable(dataclasses.asdict(recipe)),
+                     "checkpoint": str(ckpt), "cost": costs.get(arm.id, {}), **_jsonable(result.as_dict())}
+            return float(result.final_eval_acc), attrs
+
+        run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"))
+
+    def _say(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
+
+    def _echo(self, phase: str) -> Callable[[dict, str], None]:
+        def echo(item: dict, outcome: str) -> None:
+            self._say(f"[{phase}] {outcome}: {' '.join(f'{k}={v}' for k, v in item.items())}")
+
+        return echo
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def run_study(
+    study: Study,
+    *,
+    workers: int = 1,
+    allow_changed_spec: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    data_dir: str | None = None,
+    phases: tuple[str, ...] = PHASES,
+) -> None:
+    """The whole study in this process (workers=1) or in N local worker processes."""
+    storage = open_storage(study.storage)
+    guard_identity(study, storage, allow_changed_spec)
+    runner = Runner(study, storage, retry_failed=retry_failed, progress=progress, data_dir=data_dir)
+    if "profile" in phases:
+        runner.profile()  # before workers start, so timings are not taken on a loaded machine
+    rest = tuple(p for p in phases if p != "profile")
+    if workers <= 1:
+        if "tune" in rest:
+            runner.tune()
+        if "final" in rest:
+            runner.final()
+        return
+    spawn_workers(study, workers, rest, allow_changed_spec, retry_failed, data_dir)
+
+
+def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_changed_spec: bool,
+                  retry_failed: bool, data_dir: str | None) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    cmd = [sys.executable, "-m", "ablate", "run", str(study.path), "--storage", study.storage,
+           "--phases", ",".join(phases), "--quiet", "--threads", str(threads)]
+    if allow_changed_spec:
+        cmd.append("--allow-changed-spec")
+    if retry_failed:
+        cmd.append("--retry-failed")
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    if any(codes):
+        raise AblateError(f"{sum(1 for c in codes if c)} of {workers} workers failed (exit codes {codes}); "
+                          "re-run the same command to resume.")
+
+
+def status_frame(study: Study) -> pd.DataFrame:
+    """Per phase: trials complete / running / failed / pruned / waiting, and work items left."""
+    storage = open_storage(study.storage)
+    names = {s.study_name for s in optuna.get_all_studies(storage=storage)}
+    rows = []
+    items = {"profile": [{"arm": a.id} for a in study.arms],
+             "final": [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds]}
+    wanted = [phase_name(study, "profile")]
+    if study.tuning.enabled:
+        wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]
+    wanted.append(phase_name(study, "final"))
+    for name in wanted:
+        row: dict[str, Any] = {"phase": name}
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False) if name in names else []
+        for state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED, TrialState.WAITING):
+            row[state.name.lower()] = sum(t.state == state for t in trials)
+        phase = name.split("/")[1]
+        if phase in items:
+            row["items"] = len(items[phase])
+            row["items_left"] = counts(optuna.load_study(study_name=name, storage=storage), items[phase],
+                                       list(items[phase][0])).todo if name in names else len(items[phase])
+        else:
+            row["items"] = study.tuning.n_trials
+            row["items_left"] = max(0, study.tuning.n_trials - row["complete"] - row["pruned"])
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,151 @@
+"""Run a fixed list of work items (arm x seed) through one Optuna study, each exactly once.
+
+Optuna has no work queue, so ablate builds one from its primitives: a worker enqueues the next
+unclaimed item and immediately `ask()`s, which pops the oldest waiting trial atomically (RDB) -
+so every ask finds a waiting trial and items are never sampled. Two workers that pick the same item
+at the same moment both get a trial; the higher trial number sees the lower one and bows out as a
+FAIL marked `ablate:duplicate_of`, so each item *trains* once. Trials of dead workers are failed and
+their items re-run; trials that failed for a reason of their own (non-finite loss, out of memory)
+are recorded and not retried unless asked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from .storage import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, heartbeat, reap_dead_trials, worker_id
+
+DUPLICATE_ATTR = "ablate:duplicate_of"
+Item = Mapping[str, Any]
+
+
+class ItemFailed(Exception):
+    """Raised by a work function for a failure that belongs to the item (recorded, not retried)."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    complete: int
+    running: int
+    failed: int
+    todo: int
+
+
+def item_key(params: Mapping[str, Any], keys: Sequence[str]) -> tuple:
+    return tuple(params.get(k) for k in keys)
+
+
+def is_ignored(t: FrozenTrial, retry_failed: bool = False) -> bool:
+    """A trial that does not count for its item: duplicates, dead workers' trials, retried failures."""
+    if t.state == TrialState.FAIL:
+        return (
+            DUPLICATE_ATTR in t.user_attrs
+            or bool(t.user_attrs.get(RETRY_ATTR))
+            or FAIL_ATTR not in t.user_attrs  # failed by the heartbeat reaper
+            or retry_failed
+        )
+    return t.state == TrialState.PRUNED
+
+
+def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False) -> dict[tuple, FrozenTrial]:
+    """item key -> the trial that owns it (the lowest-numbered one that counts)."""
+    owners: dict[tuple, FrozenTrial] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if is_ignored(t, retry_failed):
+            continue
+        params = t.params or t.system_attrs.get("fixed_params", {})
+        owners.setdefault(item_key(params, keys), t)
+    return owners
+
+
+def counts(study: optuna.Study, items: Sequence[Item], keys: Sequence[str]) -> Counts:
+    owners = claimed(study, keys)
+    states = [owners[k].state for k in (item_key(i, keys) for i in items) if k in owners]
+    return Counts(
+        total=len(items),
+        complete=sum(s == TrialState.COMPLETE for s in states),
+        running=sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states),
+        failed=sum(s == TrialState.FAIL for s in states),
+        todo=len(items) - len(states),
+    )
+
+
+def run_items(
+    study: optuna.Study,
+    items: Sequence[Item],
+    work: Callable[[Trial, Item], tuple[float, dict[str, Any]]],
+    *,
+    retry_failed: bool = False,
+    on_item_done: Callable[[Item, str], None] | None = None,
+) -> int:
+    """Claim and run items until none is left unclaimed. Returns how many this worker completed.
+
+    `work(trial, item)` returns (objective value, user attrs); it raises ItemFailed for a failure
+    of the item itself. KeyboardInterrupt marks the trial retryable and propagates.
+    """
+    keys = list(items[0]) if items else []
+    distributions = {
+        k: CategoricalDistribution(list(dict.fromkeys(i[k] for i in items))) for k in keys
+    }
+    wanted = {item_key(i, keys): i for i in items}
+    me, done = worker_id(), 0
+    while True:
+        reap_dead_trials(study)
+        owners = claimed(study, keys, retry_failed)
+        todo = [i for k, i in wanted.items() if k not in owners]
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not todo and not waiting:
+            return done
+        if todo:
+            study.enqueue_trial(dict(todo[0]))
+        trial = study.ask(fixed_distributions=distributions)
+        study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
+        key = item_key(trial.params, keys)
+        owner = claimed(study, keys, retry_failed).get(key)
+        if key not in wanted or (owner is not None and owner.number != trial.number):
+            trial.set_user_attr(DUPLICATE_ATTR, owner.number if owner is not None else -1)
+            trial.set_user_attr(FAIL_ATTR, "duplicate claim: another worker owns this item")
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        item = wanted[key]
+        try:
+            with heartbeat(study._storage, trial._trial_id):
+                value, attrs = work(trial, item)
+        except ItemFailed as err:
+            trial.set_user_attr(FAIL_ATTR, str(err))
+            study.tell(trial, state=TrialState.FAIL)
+            if on_item_done:
+                on_item_done(item, "failed")
+            continue
+        except BaseException as err:  # interrupt or a bug: leave the item to be re-run
+            trial.set_user_attr(FAIL_ATTR, f"interrupted: {type(err).__name__}: {err}"[:500])
+            trial.set_user_attr(RETRY_ATTR, True)
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, value)
+        done += 1
+        if on_item_done:
+            on_item_done(item, "complete")
+
+
+def wait_until_idle(studies: Sequence[optuna.Study], poll_s: float = 3.0, timeout_s: float | None = None) -> None:
+    """Block until no study has RUNNING trials (other workers finishing a phase)."""
+    start = time.monotonic()
+    while True:
+        busy = False
+        for s in studies:
+            reap_dead_trials(s)
+            busy |= bool(s.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if not busy or (timeout_s is not None and time.monotonic() - start > timeout_s):
+            return
+        time.sleep(poll_s)

@@ -1,0 +1,46 @@
+"""Arm enumeration: counts on small grids, collapse rules, stable ids."""
+
+from __future__ import annotations
+
+from ablate.arms import BackboneChoice, enumerate_arms
+
+CNN, VGG = BackboneChoice("cnn"), BackboneChoice("vgg16")
+
+
+def test_none_once_per_backbone_and_factors_collapse() -> None:
+    arms = enumerate_arms([CNN, VGG], ["none", "se", "simam"], ["after_relu"], [8, 16, 32])
+    ids = [a.id for a in arms]
+    assert ids.count("cnn/none") == 1 and ids.count("vgg16/none") == 1
+    # se: 3 ratios; simam: no ratio -> 1; per backbone: 1 + 3 + 1
+    assert len(arms) == 2 * (1 + 3 + 1)
+    assert "cnn/simam/after_relu/s1-3" in ids
+
+
+def test_coinciding_positions_collapse_per_backbone() -> None:
+    positions = ["after_relu", "block_end", "every_conv", "after_pool"]
+    cnn = enumerate_arms([CNN], ["se"], positions, [16])
+    vgg = enumerate_arms([VGG], ["se"], positions, [16])
+    # 1-conv CNN blocks: after_relu = block_end = every_conv; VGG: every_conv differs
+    assert [a.position for a in cnn] == ["after_relu", "after_pool"]
+    assert [a.position for a in vgg] == ["after_relu", "every_conv", "after_pool"]
+
+
+def test_knob_product_and_defaults_not_in_id() -> None:
+    arms = enumerate_arms([CNN], ["cbam"], ["after_relu"], [16],
+                          knobs={"cbam": {"order": ["channel_first", "parallel"], "kernel": [3, 7]}})
+    assert len(arms) == 4
+    assert arms[0].id == "cnn/cbam/after_relu/r16/s1-3/kernel=3"
+    assert "cnn/cbam/after_relu/r16/s1-3" in [a.id for a in arms]  # channel_first + 7 are the defaults
+
+
+def test_stages_dedupe_all_equals_full_list() -> None:
+    arms = enumerate_arms([CNN], ["se"], ["after_relu"], [16], stages=["all", [1, 2, 3], [2]])
+    assert [a.id for a in arms] == ["cnn/se/after_relu/r16/s1-3", "cnn/se/after_relu/r16/s2"]
+
+
+def test_build_kwargs_round_trip() -> None:
+    from ablate import build_model
+
+    for arm in enumerate_arms([CNN, VGG], ["none", "eca", "cbam"], ["after_bn"], [4], stages=[[1, 3]]):
+        model = build_model(**arm.build_kwargs())
+        assert len(model.insertions) == (0 if arm.is_baseline else 2)

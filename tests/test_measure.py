@@ -1,0 +1,312 @@
+"""Cost profiling: every expected number is derived here by hand (closed form), never copied from output.
+
+Policy reminders (ablate.measure.MAC_POLICY): fvcore's default counts conv/linear/matmul MACs,
+batch_norm in eval as 2 per element and adaptive_avg_pool2d as 1 per input element, everything else
+0; the `full` policy adds 1 per output element for elementwise ops, 1 per input element for
+reductions (mean, sum, amax, softmax, adaptive pools), output x kernel area for windowed pools.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from ablate import measure
+from ablate.attention import create_attention
+from ablate.cli import main
+from ablate.errors import AblateError
+from ablate.models import build_model
+
+CNN_BLOCKS = ((3, 32), (32, 64), (64, 128))  # (in, out) channels of the three conv units
+CNN_SIZES = (32, 16, 8)  # feature map at each conv (and at after_relu) for a 32x32 input
+VGG_CFG = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# MACs of single modules
+
+
+@pytest.mark.parametrize("policy", measure.POLICIES)
+def test_conv_macs_are_output_elements_times_kernel_volume(policy: str) -> None:
+    total, by_module = measure.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
+    assert total == 8 * 8 * 8 * 3 * 3 * 3 == by_module[""]
+
+
+def test_se_default_counts_fcs_and_avg_pool_full_adds_relu_sigmoid_and_gate() -> None:
+    c, r, s = 64, 16, 8
+    se = create_attention("se", c, r)
+    fcs = c * (c // r) + (c // r) * c
+    avg_pool = c * s * s  # fvcore's default handle: 1 per input element
+    assert measure.count_macs(se, (c, s, s), "fvcore")[0] == fcs + avg_pool
+    relu, sigmoid, gate = c // r, c, c * s * s
+    assert measure.count_macs(se, (c, s, s), "full")[0] == fcs + avg_pool + relu + sigmoid + gate
+
+
+class Gate(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+def test_elementwise_mul_is_zero_by_default_and_one_per_element_in_full() -> None:
+    assert measure.count_macs(Gate(), (4, 5, 6), "fvcore")[0] == 0
+    assert measure.count_macs(Gate(), (4, 5, 6), "full")[0] == 4 * 5 * 6
+
+
+def test_simam_is_free_under_fvcore_and_costs_its_elementwise_work_in_full() -> None:
+    c, s = 64, 8
+    n = c * s * s
+    simam = create_attention("simam", c)
+    assert measure.count_macs(simam, (c, s, s), "fvcore")[0] == 0
+    # per element: mean (read), x - mean, pow, sum (read), d / (...), + 0.5, sigmoid, x * gate = 8;
+    # per channel: v / n, v + lambda, 4 * (...) = 3. Shape arithmetic (H*W - 1) is 0-dim: 0.
+    assert measure.count_macs(simam, (c, s, s), "full")[0] == 8 * n + 3 * c
+
+
+def test_batch_size_scales_macs_and_bad_policy_is_a_user_error() -> None:
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    assert measure.count_macs(conv, (3, 8, 8), batch_size=4)[0] == 4 * 8 * 8 * 8 * 27
+    with pytest.raises(AblateError, match="allowed: fvcore, full"):
+        measure.count_macs(conv, (3, 8, 8), "flops")  # type: ignore[arg-type]
+
+
+def test_count_macs_counts_in_eval_mode_and_restores_the_mode() -> None:
+    model = build_model("cnn", "se").train()
+    assert measure.count_macs(model, (3, 32, 32))[0] == measure.count_macs(model.eval(), (3, 32, 32))[0]
+    model.train()
+    measure.count_macs(model, (3, 32, 32))
+    assert model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# whole models
+
+
+def cnn_baseline_params(num_classes: int = 10) -> int:
+    convs = sum(cin * cout * 9 + cout for cin, cout in CNN_BLOCKS)
+    bns = sum(2 * cout for _, cout in CNN_BLOCKS)
+    flat = 128 * 4 * 4  # 32 -> 16 -> 8 -> 4 after three 2x2 pools
+    head = flat * 512 + 512 + 512 * num_classes + num_classes
+    return convs + bns + head
+
+
+def test_cnn_baseline_params_closed_form() -> None:
+    assert cnn_baseline_params() == 1_147_914  # the ~1.15 M of seed 000, from the arithmetic above
+    assert measure.count_params(build_model("cnn", "none")) == cnn_baseline_params()
+    assert measure.attention_params(build_model("cnn", "none")) == 0
+
+
+def test_se_cnn_attention_params() -> None:
+    model = build_model("cnn", "se", "after_relu", 16)
+    expected = sum(2 * c * (c // 16) for c in (32, 64, 128))
+    assert measure.attention_params(model) == expected
+    assert measure.count_params(model) == cnn_baseline_params() + expected
+
+
+def test_cnn_baseline_macs_closed_form_under_both_policies() -> None:
+    convs = sum(s * s * cout * cin * 9 for (cin, cout), s in zip(CNN_BLOCKS, CNN_SIZES))
+    activations = sum(cout * s * s for (_, cout), s in zip(CNN_BLOCKS, CNN_SIZES))  # = pool inputs too
+    linear = 128 * 4 * 4 * 512 + 512 * 10
+    default = convs + 2 * activations + linear  # batch_norm: 2 per element
+    full = default + activations + 512 + activations  # + conv ReLUs, head ReLU, 2x2 pools (read once)
+    model = build_model("cnn", "none")
+    assert measure.count_macs(model, (3, 32, 32), "fvcore")[0] == default
+    assert measure.count_macs(model, (3, 32, 32), "full")[0] == full
+
+
+def test_vgg16_macs_closed_form() -> None:
+    convs = bns = 0
+    cin, size = 3, 32
+    for widths in VGG_CFG:
+        for cout in widths:
+            convs += size * size * cout * cin * 9
+            bns += 2 * cout * size * size
+            cin = cout
+        size //= 2
+    assert 0.30e9 < convs < 0.32e9  # the ~0.31 GMACs of VGG16 at 32x32
+    head = 512 + 512 * 10  # cifar head: global avg pool (reads 512x1x1) + Linear(512, 10)
+    assert measure.count_macs(build_model("vgg16"), (3, 32, 32))[0] == convs + bns + head
+
+
+def test_attention_macs_sum_only_the_inserted_modules() -> None:
+    simam = build_model("cnn", "simam", "after_relu")
+    _, by_default = measure.count_macs(simam, (3, 32, 32), "fvcore")
+    _, by_full = measure.count_macs(simam, (3, 32, 32), "full")
+    assert measure.attention_macs(simam, by_default) == 0
+    expected = sum(8 * c * s * s + 3 * c for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
+    assert measure.attention_macs(simam, by_full) == expected
+
+    se = build_model("cnn", "se", "after_relu", 16)
+    _, by_default = measure.count_macs(se, (3, 32, 32), "fvcore")
+    expected = sum(c * s * s + 2 * c * (c // 16) for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
+    assert measure.attention_macs(se, by_default) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# rows and the grid
+
+
+def test_profile_arm_row_without_timing() -> None:
+    row = measure.profile_arm({"backbone": "cnn", "attention": "se", "position": "after_relu"}, (3, 32, 32), timing=False)
+    assert row["arm"] == "cnn/se/after_relu/r16/s1-3"
+    assert row["feature_maps"] == "32x32,16x16,8x8"
+    assert row["hidden"] == "2,4,8"
+    assert row["params"] == cnn_baseline_params() + row["attn_params"]
+    assert row["macs_full"] > row["macs_fvcore_default"]
+    assert not any(k.startswith("latency") for k in row)
+
+
+def test_profile_arm_rejects_non_square_and_bad_shapes() -> None:
+    with pytest.raises(AblateError, match="square"):
+        measure.profile_arm({"backbone": "cnn"}, (3, 32, 16), timing=False)
+    with pytest.raises(AblateError, match="CxHxW"):
+        measure.parse_input_shape("3x32")
+    assert measure.parse_input_shape(" 1x28X28 ") == (1, 28, 28)
+
+
+def test_enumerate_collapses_factors_that_do_not_apply() -> None:
+    arms = measure.enumerate_profile_arms(["cnn", "vgg16"], ["none", "se", "simam"], ["after_relu"], [8, 16])
+    labels = [measure.arm_label(a) for a in arms]
+    assert len(labels) == len(set(labels)) == 2 * (1 + 2 + 1)
+    for backbone, n_blocks in (("cnn", 3), ("vgg16", 5)):
+        assert labels.count(f"{backbone}/none") == 1
+        assert sum(lbl.startswith(f"{backbone}/simam/") for lbl in labels) == 1
+        assert f"{backbone}/se/after_relu/r8/s1-{n_blocks}" in labels
+    assert {"backbone": "cnn", "attention": "none"} in arms  # no position or ratio on the baseline
+
+
+def test_enumerate_keeps_positions_that_build_the_same_model_once() -> None:
+    arms = measure.enumerate_profile_arms(["cnn"], ["sam"], ["after_relu", "block_end", "after_pool"], [16])
+    assert [a["position"] for a in arms] == ["after_relu", "after_pool"]
+    assert measure.equivalent_positions("cnn", ["after_relu", "block_end"]) == {"block_end": "after_relu"}
+
+
+def test_enumerate_rejects_unknown_names() -> None:
+    with pytest.raises(AblateError, match="allowed:"):
+        measure.enumerate_profile_arms(["cnn"], ["squeeze"])
+
+
+def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
+    df = pd.DataFrame(
+        {"backbone": ["a", "a", "b", "b"], "attention": ["none", "se", "none", "se"], "params": [100, 110, 50, 75]}
+    )
+    out = measure.add_baseline_deltas(df)
+    assert out["params_vs_none_pct"].tolist() == pytest.approx([0.0, 10.0, 0.0, 50.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# time and memory on CPU
+
+
+def test_time_model_on_cpu_with_channels_last() -> None:
+    model = build_model("cnn", "cbam")
+    t = measure.time_model(model, 2, (3, 32, 32), "cpu", channels_last=True, min_run_time=0.01, max_run_time=0.2)
+    assert t.median_ms > 0 and t.iqr_ms >= 0 and t.blocks >= 1
+    assert t.throughput == pytest.approx(2 / (t.median_ms / 1e3))
+    assert model.features.block1.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_peak_memory_is_not_invented_on_cpu() -> None:
+    assert measure.peak_memory_mib(build_model("cnn"), 2, (3, 32, 32), "cpu") is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_cuda_is_a_user_error() -> None:
+    with pytest.raises(AblateError, match="CUDA is not available"):
+        measure.resolve_device("cuda")
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI
+
+
+def test_cli_profile_csv_with_timing() -> None:
+    code, out, _ = run_cli(
+        "profile", "--backbone", "cnn", "--attention", "none,se,simam", "--reduction", "8,16",
+        "--batch-sizes", "1,2", "--min-run-time", "0.01", "--max-run-time", "0.1", "--format", "csv",
+    )  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(io.StringIO(out))
+    assert df["arm"].tolist() == ["cnn/none", "cnn/se/after_relu/r8/s1-3", "cnn/se/after_relu/r16/s1-3",
+                                  "cnn/simam/after_relu/s1-3"]  # fmt: skip
+    for col in ("params", "attn_params", "macs_fvcore_default", "macs_full", "attn_macs_full",
+                "latency_b1_ms_median", "latency_b1_ms_iqr", "throughput_b2_img_s", "peak_mem_b2_mib"):  # fmt: skip
+        assert col in df.columns
+    assert df["peak_mem_b2_mib"].isna().all()  # written as n/a on CPU
+    assert (df["latency_b1_ms_median"] > 0).all()
+    assert df.loc[0, "params"] == cnn_baseline_params()
+
+
+def test_cli_profile_table_and_json() -> None:
+    code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing")
+    assert code == 0
+    assert "| cnn/eca/after_relu/s1-3" in out and "macs_full vs none" in out
+    assert measure.MAC_POLICY["full"] in out
+    code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data["mac_policy"]) == {"fvcore", "full"}
+    assert [r["arm"] for r in data["rows"]] == ["cnn/none", "cnn/eca/after_relu/s1-3"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (("--attention", "none,squeeze"), "allowed: none, se,"),
+        (("--input", "3x32"), "CxHxW"),
+        (("--input", "3x32x16"), "square"),
+        (("--backbone", "resnet"), "allowed: cnn, vgg16"),
+        (("--device", "tpu"), "device"),
+    ],
+)
+def test_cli_profile_user_errors_exit_2(argv: tuple[str, ...], needle: str) -> None:
+    code, out, err = run_cli("profile", "--no-timing", *argv)
+    assert code == 2 and out == ""
+    assert needle in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cli_cuda_without_cuda_exits_2() -> None:
+    code, _, err = run_cli("profile", "--attention", "none", "--device", "cuda")
+    assert code == 2 and "CUDA is not available" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA (run with -m gpu on a machine with a GPU)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_timing_bf16_channels_last_and_peak_memory() -> None:
+    model = build_model("vgg16", "cbam")
+    before = torch.backends.cudnn.benchmark
+    t = measure.time_model(model, 8, (3, 32, 32), "cuda", amp="bf16", channels_last=True, min_run_time=0.05)
+    assert t.median_ms > 0 and t.blocks >= 4
+    assert torch.backends.cudnn.benchmark == before  # switched on only while timing
+    mem = measure.peak_memory_mib(model, 8, (3, 32, 32), "cuda", amp="bf16", channels_last=True)
+    weights_mib = measure.count_params(model) * 4 / 2**20
+    assert mem is not None and mem > weights_mib
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_cli_profile() -> None:
+    code, out, _ = run_cli(
+        "profile", "--attention", "none,se", "--device", "cuda", "--batch-sizes", "1,32", "--amp", "bf16",
+        "--channels-last", "--min-run-time", "0.05", "--format", "csv",
+    )  # fmt: skip
+    assert code == 0
+    df = pd.read_csv(io.StringIO(out))
+    assert (df["peak_mem_b32_mib"] > 0).all() and (df["throughput_b32_img_s"] > 0).all()
