@@ -3,9 +3,10 @@
 Seed 000 augments one PIL image at a time in DataLoader workers (RandomCrop(32, padding=4),
 RandomHorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1), RandomRotation(15)). Here each op takes a
 whole (N, C, H, W) batch on the training device and draws one random parameter per image from an
-explicit `torch.Generator`, so a run is reproducible per seed and no per-image Python runs in the
-hot loop. Semantics follow torchvision's: zero fill for crop padding and rotation, nearest
-interpolation for rotation, factors drawn uniformly from [1 - x, 1 + x] (hue from [-x, x]).
+explicit `torch.Generator` on that device (and per-batch choices from a CPU one, so the GPU never
+waits for the host), so a run is reproducible per seed and no per-image Python runs in the hot loop.
+Semantics follow torchvision's: zero fill for crop padding and rotation, nearest interpolation for
+rotation, factors drawn uniformly from [1 - x, 1 + x] (hue from [-x, x]).
 
 One documented difference: torchvision's ColorJitter applies its four adjustments in a random
 order per image; here the order is drawn once per batch (a per-image order would cost four times
@@ -31,26 +32,35 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torc
     return torch.rand(n, generator=gen, device=device).mul_(high - low).add_(low)
 
 
-def random_crop(images: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `padding` and crop back to the original size at a random offset per image."""
-    if padding <= 0:
-        return images
+def crop_flip(images: torch.Tensor, padding: int, dy: torch.Tensor, dx: torch.Tensor,
+              flip: torch.Tensor | None) -> torch.Tensor:
+    """Crop image i at offset (dy[i], dx[i]) from its zero-padded copy, mirrored where flip[i].
+
+    One gather over a flat index does crop and flip together: on CPU this is ~20x faster than
+    advanced indexing, and on CUDA it needs no boolean masks (which would synchronise).
+    """
     n, c, h, w = images.shape
     dev = images.device
-    padded = F.pad(images, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
-    rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-    batch = torch.arange(n, device=dev)[:, None, None, None]
-    chan = torch.arange(c, device=dev)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
+    cols = torch.arange(w, device=dev).expand(n, w)
+    if flip is not None:
+        cols = torch.where(flip[:, None], w - 1 - cols, cols)
+    rows = dy[:, None] + torch.arange(h, device=dev)
+    index = (rows[:, :, None] * (w + 2 * padding) + (dx[:, None] + cols)[:, None, :]).view(n, 1, h * w)
+    flat = padded.reshape(n, c, -1).gather(2, index.expand(n, c, h * w))
+    return flat.view(n, c, h, w)
 
 
-def random_flip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(images.shape[0], generator=gen, device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """RandomCrop(size, padding) then RandomHorizontalFlip(0.5), for a whole uint8 batch."""
+    n, dev = images.shape[0], images.device
+    if padding > 0:
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=dev)
+    else:
+        dy = dx = torch.zeros(n, dtype=torch.long, device=dev)
+    mirror = torch.rand(n, generator=gen, device=dev) < 0.5 if flip else None
+    return crop_flip(images, padding, dy, dx, mirror)
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -81,14 +91,10 @@ def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
 
 
 def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    # sector i picks (r, g, b) from (v, t, p, q): the standard HSV hexcone table
-    table = torch.stack((v, q, p, p, t, v, t, v, v, q, p, p, p, p, t, v, v, q), 1).view(x.shape[0], 3, 6, *h.shape[1:])
-    return table.gather(2, i[:, None, None].expand(-1, 3, 1, -1, -1)).squeeze(2)
+    # channel n of RGB is v - v*s*clamp(min(k, 4 - k), 0, 1) with k = (n' + 6h) mod 6, n' = 5, 3, 1
+    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    k = (torch.tensor((5.0, 3.0, 1.0), device=x.device, dtype=x.dtype).view(1, 3, 1, 1) + 6.0 * h) % 6.0
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
 
 def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -98,12 +104,15 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), 1))
 
 
-def color_jitter(
-    x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float, gen: torch.Generator
-) -> torch.Tensor:
-    """torchvision ColorJitter on a float batch in [0, 1]. Saturation and hue skip 1-channel images."""
+def color_jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+                 gen: torch.Generator, host_gen: torch.Generator) -> torch.Tensor:
+    """torchvision ColorJitter on a float batch in [0, 1]. Saturation and hue skip 1-channel images.
+
+    The order of the four adjustments steers Python, so it is drawn from the CPU generator
+    `host_gen`: drawing it on a GPU and reading it back would stall the device every step.
+    """
     n, dev = x.shape[0], x.device
-    order = torch.randperm(4, generator=gen, device=dev).tolist()
+    order = torch.randperm(4, generator=host_gen).tolist()
     b = _uniform(n, max(0.0, 1 - brightness), 1 + brightness, gen, dev)
     c = _uniform(n, max(0.0, 1 - contrast), 1 + contrast, gen, dev)
     s = _uniform(n, max(0.0, 1 - saturation), 1 + saturation, gen, dev)
@@ -147,15 +156,15 @@ class Augment:
     degrees: float = 15.0
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)
 
-    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        # integer-exact ops first, on uint8 (cheaper), in seed 000's order: crop, flip, jitter, rotate
-        if "crop" in self.ops:
-            images = random_crop(images, self.padding, gen)
-        if "flip" in self.ops:
-            images = random_flip(images, gen)
+    def __call__(self, images: torch.Tensor, gen: torch.Generator, host_gen: torch.Generator) -> torch.Tensor:
+        """`gen` (on the images' device) draws per-image parameters; `host_gen` (CPU) per-batch choices."""
+        # seed 000's order: crop and flip (exact, on uint8), then jitter and rotate (on floats)
+        padding = self.padding if "crop" in self.ops else 0
+        if padding or "flip" in self.ops:
+            images = random_crop_flip(images, padding, "flip" in self.ops, gen)
         x = to_unit_float(images)
         if "jitter" in self.ops:
-            x = color_jitter(x, *self.jitter, gen)
+            x = color_jitter(x, *self.jitter, gen, host_gen)
         if "rotate" in self.ops:
             x = random_rotate(x, self.degrees, gen)
         return x

@@ -110,7 +110,8 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     for key in d:
         if key not in names:
-            raise AblateError(f"{prefix}unknown key {key!r}{did_you_mean(str(key), names)}; allowed: {', '.join(names)}.")
+            raise AblateError(
+                f"{prefix}unknown key {key!r}{did_you_mean(str(key), names)}; allowed: {', '.join(names)}.")
     try:
         return cls(**{k: _coerce(v, hints[k]) for k, v in d.items()})
     except AblateError as err:
@@ -119,7 +120,8 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:
 
 def check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise AblateError(f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}.")
+        raise AblateError(
+            f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}.")
 
 
 def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,
@@ -223,6 +225,8 @@ class DataMeta:
 
 @dataclass(frozen=True)
 class Data:
+    """A loaded dataset: uint8 splits on one device, plus the config and meta that describe them."""
+
     config: DataConfig
     meta: DataMeta
     train: Split
@@ -274,6 +278,10 @@ class _ArrayUnpickler(pickle.Unpickler):
             return _reconstruct
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module == "_codecs" and name == "encode":  # how Python 3 pickles bytes at protocol 2
+            import _codecs
+
+            return _codecs.encode
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a CIFAR batch file")
 
 
@@ -323,20 +331,23 @@ def _read_svhn(root: Path) -> Raw:
     return Raw(train_x, train_y, test_x, test_y, tuple(str(d) for d in range(10)))
 
 
-def _read_synthetic(root: Path, n_train: int = 5000, n_test: int = 1000, classes: int = 10, size: int = 32) -> Raw:
-    """Procedural CIFAR-shaped data: each class is a smooth colour pattern, each image a shifted,
-    noisy copy. Learnable in one epoch, identical on every machine (fixed generator), no files."""
+def _read_synthetic(root: Path, n_train: int = 10000, n_test: int = 2000, classes: int = 10, size: int = 32) -> Raw:
+    """Procedural CIFAR-shaped data for tests and benchmarks: each class is a smooth colour pattern
+    (a shared background plus its own component), each image a shifted, noisy copy. Learnable but
+    not trivial; identical on every machine (fixed generator); no files."""
+    from .augment import crop_flip
+
     gen = torch.Generator().manual_seed(20240601)
-    protos = F.interpolate(torch.rand(classes, 3, 4, 4, generator=gen), size=(size, size), mode="bicubic",
-                           align_corners=False).clamp(0, 1) * 255
+    fields = F.interpolate(torch.rand(classes + 1, 3, 4, 4, generator=gen), size=(size, size), mode="bicubic",
+                           align_corners=False)
+    protos = ((0.5 * fields[:1] + 0.5 * fields[1:]).clamp(0, 1) * 255).round().to(torch.uint8)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(n) % classes
-        y = y[torch.randperm(n, generator=gen)]
-        shift = torch.randint(-3, 4, (n, 2), generator=gen)
-        x = torch.stack([protos[c].roll((int(dy), int(dx)), (1, 2)) for c, (dy, dx) in zip(y.tolist(), shift)])
-        x = x + 40.0 * torch.randn(x.shape, generator=gen)
-        return x.clamp(0, 255).round().to(torch.uint8), y
+        y = (torch.arange(n) % classes)[torch.randperm(n, generator=gen)]
+        dy, dx = torch.randint(0, 7, (2, n), generator=gen)
+        x = crop_flip(protos[y], 3, dy, dx, None).float()
+        x += 64.0 * torch.randn(x.shape, generator=gen)
+        return x.clamp_(0, 255).round_().to(torch.uint8), y
 
     (train_x, train_y), (test_x, test_y) = make(n_train), make(n_test)
     return Raw(train_x, train_y, test_x, test_y, tuple(f"class{c}" for c in range(classes)))
@@ -419,7 +430,7 @@ _CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 @dataclass(frozen=True)
 class Source:
-    """How one dataset is found, read and fetched."""
+    """How one dataset is found, read and fetched, and what it holds (known without reading it)."""
 
     name: str
     folder: str | None  # under the data root (absolute for imagefolder); None: generated, nothing on disk
@@ -429,6 +440,9 @@ class Source:
     mean: tuple[float, ...] | None  # None: computed from the training images
     std: tuple[float, ...] | None
     how_to_get: str
+    num_classes: int
+    shape: tuple[int, int, int]  # native (C, H, W)
+    counts: tuple[int, int]  # full train and test split sizes
     local_copy: Path | None = None  # a folder of idx(.gz) files a system package installs
 
     def path(self, root: Path) -> Path:
@@ -449,45 +463,54 @@ SOURCES: Mapping[str, Source] = MappingProxyType(
     {
         "cifar10": Source(
             "cifar10", "cifar-10-batches-py", (*_CIFAR10_TRAIN, "test_batch", "batches.meta"),
-            partial(_read_cifar, folder="cifar-10-batches-py", train=_CIFAR10_TRAIN, test=("test_batch",),
-                    meta="batches.meta", names_key="label_names", label_key="labels"),
-            partial(_download_torchvision, tv_class="CIFAR10", train={"train": True}),
-            (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),  # seed 000's constants
-            _fetch_hint("cifar10", ", or unpack cifar-10-python.tar.gz into the data root"),
+            read=partial(_read_cifar, folder="cifar-10-batches-py", train=_CIFAR10_TRAIN, test=("test_batch",),
+                         meta="batches.meta", names_key="label_names", label_key="labels"),
+            download=partial(_download_torchvision, tv_class="CIFAR10", train={"train": True}),
+            mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),  # seed 000's constants
+            how_to_get=_fetch_hint("cifar10", ", or unpack cifar-10-python.tar.gz into the data root"),
+            num_classes=10, shape=(3, 32, 32), counts=(50000, 10000),
         ),
         "cifar100": Source(
             "cifar100", "cifar-100-python", ("train", "test", "meta"),
-            partial(_read_cifar, folder="cifar-100-python", train=("train",), test=("test",), meta="meta",
-                    names_key="fine_label_names", label_key="fine_labels"),
-            partial(_download_torchvision, tv_class="CIFAR100", train={"train": True}),
-            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-            _fetch_hint("cifar100", ", or unpack cifar-100-python.tar.gz into the data root"),
+            read=partial(_read_cifar, folder="cifar-100-python", train=("train",), test=("test",), meta="meta",
+                         names_key="fine_label_names", label_key="fine_labels"),
+            download=partial(_download_torchvision, tv_class="CIFAR100", train={"train": True}),
+            mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+            how_to_get=_fetch_hint("cifar100", ", or unpack cifar-100-python.tar.gz into the data root"),
+            num_classes=100, shape=(3, 32, 32), counts=(50000, 10000),
         ),
         "svhn": Source(
-            "svhn", "svhn", ("train_32x32.mat", "test_32x32.mat"), _read_svhn,
-            partial(_download_torchvision, tv_class="SVHN", subdir="svhn", train={"split": "train"},
-                    test={"split": "test"}),
-            (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-            _fetch_hint("svhn"),
+            "svhn", "svhn", ("train_32x32.mat", "test_32x32.mat"),
+            read=_read_svhn,
+            download=partial(_download_torchvision, tv_class="SVHN", subdir="svhn", train={"split": "train"},
+                             test={"split": "test"}),
+            mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
+            how_to_get=_fetch_hint("svhn"),
+            num_classes=10, shape=(3, 32, 32), counts=(73257, 26032),
         ),
         "mnist": Source(
-            "mnist", "MNIST/raw", _IDX_FILES, partial(_read_idx, tv_class="MNIST"),
-            partial(_download_torchvision, tv_class="MNIST", train={"train": True}),
-            (0.1307,), (0.3081,),
-            _fetch_hint("mnist", ", or `ablate data fetch mnist --from DIR` with its four idx(.gz) files"),
+            "mnist", "MNIST/raw", _IDX_FILES,
+            read=partial(_read_idx, tv_class="MNIST"),
+            download=partial(_download_torchvision, tv_class="MNIST", train={"train": True}),
+            mean=(0.1307,), std=(0.3081,),
+            how_to_get=_fetch_hint("mnist", ", or `ablate data fetch mnist --from DIR` with its four idx(.gz) files"),
+            num_classes=10, shape=(1, 28, 28), counts=(60000, 10000),
         ),
         "fashion-mnist": Source(
-            "fashion-mnist", "FashionMNIST/raw", _IDX_FILES, partial(_read_idx, tv_class="FashionMNIST"),
-            partial(_download_torchvision, tv_class="FashionMNIST", train={"train": True}),
-            (0.2860,), (0.3530,),
-            "Get it with `make data` or `ablate data fetch fashion-mnist`: offline it is prepared from "
+            "fashion-mnist", "FashionMNIST/raw", _IDX_FILES,
+            read=partial(_read_idx, tv_class="FashionMNIST"),
+            download=partial(_download_torchvision, tv_class="FashionMNIST", train={"train": True}),
+            mean=(0.2860,), std=(0.3530,),
+            how_to_get="Get it with `make data` or `ablate data fetch fashion-mnist`: offline it is prepared from "
             f"Debian's package (`apt-get install dataset-fashion-mnist`, files in {DEBIAN_FASHION_MNIST}), "
             "online it downloads through torchvision",
+            num_classes=10, shape=(1, 28, 28), counts=(60000, 10000),
             local_copy=DEBIAN_FASHION_MNIST,
         ),
         "synthetic": Source(
-            "synthetic", None, (), _read_synthetic, None, None, None,
-            "Generated on the fly (10 classes, 3x32x32, 5000 train / 1000 test); nothing to fetch.",
+            "synthetic", None, (), read=_read_synthetic, download=None, mean=None, std=None,
+            how_to_get="Generated on the fly (10 classes, 3x32x32, 10000 train / 2000 test); nothing to fetch.",
+            num_classes=10, shape=(3, 32, 32), counts=(10000, 2000),
         ),
     }
 )
@@ -497,15 +520,69 @@ def list_datasets() -> list[str]:
     return list(SOURCES)
 
 
+def _scan_imagefolder(path: Path) -> tuple[int, tuple[int, int, int], tuple[int, int]]:
+    """Classes, (3, H, W) of the first image, and split sizes, from file names and one image header."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+
+    if not path.is_dir():
+        raise AblateError(f"imagefolder {path} is not a folder of class subfolders.")
+    layout = (path / "train").is_dir() and (path / "test").is_dir()
+    try:
+        trees = [tvd.ImageFolder(str(path / s)) for s in ("train", "test")] if layout else [tvd.ImageFolder(str(path))]
+    except FileNotFoundError as err:  # no class folders, or a class folder without images
+        raise AblateError(f"imagefolder {path}: {err}") from None
+    with Image.open(trees[0].samples[0][0]) as im:
+        w, h = im.size
+    if layout:
+        counts = (len(trees[0].samples), len(trees[1].samples))
+    else:
+        n_test = max(1, round(len(trees[0].samples) * IMAGEFOLDER_TEST_FRACTION))
+        counts = (len(trees[0].samples) - n_test, n_test)
+    return len(trees[0].classes), (3, h, w), counts
+
+
 def get_source(name: str, input_size: int | None = None, resize: str = "pad") -> Source:
-    """The Source for a dataset name; `imagefolder:<path>` decodes at `input_size` when given."""
+    """The Source for a dataset name; `imagefolder:<path>` is scanned, and decoded at `input_size` when given."""
     if name.startswith(IMAGEFOLDER) and name != IMAGEFOLDER:
         path = Path(name[len(IMAGEFOLDER):]).expanduser().resolve()
-        return Source(name, str(path), (), partial(_read_imagefolder, path, input_size, resize), None, None, None,
-                      f"Point imagefolder: at a folder of class subfolders (optionally split into train/ and test/); "
-                      f"{path} is not a folder.")
+        num_classes, shape, counts = _scan_imagefolder(path)
+        return Source(name, str(path), (), read=partial(_read_imagefolder, path, input_size, resize), download=None,
+                      mean=None, std=None, num_classes=num_classes, shape=shape, counts=counts,
+                      how_to_get="Point imagefolder: at a folder of class subfolders (optionally train/ and test/).")
     check_choice("dataset", name, [*SOURCES, f"{IMAGEFOLDER}<path>"])
     return SOURCES[name]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a config will give, known without loading the data (for plans and cost estimates)."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    input_size: int
+    train_count: int  # images trained on per epoch
+    val_count: int
+    test_count: int
+
+
+def _split_counts(drawn: int, val_fraction: float) -> tuple[int, int]:
+    """(train, val) image counts when val_fraction of `drawn` training images is held out."""
+    n_val = round(drawn * val_fraction)
+    if val_fraction > 0 and not 1 <= n_val < drawn:
+        raise AblateError(f"val_fraction {val_fraction} of {drawn} training images leaves "
+                          f"{n_val} for validation; use more images or another fraction.")
+    return drawn - n_val, n_val
+
+
+def dataset_info(config: DataConfig) -> DatasetInfo:
+    source = get_source(config.name)
+    c, h, w = source.shape
+    drawn = config.train_size if config.train_size is not None else source.counts[0]
+    train_count, val_count = _split_counts(drawn, config.val_fraction)
+    return DatasetInfo(config.name, source.num_classes, c, config.input_size or max(h, w), train_count, val_count,
+                       config.test_size if config.test_size is not None else source.counts[1])
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -632,10 +709,7 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
     raw = source.read(base)
     gen = torch.Generator().manual_seed(config.split_seed)
     drawn = _subset(raw.train_y, config.train_size, "train_size", gen)
-    n_val = round(len(drawn) * config.val_fraction)
-    if config.val_fraction > 0 and not 1 <= n_val < len(drawn):
-        raise AblateError(f"val_fraction {config.val_fraction} of {len(drawn)} training images leaves "
-                          f"{n_val} for validation; use more images or another fraction.")
+    n_val = _split_counts(len(drawn), config.val_fraction)[1]
     val_pos, fit_pos = stratified_split(raw.train_y[drawn], n_val, gen) if n_val else (None, torch.arange(len(drawn)))
     test_idx = _subset(raw.test_y, config.test_size, "test_size", gen)
     size = config.input_size or int(max(raw.train_x.shape[-2:]))

@@ -13,7 +13,6 @@ Everything here is a plain function of its arguments (no module-level mutable st
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
 import re
@@ -27,9 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attention import ATTENTION, check_reduction, get_attention
+from .arms import Arm, BackboneChoice, enumerate_arms, position_signature
+from .attention import check_reduction, get_attention, resolve_knobs
 from .errors import AblateError, unknown
-from .models import attention_modules, block_slots, build_model, get_backbone, resolve_stages
+from .models import attention_modules, build_model, get_backbone, resolve_stages
 from .models.positions import check_position
 
 with warnings.catch_warnings():  # fvcore's import warns about torch.jit.script; nothing to act on
@@ -53,6 +53,17 @@ POLICIES: tuple[str, ...] = ("fvcore", "full")
 POLICY_COLUMN: Mapping[str, str] = {"fvcore": "fvcore_default", "full": "full"}
 AMP_DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
+_ELEMENTWISE = (
+    "add", "sub", "rsub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "abs",
+    "square", "sigmoid", "tanh", "relu", "relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "gelu",
+    "leaky_relu", "elu", "clamp", "clamp_min", "clamp_max", "maximum", "minimum", "where",
+)  # fmt: skip
+_INPLACE = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt", "reciprocal", "sigmoid", "tanh",
+            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp", "clamp_min"}  # fmt: skip
+_REDUCTIONS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
+_WINDOWS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+
 MAC_POLICY: Mapping[str, str] = {
     "fvcore": (
         "macs_fvcore_default: fvcore 0.1.5 with its default op set. One multiply-add = 1 MAC for conv, "
@@ -63,11 +74,10 @@ MAC_POLICY: Mapping[str, str] = {
     "full": (
         "macs_full: the fvcore counts above plus handles for the ops fvcore leaves at zero, in "
         "MAC-equivalents (one element touched = 1, whatever the op's arithmetic cost): elementwise ops "
-        "(add, sub, rsub, mul, div, pow, neg, exp, sqrt, rsqrt, reciprocal, sigmoid, tanh, relu, relu6/"
-        "hardtanh, hardswish, hardsigmoid, silu, gelu, leaky_relu, clamp, maximum, minimum, where) count 1 per "
-        "output element; reductions (mean, sum, amax, amin, max, min, var, std, softmax, log_softmax, "
-        "adaptive_avg/max_pool) count 1 per input element; windowed pools (max/avg_pool) count output "
-        "elements x kernel area. 0-dim results (shape arithmetic traced by the JIT) count 0."
+        f"({', '.join(_ELEMENTWISE)}; in-place forms too) count 1 per output element; reductions "
+        f"({', '.join(_REDUCTIONS + ('max', 'min'))}) count 1 per input element; windowed pools "
+        f"({', '.join(_WINDOWS)}) count output elements x kernel area. 0-dim results (shape arithmetic "
+        "traced by the JIT) count 0."
     ),
 }
 MAC_POLICY_TEXT = (
@@ -137,18 +147,6 @@ def _window_pool(inputs: list[Any], outputs: list[Any]) -> int:
     except Exception:  # kernel not a constant in the trace: fall back to reading the input once
         return _per_input(inputs, outputs)
     return out * area
-
-
-_ELEMENTWISE = (
-    "add", "sub", "rsub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "abs",
-    "square", "sigmoid", "tanh", "relu", "relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "gelu",
-    "leaky_relu", "elu", "clamp", "clamp_min", "clamp_max", "maximum", "minimum", "where",
-)  # fmt: skip
-_INPLACE = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt", "reciprocal", "sigmoid", "tanh",
-            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp", "clamp_min"}  # fmt: skip
-_REDUCTIONS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
-               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
-_WINDOWS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
 
 
 def full_policy_handles() -> dict[str, Callable[[list[Any], list[Any]], int]]:
@@ -275,6 +273,26 @@ def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark = previous
 
 
+def _check_threads(threads: int | None) -> int:
+    """None -> torch's current intra-op thread count; otherwise a positive integer."""
+    if threads is None:
+        return torch.get_num_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise AblateError(f"threads must be a positive integer (or None for torch's default), got {threads!r}.")
+    return threads
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Warm-up with the thread count the Timer will use; restore the caller's afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _prepare(
     model: nn.Module, batch_size: int, input_shape: Sequence[int], device: torch.device, channels_last: bool
 ) -> torch.Tensor:
@@ -299,9 +317,14 @@ def time_model(
     *,
     max_run_time: float | None = None,
     warmup: int = 2,
+    threads: int | None = 1,
 ) -> Timing:
     """Forward-pass time at `batch_size` in eval mode under inference_mode (and autocast if `amp`).
 
+    `threads` is torch's intra-op thread count while timing (None: torch's current setting). The
+    default 1 is torch.utils.benchmark's own default: single-thread time reflects the work itself and
+    is reproducible, while several OpenMP threads on a shared or virtual machine stall at every op's
+    barrier (measured here: a 0.8 ms CNN forward read 100+ ms with 2 threads on a 2-vCPU VM).
     Moves `model` to `device`. After `warmup` untimed calls (cudnn autotuning, allocator, caches),
     Timer.adaptive_autorange times blocks of calls: at least 4 blocks and `min_run_time` seconds,
     until IQR/median < 10% or `max_run_time` (default 10 x min_run_time) runs out. It is
@@ -323,12 +346,11 @@ def time_model(
             torch.cuda.synchronize(dev)
         return time.perf_counter()
 
-    with _cudnn_benchmark(dev):
+    n_threads = _check_threads(threads)
+    with _cudnn_benchmark(dev), _torch_threads(n_threads):
         for _ in range(warmup):
             step()
-        timer = benchmark.Timer(
-            stmt="step()", globals={"step": step}, timer=clock, num_threads=torch.get_num_threads()
-        )
+        timer = benchmark.Timer(stmt="step()", globals={"step": step}, timer=clock, num_threads=n_threads)
         m = timer.adaptive_autorange(
             threshold=0.1, min_run_time=min_run_time, max_run_time=max_run_time or 10 * min_run_time
         )
@@ -395,6 +417,7 @@ def profile_model(
     channels_last: bool = False,
     min_run_time: float | None = None,
     max_run_time: float | None = None,
+    threads: int | None = 1,
     timing: bool = True,
 ) -> dict[str, Any]:
     """One flat row of costs for `model`: params, MACs under both policies, maps, time, memory.
@@ -418,41 +441,49 @@ def profile_model(
         sizes = tuple(batch_sizes) if batch_sizes else default_batch_sizes(dev)
         budget = min_run_time if min_run_time is not None else default_min_run_time(dev)
         for b in sizes:
-            t = time_model(model, b, shape, dev, amp, channels_last, budget, max_run_time=max_run_time)
+            t = time_model(
+                model, b, shape, dev, amp, channels_last, budget, max_run_time=max_run_time, threads=threads
+            )
             row[f"latency_b{b}_ms_median"] = t.median_ms
             row[f"latency_b{b}_ms_iqr"] = t.iqr_ms
             row[f"throughput_b{b}_img_s"] = t.throughput
             row[f"timed_blocks_b{b}"] = t.blocks
             row[f"peak_mem_b{b}_mib"] = peak_memory_mib(model, b, shape, dev, amp, channels_last)
     row.update(
-        {"input": "x".join(map(str, shape)), "device": str(dev), "amp": amp or "none", "channels_last": channels_last}
+        {
+            "input": "x".join(map(str, shape)),
+            "device": str(dev),
+            "amp": amp or "none",
+            "channels_last": channels_last,
+            "threads": _check_threads(threads) if timing else None,
+        }
     )
     return row
 
 
-def _stages_label(stages: Any, n_blocks: int) -> str:
-    """'all' or [1, 2, 3, 5] -> 's1-3,5' (contiguous runs as ranges)."""
-    chosen = resolve_stages(stages, n_blocks)
-    runs: list[str] = []
-    for _, group in itertools.groupby(enumerate(chosen), key=lambda p: p[1] - p[0]):
-        block = [s for _, s in group]
-        runs.append(f"{block[0]}-{block[-1]}" if len(block) > 1 else str(block[0]))
-    return "s" + ",".join(runs)
+def arm_from_kwargs(arm: Mapping[str, Any]) -> Arm:
+    """build_model keyword arguments -> `ablate.arms.Arm`, with factors that do not apply dropped,
+    so profile rows carry the same ids and factor columns as the study's tables."""
+    attention = arm.get("attention", "none")
+    cls = get_attention(attention)
+    backbone = BackboneChoice(arm["backbone"], arm.get("head"), arm.get("bn", True))
+    if attention == "none":
+        return Arm(backbone, "none")
+    defaults = resolve_knobs(attention, {})
+    given = resolve_knobs(attention, {k: v for k, v in arm.items() if k in defaults})
+    return Arm(
+        backbone,
+        attention,
+        check_position(arm.get("position", "after_relu")),
+        check_reduction(arm.get("reduction", 16)) if cls.uses_reduction else None,
+        resolve_stages(arm.get("stages", "all"), len(get_backbone(backbone.name).blocks)),
+        tuple((k, v) for k, v in given.items() if v != defaults[k]),
+    )
 
 
 def arm_label(arm: Mapping[str, Any]) -> str:
-    """Readable id of an arm, only with the factors that apply: 'cnn/none', 'vgg16/se/after_relu/r16/s1-5'."""
-    backbone, attention = arm["backbone"], arm.get("attention", "none")
-    if attention == "none":
-        return f"{backbone}/none"
-    cls = get_attention(attention)
-    parts = [backbone, attention, arm.get("position", "after_relu")]
-    if cls.uses_reduction:
-        parts.append(f"r{arm.get('reduction', 16)}")
-    parts.append(_stages_label(arm.get("stages", "all"), len(get_backbone(backbone).blocks)))
-    defaults = {k.name: k.default for k in cls.knobs}
-    parts += [f"{k}={v}" for k, v in arm.items() if k in defaults and v != defaults[k]]
-    return "/".join(map(str, parts))
+    """The arm's stable id, e.g. 'cnn/none', 'vgg16/se/after_relu/r16/s1-5' (see ablate.arms)."""
+    return arm_from_kwargs(arm).id
 
 
 def profile_arm(
@@ -466,30 +497,20 @@ def profile_arm(
     channels_last: bool = False,
     min_run_time: float | None = None,
     max_run_time: float | None = None,
+    threads: int | None = 1,
     timing: bool = True,
 ) -> dict[str, Any]:
     """Build arm `arm` (build_model's keyword arguments) for `input_shape` and profile it.
 
-    The row starts with the arm's id and factors (None where a factor does not apply), then the
-    columns of `profile_model`.
+    The row starts with the arm's id and factor columns (`Arm.factors()`, None where a factor does
+    not apply), then the columns of `profile_model`.
     """
     c, h, w = _image_shape(input_shape)
     for key, value in (("in_channels", c), ("input_size", h)):
         if key in arm and arm[key] != value:
             raise AblateError(f"arm {dict(arm)!r}: {key}={arm[key]!r} contradicts the input shape {c}x{h}x{w}.")
-    kwargs = {"num_classes": num_classes, **arm, "in_channels": c, "input_size": h}
-    model = build_model(**kwargs)
-    attention = arm.get("attention", "none")
-    uses_reduction = get_attention(attention).uses_reduction
-    row: dict[str, Any] = {
-        "arm": arm_label(arm),
-        "backbone": arm["backbone"],
-        "attention": attention,
-        "position": arm.get("position", "after_relu") if attention != "none" else None,
-        "reduction": arm.get("reduction", 16) if uses_reduction else None,
-        "stages": _stages_text(arm.get("stages", "all")) if attention != "none" else None,
-    }
-    row["knobs"] = _join(f"{k}={v}" for k, v in arm.items() if k in _knob_names(attention))
+    row = arm_from_kwargs(arm).factors()
+    model = build_model(**{"num_classes": num_classes, **arm, "in_channels": c, "input_size": h})
     row.update(
         profile_model(
             model,
@@ -500,18 +521,11 @@ def profile_arm(
             channels_last=channels_last,
             min_run_time=min_run_time,
             max_run_time=max_run_time,
+            threads=threads,
             timing=timing,
         )
     )
     return row
-
-
-def _stages_text(stages: Any) -> str:
-    return stages if isinstance(stages, str) else ",".join(map(str, stages))
-
-
-def _knob_names(attention: str) -> set[str]:
-    return {k.name for k in get_attention(attention).knobs}
 
 
 def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -542,11 +556,11 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
 
 def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, str]:
     """{dropped: kept} for positions that put modules in the same slots on `backbone` (same model)."""
-    blocks = get_backbone(backbone).blocks
+    choice = BackboneChoice(backbone)
     seen: dict[tuple[Any, ...], str] = {}
     dropped: dict[str, str] = {}
     for position in dict.fromkeys(positions):
-        signature = tuple(block_slots(position, len(widths), bn=True) for widths in blocks)
+        signature = position_signature(choice, position)
         if signature in seen:
             dropped[position] = seen[signature]
         else:
@@ -559,13 +573,14 @@ def enumerate_profile_arms(
     attentions: Sequence[str],
     positions: Sequence[str] = ("after_relu",),
     reductions: Sequence[int] = (16,),
-    stages: Any = "all",
+    stages: str | Sequence[int] = "all",
 ) -> list[dict[str, Any]]:
     """The cartesian product of the lists, with factors that do not apply collapsed (no duplicates).
 
     `none` appears once per backbone with no position or ratio; modules without a reduction ratio
-    appear once per position; positions that build the same model on a backbone are kept once.
-    Knobs stay at their defaults. Each arm is build_model's keyword arguments.
+    appear once per position; positions that build the same model on a backbone are kept once
+    (`ablate.arms.enumerate_arms` does the collapsing). Knobs stay at their defaults. Each arm is
+    build_model's keyword arguments.
     """
     for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
         if not values:
@@ -580,23 +595,14 @@ def enumerate_profile_arms(
         check_position(p)
     for r in reductions:
         check_reduction(r)
-    arms: list[dict[str, Any]] = []
-    for backbone in dict.fromkeys(backbones):
-        resolve_stages(stages, len(get_backbone(backbone).blocks))
-        dropped = equivalent_positions(backbone, positions)
-        kept = [p for p in dict.fromkeys(positions) if p not in dropped]
-        for attention in dict.fromkeys(attentions):
-            if attention == "none":
-                arms.append({"backbone": backbone, "attention": "none"})
-                continue
-            ratios = dict.fromkeys(reductions) if ATTENTION[attention].uses_reduction else [None]
-            for position, reduction in itertools.product(kept, ratios):
-                arm: dict[str, Any] = {"backbone": backbone, "attention": attention, "position": position}
-                if reduction is not None:
-                    arm["reduction"] = reduction
-                arm["stages"] = stages
-                arms.append(arm)
-    return arms
+    choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]
+    arms = enumerate_arms(choices, attentions, positions, reductions, [stages])
+    return [_plain_kwargs(arm.build_kwargs()) for arm in arms]
+
+
+def _plain_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Drop build options left at build_model's defaults (head None, bn True) for readable arms."""
+    return {k: v for k, v in kwargs.items() if not (k == "head" and v is None or k == "bn" and v is True)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from .data import dataset_info
 from .measure import count_macs, count_params
 from .models import build_model
+from .train import resolve_device
 from .spec import Study
 
 
@@ -47,7 +48,7 @@ def train_step_seconds(model: torch.nn.Module, batch: int, shape: tuple[int, int
 def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
     info = dataset_info(study.dataset)
     shape = (info.in_channels, info.input_size, info.input_size)
-    device = study.runtime.resolve_device()
+    device = resolve_device(study.runtime.device)
     rows: list[dict[str, Any]] = []
     for arm in study.arms:
         model = build_model(**arm.build_kwargs(), num_classes=info.num_classes, in_channels=shape[0],
@@ -88,7 +89,7 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
             mean_step = frame["step_ms"].mean() / 1000
             tune_s = tune_trials * mean_step * steps_per_epoch * t.epochs
         lines.append(
-            f"estimated time on {study.runtime.resolve_device()}: final {final_s / 60:.1f} min + tuning "
+            f"estimated time on {resolve_device(study.runtime.device)}: final {final_s / 60:.1f} min + tuning "
             f"{tune_s / 60:.1f} min = {(final_s + tune_s) / 3600:.2f} h for one worker (measured step times; "
             "evaluation and data time not included)"
         )

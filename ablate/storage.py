@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,6 +47,13 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def quiet_optuna() -> None:
+    """Optuna warns that heartbeats are experimental and meant for optimize(); ablate uses both knowingly."""
+    warnings.filterwarnings("ignore", message=".*heartbeat.*", category=Warning, module="optuna")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -53,6 +61,7 @@ def worker_id() -> str:
 def open_storage(url: str) -> BaseStorage:
     """The Optuna storage behind `url`; creates the SQLite/journal file's folder if needed."""
     check_storage_url(url, "storage")
+    quiet_optuna()
     try:
         if url.startswith("journal:"):
             path = Path(url.removeprefix("journal:"))

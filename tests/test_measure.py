@@ -168,6 +168,15 @@ def test_profile_arm_row_without_timing() -> None:
     assert not any(k.startswith("latency") for k in row)
 
 
+def test_arm_ids_match_the_study_layer_and_carry_non_default_knobs() -> None:
+    assert measure.arm_label({"backbone": "vgg16", "attention": "se", "reduction": 8}) == "vgg16/se/after_relu/r8/s1-5"
+    assert measure.arm_label({"backbone": "cnn", "attention": "none", "reduction": 8}) == "cnn/none"
+    row = measure.profile_arm({"backbone": "cnn", "attention": "eca", "k": 3, "stages": [2, 3]}, (3, 32, 32),
+                              timing=False)  # fmt: skip
+    assert row["arm"] == "cnn/eca/after_relu/s2-3/k=3" and row["knobs"] == "k=3"
+    assert row["feature_maps"] == "16x16,8x8" and row["attn_params"] == 3 + 3  # one 1-D conv of k=3 per block
+
+
 def test_profile_arm_rejects_non_square_and_bad_shapes() -> None:
     with pytest.raises(AblateError, match="square"):
         measure.profile_arm({"backbone": "cnn"}, (3, 32, 16), timing=False)
@@ -218,6 +227,14 @@ def test_time_model_on_cpu_with_channels_last() -> None:
     assert model.features.block1.conv1.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_time_model_sets_threads_only_while_timing() -> None:
+    before = torch.get_num_threads()
+    t = measure.time_model(build_model("cnn"), 1, (3, 32, 32), min_run_time=0.01, max_run_time=0.1, threads=2)
+    assert t.median_ms > 0 and torch.get_num_threads() == before
+    with pytest.raises(AblateError, match="threads"):
+        measure.time_model(build_model("cnn"), 1, (3, 32, 32), threads=0)
+
+
 def test_peak_memory_is_not_invented_on_cpu() -> None:
     assert measure.peak_memory_mib(build_model("cnn"), 2, (3, 32, 32), "cpu") is None
 
@@ -252,7 +269,7 @@ def test_cli_profile_csv_with_timing() -> None:
 def test_cli_profile_table_and_json() -> None:
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing")
     assert code == 0
-    assert "| cnn/eca/after_relu/s1-3" in out and "macs_full vs none" in out
+    assert "| cnn/eca/after_relu/s1-3" in out and "| vs none" in out
     assert measure.MAC_POLICY["full"] in out
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--format", "json")
     assert code == 0

@@ -16,8 +16,6 @@ from . import csv_list, int_list
 
 FORMATS = ("table", "csv", "json")
 AMP_CHOICES = ("none", "bf16", "fp16")
-# columns that hold one value for the whole run: printed once under the table instead of per row
-RUN_COLUMNS = ("input", "device", "amp", "channels_last")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="stop timing an arm and batch size after this long (default: 10 x --min-run-time)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads while timing; 1 (default, as torch.utils.benchmark) is the reproducible "
+        "choice on shared machines; 0 = torch's default (all cores)",
+    )
     p.add_argument("--no-timing", action="store_true", help="params and MACs only (fast)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     p.add_argument("--out", metavar="FILE", default=None, help="write to FILE instead of stdout")
@@ -96,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise AblateError(f"--batch-sizes must be positive integers, got {args.batch_sizes}.")
     if args.num_classes < 1:
         raise AblateError(f"--num-classes must be a positive integer, got {args.num_classes}.")
+    if args.threads < 0:
+        raise AblateError(f"--threads must be >= 0 (0: torch's default), got {args.threads}.")
     stages = _stages(args.stages)
     arms = measure.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, stages)
     for backbone in dict.fromkeys(args.backbone):
@@ -114,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             channels_last=args.channels_last,
             min_run_time=args.min_run_time,
             max_run_time=args.max_run_time,
+            threads=args.threads or None,
             timing=not args.no_timing,
         )
         for arm in tqdm(arms, desc="profile", unit="arm", file=sys.stderr, disable=None, leave=False)
@@ -155,25 +163,34 @@ def _fmt(column: str, value: Any) -> str:
 
 
 def render_table(df: Any, measure: Any) -> str:
-    """GitHub table: arm id, costs and % over the same-backbone `none` row; run settings and policy below."""
+    """GitHub table for people: arm id, costs, % over the same-backbone `none` row, latency at the
+    smallest batch, throughput at the others, peak memory at the largest; csv/json keep every column."""
+    import re
+
     from tabulate import tabulate
 
     table = measure.add_baseline_deltas(df)
-    # the arm id already spells backbone/attention/position/ratio/stages; knobs too when not default
-    hidden = ["backbone", "attention", "position", "reduction", "stages", *RUN_COLUMNS]
-    hidden += [c for c in table.columns if c.startswith("timed_blocks")]
-    if table["knobs"].isna().all():
-        hidden.append("knobs")
-    shown = [c for c in table.columns if c not in hidden]
+    sizes = sorted(int(m.group(1)) for c in table.columns if (m := re.fullmatch(r"latency_b(\d+)_ms_median", c)))
+    wanted = ["arm", "knobs", "params", "params_vs_none_pct", "attn_params", "macs_fvcore_default", "macs_full",
+              "macs_full_vs_none_pct", "attn_macs_fvcore_default", "attn_macs_full", "feature_maps", "hidden"]  # fmt: skip
+    if sizes:
+        first = sizes[0]
+        wanted += [f"latency_b{first}_ms_median", f"latency_b{first}_ms_median_vs_none_pct", f"latency_b{first}_ms_iqr"]
+        for b in sizes[1:]:
+            wanted += [f"throughput_b{b}_img_s", f"throughput_b{b}_img_s_vs_none_pct"]
+        wanted.append(f"peak_mem_b{sizes[-1]}_mib")
+    shown = [c for c in wanted if c in table.columns and not (c == "knobs" and table[c].isna().all())]
     body = [[_fmt(c, row[c]) for c in shown] for row in table.to_dict("records")]
-    headers = [c.replace("_vs_none_pct", " vs none") for c in shown]
-    first = df.iloc[0] if len(df) else None
+    headers = ["vs none" if c.endswith("_vs_none_pct") else c for c in shown]
     lines = [tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    if first is not None:
+    if len(df):
+        run = df.iloc[0]
         lines.append(
-            f"input {first['input']}, device {first['device']}, amp {first['amp']}, "
-            f"channels_last {first['channels_last']}. Latency: median and IQR over timed blocks "
-            "(torch.utils.benchmark), eval mode, inference_mode. peak_mem: CUDA only (n/a on CPU)."
+            f"input {run['input']}, device {run['device']}, amp {run['amp']}, channels_last {run['channels_last']}, "
+            f"threads {_fmt('threads', run['threads'])}. "
+            "'vs none': % change over the same backbone without attention. Latency: median and IQR over timed "
+            "blocks (torch.utils.benchmark), eval mode, inference_mode; peak_mem: CUDA only (n/a on CPU). "
+            "--format csv/json give every column (latency, throughput and memory at every batch size)."
         )
     lines.append(measure.MAC_POLICY_TEXT)
     return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""`ablate train`: one arm, one seed, one dataset; a progress bar, the curves and the final numbers.
+
+Every option left out takes its default from Recipe / DataConfig / Runtime, so the command, a
+study file and the Python API agree. Defaults reproduce seed 000 (Adam 1e-3, batch 64, plateau
+schedule, crop/flip/jitter/rotate) and, like seed 000, evaluate on the test split each epoch
+while training on the whole training split; `--eval val` holds out a validation split instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from ..data import DATA_ENV, DataConfig, list_datasets, load_data
+from ..errors import AblateError
+from ..models import POSITIONS, list_backbones
+from ..train import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, NonFiniteLossError, Recipe, Runtime, model_factory, train
+from . import csv_list, int_list
+
+
+def parse_knob(text: str) -> tuple[str, Any]:
+    """'k=v' -> (k, v) with v read as int, float, true/false, or left a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    low = raw.lower()
+    if low in ("true", "false"):
+        return key, low == "true"
+    for kind in (int, float):
+        try:
+            return key, kind(raw)
+        except ValueError:
+            pass
+    return key, raw
+
+
+def parse_stages(text: str) -> str | list[int]:
+    return "all" if text == "all" else int_list(text)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one arm on one dataset (seed-000 recipe by default)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    arm = p.add_argument_group("arm")
+    arm.add_argument("--backbone", default="cnn", choices=list_backbones())
+    arm.add_argument("--attention", default="none", help="attention type (see `ablate list attention`)")
+    arm.add_argument("--position", default="after_relu", choices=list(POSITIONS))
+    arm.add_argument("--reduction", type=int, default=16)
+    arm.add_argument("--stages", type=parse_stages, default="all", help="'all' or block indexes, e.g. 1,2")
+    arm.add_argument("--head", help="classifier head (backbone default when omitted)")
+    arm.add_argument("--knob", type=parse_knob, action="append", default=[], metavar="KEY=VALUE",
+                     help="an attention knob, repeatable (e.g. --knob kernel_size=7)")
+
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", default="cifar10", help=f"{', '.join(list_datasets())} or imagefolder:<path>")
+    data.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    data.add_argument("--train-size", type=int, help="images drawn from the training split (all by default)")
+    data.add_argument("--test-size", type=int, help="images drawn from the test split (all by default)")
+    data.add_argument("--val-fraction", type=float,
+                      help="share of training images held out for validation (default 0.1 with --eval val, else 0)")
+    data.add_argument("--augment", type=csv_list, help="comma-separated subset of crop,flip,jitter,rotate; "
+                                                      "'none' for no augmentation (default: all four)")
+    data.add_argument("--input-size", type=int, help="pad images to this size (e.g. 32 for 28x28 data into vgg16)")
+    data.add_argument("--split-seed", type=int)
+
+    rec = p.add_argument_group("recipe")
+    rec.add_argument("--optimizer", choices=OPTIMIZERS)
+    rec.add_argument("--lr", type=float)
+    rec.add_argument("--weight-decay", type=float)
+    rec.add_argument("--momentum", type=float)
+    rec.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    rec.add_argument("--batch-size", type=int)
+    rec.add_argument("--epochs", type=int)
+    rec.add_argument("--scheduler", choices=SCHEDULERS)
+    rec.add_argument("--label-smoothing", type=float)
+    rec.add_argument("--grad-clip", type=float)
+
+    run_ = p.add_argument_group("run")
+    run_.add_argument("--seed", type=int, default=0)
+    run_.add_argument("--eval", dest="eval_split", choices=EVAL_SPLITS, default="test",
+                      help="split evaluated after each epoch (default: test, as seed 000)")
+    run_.add_argument("--target-acc", type=float, help="report the time to reach this accuracy (%%)")
+    run_.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    run_.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                      help="bf16 autocast (default: on for CUDA only)")
+    run_.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    run_.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    run_.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None)
+    run_.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
+    run_.add_argument("--checkpoint", type=Path, help="save after every epoch; resume when it exists")
+    run_.add_argument("--json", type=Path, help="write the arm, settings and results to this file")
+    run_.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _given(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
+    """{config key: value} for the options the user actually gave."""
+    return {key: getattr(args, attr) for key, attr in keys.items() if getattr(args, attr) is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    data_opts = _given(args, {"name": "dataset", "train_size": "train_size", "test_size": "test_size",
+                              "val_fraction": "val_fraction", "input_size": "input_size",
+                              "split_seed": "split_seed"})
+    if args.augment is not None:
+        data_opts["augment"] = [] if args.augment == ["none"] else args.augment
+    data_opts.setdefault("val_fraction", DataConfig.val_fraction if args.eval_split == "val" else 0.0)
+    data_cfg = DataConfig.from_dict(data_opts, "options")
+    recipe = Recipe.from_dict(_given(args, {k: k for k in (
+        "optimizer", "lr", "weight_decay", "momentum", "nesterov", "batch_size", "epochs", "scheduler",
+        "label_smoothing", "grad_clip")}), "options")
+    runtime = Runtime.from_dict(_given(args, {k: k for k in (
+        "device", "amp", "channels_last", "compile", "deterministic", "threads")}), "options")
+    arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,
+           "reduction": args.reduction, "stages": args.stages, "head": args.head, **dict(args.knob)}
+
+    data = load_data(data_cfg, args.data_dir, fetch_missing=True)
+    meta = data.meta
+    print(f"{args.backbone}/{args.attention} on {meta.name}: {meta.sizes[0]} train, {meta.sizes[1]} val, "
+          f"{meta.sizes[2]} test images of {meta.in_channels}x{meta.input_size}x{meta.input_size}; "
+          f"{recipe.epochs} epochs, {recipe.optimizer} lr {recipe.lr}, batch {recipe.batch_size}, "
+          f"scheduler {recipe.scheduler}", file=sys.stderr)
+    build = model_factory(**arm)
+    try:
+        build(meta)  # fail on a bad arm before any training starts
+    except AblateError as err:
+        if "input_size" not in str(err):
+            raise
+        raise AblateError(f"{err} The data is {meta.input_size}x{meta.input_size}: --input-size 32 pads it.") from None
+    try:
+        result = train(build, data, recipe, seed=args.seed, runtime=runtime, eval_split=args.eval_split,
+                       target_acc=args.target_acc, checkpoint_path=args.checkpoint, progress=args.progress)
+    except NonFiniteLossError as err:
+        raise AblateError(str(err)) from None
+
+    split = args.eval_split
+    rows = [[e + 1, f"{result.train_loss[e]:.4f}", f"{result.train_acc[e]:.2f}", f"{result.eval_loss[e]:.4f}",
+             f"{result.eval_acc[e]:.2f}", f"{result.lr[e]:.2e}", f"{result.epoch_time_s[e]:.1f}",
+             f"{result.samples_per_s[e]:.0f}"] for e in range(result.epochs_run)]
+    print(tabulate(rows, headers=["epoch", "train loss", "train acc %", f"{split} loss", f"{split} acc %", "lr",
+                                  "time s", "img/s"], tablefmt="github"))
+    reached = "" if args.target_acc is None else (
+        f", {args.target_acc:g}% reached after {result.time_to_target_s:.1f} s" if result.time_to_target_s
+        is not None else f", {args.target_acc:g}% not reached")
+    memory = f", peak GPU memory {result.peak_mem_mib:.0f} MiB" if result.peak_mem_mib is not None else ""
+    print(f"final {split} acc {result.final_acc:.2f}% (best {result.best_acc:.2f}% at epoch {result.best_epoch}); "
+          f"{result.n_params:,} params; {result.total_time_s:.1f} s, {result.throughput:.0f} train img/s on "
+          f"{result.device}{reached}{memory}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"arm": arm, "data": {**data_cfg.as_dict(), "meta": meta.as_dict()}, "recipe": recipe.as_dict(),
+                   "runtime": runtime.as_dict(), "result": result.as_dict()}
+        args.json.write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
