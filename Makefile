@@ -4,8 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ABLATE := $(BIN)/ablate
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# profile defaults (override on the command line: make profile BACKBONE=vgg16 ATTENTION=se,cbam)
+STUDY   ?= studies/demo.yaml
+DATASET ?= fashion-mnist
+WORKERS ?= 1
+# profile defaults (override: make profile BACKBONE=vgg16 ATTENTION=se,cbam)
 BACKBONE  ?= cnn,vgg16
 ATTENTION ?= none,se,cam,sam,cbam,local,eca,coord,gc,nonlocal,simam
 POSITION  ?= after_relu
@@ -13,7 +17,7 @@ REDUCTION ?= 16
 INPUT     ?= 3x32x32
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all profile clean
+.PHONY: help setup test test-slow test-all demo data study plan status report dashboard profile bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,12 +33,42 @@ setup: $(STAMP) ## create .venv and install ablate with its dev tools
 test: setup ## run the fast test suite (CPU, minutes)
 	$(BIN)/python -m pytest -q
 
-test-all: setup ## run every test, slow ones included
+test-slow: setup ## run the slow tests (multi-process workers, kill/resume, PostgreSQL when available)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: setup ## every test but the GPU ones
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+demo: setup data ## the main job on CPU: studies/demo.yaml (Fashion-MNIST, 7 attention types, 2 seeds) + its report
+	$(ABLATE) plan studies/demo.yaml --no-timing
+	$(ABLATE) run studies/demo.yaml
+	$(ABLATE) report studies/demo.yaml
+
+data: setup ## fetch/prepare DATASET (default fashion-mnist): download, else offline from Debian's dataset-fashion-mnist
+	$(ABLATE) data fetch $(DATASET) || { [ "$(DATASET)" = fashion-mnist ] && command -v apt-get >/dev/null && \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist && $(ABLATE) data fetch $(DATASET); }
+
+plan: setup ## arms, trial count and cost estimate of STUDY, before anything trains
+	$(ABLATE) plan $(STUDY)
+
+study: setup ## run STUDY (resumes; WORKERS=N for local worker processes)
+	$(ABLATE) run $(STUDY) --workers $(WORKERS)
+
+status: setup ## trials per phase of STUDY
+	$(ABLATE) status $(STUDY)
+
+report: setup ## regenerate reports/<study>/ from STUDY's storage (no retraining)
+	$(ABLATE) report $(STUDY)
+
+dashboard: setup ## optuna-dashboard on STUDY's storage at http://127.0.0.1:8080
+	$(ABLATE) dashboard $(STUDY)
 
 profile: setup ## params / MACs / latency of every arm, no training (BACKBONE= ATTENTION= POSITION= REDUCTION= INPUT=)
 	$(ABLATE) profile --backbone $(BACKBONE) --attention $(ATTENTION) --position $(POSITION) --reduction $(REDUCTION) --input $(INPUT)
 
-clean: ## remove caches (keeps .venv, data and runs)
+bench: setup ## seed-000 DataLoader loop vs ablate's engine: samples/s, ratio, harness overhead (minutes on CPU)
+	$(ABLATE) bench
+
+clean: ## remove caches (keeps .venv, data, runs and reports)
 	rm -rf .pytest_cache .hypothesis build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

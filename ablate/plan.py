@@ -8,6 +8,7 @@ will take. MACs alone mislead (attention gates are memory-bound), so the time is
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any
 
@@ -22,8 +23,8 @@ from .spec import Study
 
 
 def train_step_seconds(model: torch.nn.Module, batch: int, shape: tuple[int, int, int], device: torch.device,
-                       steps: int = 2) -> float:
-    """Median-free small sample: mean of `steps` timed steps after one warm-up step."""
+                       steps: int = 3) -> float:
+    """Median of `steps` timed steps after two warm-up steps (oneDNN/cuDNN pick kernels on the first)."""
     model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x = torch.randn(batch, *shape, device=device)
@@ -34,15 +35,14 @@ def train_step_seconds(model: torch.nn.Module, batch: int, shape: tuple[int, int
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
+    times = []
+    for _ in range(2 + steps):
+        start = time.perf_counter()
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / steps
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:])
 
 
 def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:

@@ -278,9 +278,7 @@ def _parse_tuning(c: _Checker, value: Any) -> Tuning:
         c.nested(key, Recipe.from_dict, {pname: int(low) if integer else low})
         c.nested(key, Recipe.from_dict, {pname: int(high) if integer else high})
         space.append(Param(pname, low, high, log, integer))
-    if enabled and not space:
-        raise c.error("tuning.space", "tuning is enabled but the search space is empty.")
-    return Tuning(
+    tuning = Tuning(
         enabled=enabled,
         scope=c.choice(t.get("scope", "baseline"), "tuning.scope", SCOPES),
         n_trials=c.integer(t.get("n_trials", 8), "tuning.n_trials", 1),
@@ -289,6 +287,9 @@ def _parse_tuning(c: _Checker, value: Any) -> Tuning:
         pruner=c.choice(t.get("pruner", "median"), "tuning.pruner", PRUNERS),
         space=tuple(space),
     )
+    if enabled and not space:
+        raise c.error("tuning.space", "tuning is enabled but the search space is empty.")
+    return tuning
 
 
 def _parse_measure(c: _Checker, value: Any) -> Measure:

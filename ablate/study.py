@@ -28,10 +28,9 @@ from .arms import Arm
 from .data import load_data
 from .errors import AblateError
 from .measure import profile_model
-from .models import build_model
 from .spec import Param, Study
 from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_id
-from .train import NonFiniteLossError, device_name, resolve_device, train
+from .train import NonFiniteLossError, device_name, model_factory, resolve_device, train
 from .workqueue import ItemFailed, counts, run_items, wait_until_idle
 
 PHASES = ("profile", "tune", "final")
@@ -156,13 +155,7 @@ class Runner:
         return self._data
 
     def build(self, arm: Arm) -> torch.nn.Module:
-        meta = self.data().meta
-        return build_model(
-            **arm.build_kwargs(),
-            num_classes=meta.num_classes,
-            in_channels=meta.in_channels,
-            input_size=meta.input_size,
-        )
+        return model_factory(**arm.build_kwargs())(self.data().meta)
 
     def input_shape(self) -> tuple[int, int, int]:
         meta = self.data().meta
@@ -225,7 +218,7 @@ class Runner:
                     raise optuna.TrialPruned()
                 return False
 
-            result = train(self.build(arm), self.data(), recipe, runtime=self.study.runtime,
+            result = train(model_factory(**arm.build_kwargs()), self.data(), recipe, runtime=self.study.runtime,
                            seed=self.study.seeds[0], eval_split="val", on_epoch_end=report, progress=False)
             trial.set_user_attr("arm", arm.id)
             return float(result.best_acc)
@@ -251,7 +244,7 @@ class Runner:
             ckpt = ckpt_dir / f"trial{trial.number:05d}.pt"
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             try:
-                result = train(self.build(arm), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
+                result = train(model_factory(**arm.build_kwargs()), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
                                eval_split="test", checkpoint_path=ckpt, progress=self.progress)
             except NonFiniteLossError as err:
                 raise ItemFailed(f"non-finite loss: {err}") from None

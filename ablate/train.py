@@ -31,7 +31,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import Augment, Normalize, to_unit_float
-from .data import Data, DataMeta, Split, check_choice, check_range, check_types, config_from_dict
+from .config import check_choice, check_range, check_types, config_from_dict
+from .data import Data, DataMeta, Split
 from .errors import AblateError
 from .models import build_model
 

@@ -1,16 +1,18 @@
 """Run a fixed list of work items (arm x seed) through one Optuna study, each exactly once.
 
-Optuna has no work queue, so ablate builds one from its primitives: a worker enqueues the next
-unclaimed item and immediately `ask()`s, which pops the oldest waiting trial atomically (RDB) -
-so every ask finds a waiting trial and items are never sampled. Two workers that pick the same item
-at the same moment both get a trial; the higher trial number sees the lower one and bows out as a
-FAIL marked `ablate:duplicate_of`, so each item *trains* once. Trials of dead workers are failed and
-their items re-run; trials that failed for a reason of their own (non-finite loss, out of memory)
-are recorded and not retried unless asked.
+Optuna has no work queue, so ablate builds one from its primitives. A worker claims the next item
+no trial owns yet by creating a RUNNING trial with the item's params (trial creation is atomic in
+every storage; `enqueue_trial` + `ask()` is not: two SQLite processes were seen popping the same
+waiting trial). Two workers that claim the same item at the same moment both create a trial; the
+one with the higher trial id sees the lower one and bows out as a FAIL marked
+`ablate:duplicate_of`, so each item *trains* once. Trials of dead workers are failed and their
+items re-run; trials that failed for a reason of their own (non-finite loss, out of memory) are
+recorded and not retried unless asked.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from .storage import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, heartbeat, reap_dead_trials, worker_id
 
@@ -56,13 +58,11 @@ def is_ignored(t: FrozenTrial, retry_failed: bool = False) -> bool:
 
 
 def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False) -> dict[tuple, FrozenTrial]:
-    """item key -> the trial that owns it (the lowest-numbered one that counts)."""
+    """item key -> the trial that owns it (the first created one that counts)."""
     owners: dict[tuple, FrozenTrial] = {}
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if is_ignored(t, retry_failed):
-            continue
-        params = t.params or t.system_attrs.get("fixed_params", {})
-        owners.setdefault(item_key(params, keys), t)
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t._trial_id):
+        if not is_ignored(t, retry_failed):
+            owners.setdefault(item_key(t.params, keys), t)
     return owners
 
 
@@ -72,7 +72,7 @@ def counts(study: optuna.Study, items: Sequence[Item], keys: Sequence[str]) -> C
     return Counts(
         total=len(items),
         complete=sum(s == TrialState.COMPLETE for s in states),
-        running=sum(s in (TrialState.RUNNING, TrialState.WAITING) for s in states),
+        running=sum(s == TrialState.RUNNING for s in states),
         failed=sum(s == TrialState.FAIL for s in states),
         todo=len(items) - len(states),
     )
@@ -97,21 +97,22 @@ def run_items(
     }
     wanted = {item_key(i, keys): i for i in items}
     me, done = worker_id(), 0
+    rng = random.Random(me)
     while True:
         reap_dead_trials(study)
         owners = claimed(study, keys, retry_failed)
-        todo = [i for k, i in wanted.items() if k not in owners]
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if not todo and not waiting:
+        todo = [k for k in wanted if k not in owners]
+        if not todo:
             return done
-        if todo:
-            study.enqueue_trial(dict(todo[0]))
-        trial = study.ask(fixed_distributions=distributions)
-        study._storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, me)
-        key = item_key(trial.params, keys)
+        # alone: in order (baselines first); beside other workers: spread out to avoid racing for one item
+        busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        key = todo[rng.randrange(len(todo))] if busy else todo[0]
+        claim = create_trial(state=TrialState.RUNNING, params=dict(wanted[key]), distributions=distributions,
+                             system_attrs={WORKER_ATTR: me})
+        trial = Trial(study, study._storage.create_new_trial(study._study_id, template_trial=claim))
         owner = claimed(study, keys, retry_failed).get(key)
-        if key not in wanted or (owner is not None and owner.number != trial.number):
-            trial.set_user_attr(DUPLICATE_ATTR, owner.number if owner is not None else -1)
+        if owner is not None and owner._trial_id != trial._trial_id:
+            trial.set_user_attr(DUPLICATE_ATTR, owner.number)
             trial.set_user_attr(FAIL_ATTR, "duplicate claim: another worker owns this item")
             study.tell(trial, state=TrialState.FAIL)
             continue

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import AblateError
 
 # subcommand modules under ablate.cli, in the order `ablate --help` lists them
-COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "status", "dashboard")
+COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "status", "dashboard", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     frame = plan_frame(study, timing=not args.no_timing)
     print(f"# {study.name}: {study.description}".rstrip(": "))
-    print(frame.to_markdown(index=False, floatfmt=".4g"))
+    print(frame.astype(object).where(frame.notna(), "-").to_markdown(index=False, floatfmt=".4g"))
     print()
     for line in plan_summary(study, frame):
         print(line)

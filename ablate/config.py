@@ -1,0 +1,102 @@
+"""Typed config dataclasses from plain mappings (YAML, JSON, CLI): one checker for every config class.
+
+Recipe, Runtime and DataConfig are frozen dataclasses of simple types; `config_from_dict` builds
+one from a mapping and every mistake names where it came from, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from .errors import AblateError, did_you_mean
+
+
+C = TypeVar("C")
+
+
+def _accepts(value: Any, hint: Any) -> bool:
+    """Is `value` of the simple type `hint` (int, float, bool, str, X | None, tuple[...])?"""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_accepts(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("NoneType", "None")
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """Friendly conversions for values from YAML/JSON/CLI: lists -> tuples, '1e-3' -> 1e-3, 1 -> 1.0."""
+    if isinstance(value, list):
+        return tuple(value)
+    wants_float = hint is float or (get_origin(hint) in (Union, types.UnionType) and float in get_args(hint))
+    if wants_float and isinstance(value, str):
+        try:
+            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
+        except ValueError:
+            return value
+    if wants_float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def check_types(obj: Any) -> None:
+    """Raise AblateError naming the first dataclass field whose value has the wrong type."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _accepts(value, hints[f.name]):
+            raise AblateError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}.")
+
+
+def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:
+    """Build frozen config dataclass `cls` from a mapping; every mistake names `where` and the key."""
+    prefix = f"{where or cls.__name__}: "
+    if not isinstance(d, Mapping):
+        raise AblateError(f"{prefix}expected a mapping of {cls.__name__} settings, got {type(d).__name__}.")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    for key in d:
+        if key not in names:
+            raise AblateError(
+                f"{prefix}unknown key {key!r}{did_you_mean(str(key), names)}; allowed: {', '.join(names)}.")
+    try:
+        return cls(**{k: _coerce(v, hints[k]) for k, v in d.items()})
+    except AblateError as err:
+        raise AblateError(f"{prefix}{err}") from None
+
+
+def check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise AblateError(
+            f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}.")
+
+
+def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,
+                low_open: bool = False, high_open: bool = False) -> None:
+    """`value` (when not None) must lie in the interval; the message spells the interval out."""
+    if value is None:
+        return
+    bad = (low is not None and (value <= low if low_open else value < low)) or (
+        high is not None and (value >= high if high_open else value > high))
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        raise AblateError(f"{key} must be {' and '.join(s for s in (lo, hi) if s)}, got {value!r}.")

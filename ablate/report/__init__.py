@@ -1,0 +1,100 @@
+"""`write_report(study)`: reports/<study>/report.md, figures/*.png and tables/*.csv from storage alone.
+
+collect (storage -> frames) -> tables (seed statistics, costs vs baseline) -> figures (charts) ->
+diagnostics (checkpoints -> feature maps, Grad-CAM, attention gates) -> markdown. Nothing is
+retrained; a partial study is reported with what it lacks. report.md is written last, atomically,
+so it only ever links files that exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import AblateError
+from ..spec import Study
+from .collect import Collected, collect
+from .diagnostics import run_diagnostics
+from .figures import (
+    accuracy_vs_cost,
+    accuracy_vs_reduction,
+    cost_overhead,
+    diff_heatmap,
+    forest,
+    iteration_loss,
+    training_curves,
+    tuning_plots,
+)
+from .markdown import Sections, render
+from .output import write_csv, write_text
+from .tables import arm_table, cost_view, factor_pivot, factor_table, latency_columns, summary_view, swept_factors
+
+__all__ = ["Collected", "collect", "default_output", "write_report"]
+
+
+def default_output(study: Study) -> Path:
+    """The study's own output folder, refused when it would leave the working tree (absolute or '..')."""
+    out = Path(study.output)
+    if out.is_absolute() or ".." in out.parts:
+        raise AblateError(f"{study.path}: output {str(out)!r} must be a relative path without '..'; "
+                          "pass --out DIR to write elsewhere.")
+    return out
+
+
+def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics: bool = True,
+                 data_dir: str | None = None) -> Path:
+    """Write the report of `study` and return the path of its report.md."""
+    out = Path(out_dir) if out_dir is not None else default_output(study)
+    c = collect(study)
+    t = arm_table(c)
+    sizes = c.batch_sizes
+    notes: list[str] = []
+
+    csvs = {"tables/arms.csv": t, "tables/runs.csv": c.runs, "tables/items.csv": c.items,
+            "tables/curves.csv": c.curves}
+    factors, factor_figures = {}, {}
+    for factor in swept_factors(t):
+        long = factor_table(t, factor)
+        csvs[f"tables/factor_{factor}.csv"] = long
+        factors[factor] = factor_pivot(long, factor)
+    for rel, frame in csvs.items():
+        write_csv(out / rel, frame)
+
+    cols = latency_columns(sizes)
+    figures = {
+        "Accuracy vs cost": accuracy_vs_cost(t, out, "macs_full", "MACs per image, full policy", "acc_vs_macs",
+                                             "MACs")
+        + (accuracy_vs_cost(t, out, "latency", f"latency at batch {min(sizes)} (ms)", "acc_vs_latency", "latency")
+           if cols else []),
+        "Effect vs baseline": forest(t, out),
+        "Accuracy difference by attention type and position": diff_heatmap(t, out),
+        "Cost overhead": cost_overhead(t, sizes, out),
+        "Training curves": training_curves(c, t, out),
+        "Per-iteration loss": iteration_loss(c, t, out),
+    }
+    tune_figs, tune_notes = tuning_plots(c.tuning, out)
+    figures["Hyperparameter tuning (Optuna)"] = tune_figs
+    notes += tune_notes
+    if c.study.tuning.enabled and not c.tuning:
+        notes.append("tuning is enabled but storage holds no tuning study yet.")
+    if "reduction" in factors:
+        factor_figures["reduction"] = accuracy_vs_reduction(t, out)
+    if "position" in factors:
+        factor_figures["position"] = [f for f in figures["Accuracy difference by attention type and position"]]
+        figures["Accuracy difference by attention type and position"] = []
+    if c.iters.empty and len(c.runs):
+        notes.append("no per-iteration losses stored (runs shorter than runtime.loss_every steps).")
+
+    diag_figures, diag_arms = [], []
+    if diagnostics:
+        d = run_diagnostics(c, t, out, data_dir=data_dir)
+        diag_figures, diag_arms = d.figures, d.arms
+        notes += d.notes
+    else:
+        notes.append("visual diagnostics were turned off (--no-diagnostics).")
+
+    sections = Sections(summary=summary_view(t, sizes), costs=cost_view(t, sizes), factors=factors,
+                        factor_figures=factor_figures, figures=figures, diagnostics=diag_figures,
+                        diagnostic_arms=diag_arms, notes=notes, tables=list(csvs))
+    report = out / "report.md"
+    write_text(report, render(c, t, sections, sizes))
+    return report

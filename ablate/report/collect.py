@@ -1,0 +1,199 @@
+"""Storage -> pandas: everything a report shows, read from the study's Optuna storage alone.
+
+Reading never creates or changes anything in storage (a report may run beside live workers). Each
+arm x seed of the study file is classified as complete, failed (with its reason), running or
+missing, so a partial study still reports, and says what it lacks. Duplicate claims and trials of
+dead workers (`ablate.workqueue.is_ignored`) are not results and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import AblateError
+from ..spec import Study
+from ..storage import FAIL_ATTR, mask_url, open_storage
+from ..study import phase_name, tuning_groups
+from ..workqueue import claimed
+
+FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
+ITEM_KEYS = ("arm", "seed")
+CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "epoch_time_s", "train_time_s")
+LATENCY_RE = re.compile(r"^latency_b(\d+)_ms_median$")
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One study's results as frames; every report number comes from here."""
+
+    study: Study
+    arms: pd.DataFrame  # one row per arm of the study file: factors + cost (profile phase)
+    runs: pd.DataFrame  # one row per complete final trial (arm x seed)
+    curves: pd.DataFrame  # long: arm, seed, epoch, train/eval loss and accuracy, times
+    iters: pd.DataFrame  # long: arm, seed, step, loss (sampled per-iteration training loss)
+    items: pd.DataFrame  # every arm x seed of the study file: status, trial number, fail reason
+    tuning: dict[str, optuna.Study] = field(default_factory=dict)  # group -> tuning study (existing ones)
+    attrs: dict[str, Any] = field(default_factory=dict)  # the final study's user attrs
+    extra_arms: tuple[str, ...] = ()  # arms with results in storage that the study file no longer has
+
+    @property
+    def eval_split(self) -> str:
+        return str(self.runs["eval_split"].iloc[0]) if len(self.runs) and "eval_split" in self.runs else "test"
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """Batch sizes that latency was measured at (from the cost columns), ascending."""
+        found = (LATENCY_RE.match(str(c)) for c in self.arms.columns)
+        return tuple(sorted({int(m.group(1)) for m in found if m}))
+
+
+def _sqlite_path(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def _journal_path(url: str) -> Path | None:
+    return Path(url.removeprefix("journal:")) if url.startswith("journal:") else None
+
+
+def _load(name: str, storage: optuna.storages.BaseStorage, names: set[str]) -> optuna.Study | None:
+    return optuna.load_study(study_name=name, storage=storage) if name in names else None
+
+
+def collect(study: Study) -> Collected:
+    """Read a study's storage into frames. Raises AblateError when the storage holds nothing of it."""
+    for path in (_sqlite_path(study.storage), _journal_path(study.storage)):
+        if path is not None and not path.is_file():
+            raise AblateError(f"{study.path}: storage {mask_url(study.storage)} does not exist; run "
+                              f"`ablate run {study.path}` first (or pass --storage).")
+    storage = open_storage(study.storage)
+    names = set(optuna.get_all_study_names(storage=storage))
+    profile = _load(phase_name(study, "profile"), storage, names)
+    final = _load(phase_name(study, "final"), storage, names)
+    if profile is None and final is None:
+        raise AblateError(f"storage {mask_url(study.storage)} holds no results of study {study.name!r}; "
+                          f"run `ablate run {study.path}` first.")
+    tuning = {}
+    if study.tuning.enabled:
+        for group in tuning_groups(study):
+            tune = _load(phase_name(study, "tune", group), storage, names)
+            if tune is not None:
+                tuning[group] = tune
+
+    spec_arms = [a.id for a in study.arms]
+    final_trials = final.get_trials(deepcopy=False) if final is not None else []
+    owners = claimed(final, ITEM_KEYS) if final is not None else {}
+    complete = [t for t in owners.values() if t.state == TrialState.COMPLETE and t.params.get("arm") in spec_arms]
+    stored_arms = {t.params.get("arm") for t in final_trials if t.state == TrialState.COMPLETE}
+    return Collected(
+        study=study,
+        arms=_arm_frame(study, profile, complete),
+        runs=_run_frame(complete),
+        curves=_curve_frame(complete),
+        iters=_iter_frame(complete),
+        items=_item_frame(study, owners),
+        tuning=tuning,
+        attrs=dict(final.user_attrs) if final is not None else {},
+        extra_arms=tuple(sorted(str(a) for a in stored_arms - set(spec_arms) if a is not None)),
+    )
+
+
+def _arm_frame(study: Study, profile: optuna.Study | None, complete: list[FrozenTrial]) -> pd.DataFrame:
+    """Factors of every spec arm, plus its cost row: the profile phase's, else a final trial's copy."""
+    costs: dict[str, dict[str, Any]] = {}
+    for t in complete:
+        costs.setdefault(t.params["arm"], dict(t.user_attrs.get("cost") or {}))
+    if profile is not None:
+        for t in profile.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.user_attrs.get("cost"):
+                costs[str(t.user_attrs.get("arm"))] = dict(t.user_attrs["cost"])
+    rows = []
+    for arm in study.arms:
+        cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}
+        rows.append({**arm.factors(), "is_baseline": arm.is_baseline, "profiled": arm.id in costs, **cost})
+    df = pd.DataFrame(rows)
+    df["reduction"] = df["reduction"].astype("Int64")
+    return df
+
+
+def _mean(values: Any) -> float:
+    vals = [float(v) for v in values or [] if v is not None]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        a = t.user_attrs
+        rows.append({
+            "arm": t.params["arm"],
+            "seed": int(t.params["seed"]),
+            "trial": t.number,
+            "acc": float(t.value) if t.value is not None else float("nan"),
+            "best_acc": a.get("best_acc"),
+            "best_epoch": a.get("best_epoch"),
+            "epochs_run": a.get("epochs_run", len(a.get("eval_acc") or [])),
+            "total_time_s": a.get("total_time_s"),
+            "train_s_per_epoch": _mean(a.get("train_time_s")),
+            "train_img_s": a.get("throughput"),
+            "peak_mem_train_mib": a.get("peak_mem_mib"),
+            "device": a.get("device"),
+            "eval_split": a.get("eval_split", "test"),
+            "checkpoint": a.get("checkpoint"),
+            "spec_fingerprint": a.get("spec_fingerprint"),
+            "hyperparameters": json.dumps(a.get("hyperparameters") or {}, sort_keys=True),
+            "completed": t.datetime_complete,
+        })
+    columns = ["arm", "seed", "trial", "acc", "best_acc", "best_epoch", "epochs_run", "total_time_s",
+               "train_s_per_epoch", "train_img_s", "peak_mem_train_mib", "device", "eval_split", "checkpoint",
+               "spec_fingerprint", "hyperparameters", "completed"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _curve_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    rows = []
+    for t in trials:
+        a = t.user_attrs
+        n = len(a.get("eval_acc") or [])
+        for i in range(n):
+            row: dict[str, Any] = {"arm": t.params["arm"], "seed": int(t.params["seed"]), "epoch": i + 1}
+            for key in CURVE_KEYS:
+                values = a.get(key) or []
+                row[key] = values[i] if i < len(values) else None
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["arm", "seed", "epoch", *CURVE_KEYS])
+
+
+def _iter_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    rows = [
+        {"arm": t.params["arm"], "seed": int(t.params["seed"]), "step": int(step), "loss": float(loss)}
+        for t in trials
+        for step, loss in zip(t.user_attrs.get("iter_step") or [], t.user_attrs.get("iter_loss") or [])
+    ]
+    return pd.DataFrame(rows, columns=["arm", "seed", "step", "loss"])
+
+
+def _item_frame(study: Study, owners: dict[tuple, FrozenTrial]) -> pd.DataFrame:
+    """Every arm x seed the study file asks for, and what storage says about it."""
+    state_names = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+                   TrialState.WAITING: "running"}
+    rows = []
+    for arm in study.arms:
+        for seed in study.seeds:
+            t = owners.get((arm.id, seed))
+            rows.append({
+                "arm": arm.id,
+                "seed": seed,
+                "status": state_names.get(t.state, "missing") if t is not None else "missing",
+                "trial": t.number if t is not None else None,
+                "reason": str(t.user_attrs.get(FAIL_ATTR, "")) if t is not None and t.state == TrialState.FAIL else "",
+            })
+    return pd.DataFrame(rows, columns=["arm", "seed", "status", "trial", "reason"])

@@ -1,0 +1,363 @@
+"""Visual diagnostics from the final checkpoints: the seeds' three views, for the baseline and best arms.
+
+1. Feature maps (seed 000/001): the most active channels of each block's last activation before
+   its max-pool, for a few test images, captured by forward hooks.
+2. Grad-CAM (seed 001, done correctly): the gradient of the predicted class's logit with respect to
+   a layer's *activations* (not its weights), averaged over space, weights those activations;
+   ReLU of the weighted sum, upsampled to the image (Selvaraju et al. 2017).
+3. The attention modules' own outputs, hooked: spatial gates of sam / cbam / local / coord drawn over
+   the image, and channel gates of se / cam / eca / cbam / local averaged per class at each depth
+   (SENet's excitation analysis: similar across classes early, class-specific late).
+
+Nothing is trained: models are rebuilt from the arm's factors and loaded from the checkpoint of the
+lowest seed that has one. A missing dataset or checkpoint becomes a note in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..arms import Arm
+from ..augment import Normalize, to_unit_float
+from ..data import Data, load_data
+from ..errors import AblateError
+from ..models import attention_modules, build_model
+from ..train import load_weights
+from .collect import Collected
+from .figures import short
+from .output import Figure, save_figure
+
+# attention type -> the submodule whose output is the gate (spatial: B,1,H,W; channel: any shape B x C)
+SPATIAL_GATES: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "sam": lambda m: m.gate,
+    "cbam": lambda m: m.spatial,
+    "local": lambda m: m.spatial_attention,
+}
+CHANNEL_GATES: dict[str, Callable[[nn.Module], nn.Module]] = {
+    "se": lambda m: m.fc,
+    "cam": lambda m: m.gate,
+    "eca": lambda m: m.sigmoid,
+    "cbam": lambda m: m.channel,
+    "local": lambda m: m.channel_attention,
+}
+MAX_CLASS_IMAGES = 2000  # test images averaged for the per-class channel-gate profiles
+MAX_CLASSES_SHOWN = 6
+
+
+@dataclass
+class Diagnostics:
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    arms: list[str] = field(default_factory=list)
+
+
+def choose_arms(table: pd.DataFrame, max_arms: int = 3) -> list[str]:
+    """Per backbone: its baseline, then the best arm of each attention type, best first, at most max_arms."""
+    done = table[table["n"] > 0]
+    chosen: list[str] = []
+    for backbone in dict.fromkeys(done["backbone"]):
+        sub = done[done["backbone"] == backbone]
+        chosen += list(sub[sub["is_baseline"]]["arm"])
+        best = sub[~sub["is_baseline"]].sort_values("acc_mean", ascending=False).drop_duplicates("attention")
+        chosen += list(best["arm"].head(max_arms))
+    return chosen
+
+
+def _checkpoint(c: Collected, arm: str) -> tuple[Path | None, int | None]:
+    """The checkpoint of the lowest seed of `arm` whose file exists (relative paths: cwd, then the study's folder)."""
+    for _, run in c.runs[c.runs["arm"] == arm].sort_values("seed").iterrows():
+        if not run["checkpoint"]:
+            continue
+        path = Path(run["checkpoint"])
+        for candidate in (path, c.study.path.parent / path):
+            if candidate.is_file():
+                return candidate, int(run["seed"])
+    return None, None
+
+
+def _load_model(arm: Arm, data: Data, path: Path) -> nn.Module:
+    meta = data.meta
+    model = build_model(**arm.build_kwargs(), num_classes=meta.num_classes, in_channels=meta.in_channels,
+                        input_size=meta.input_size)
+    return load_weights(model, path).eval()
+
+
+def _pre_pool_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Each block's last module before its max-pool: the block's final activation (attention included)."""
+    layers = []
+    for block_name, block in model.features.named_children():
+        names = [n for n, _ in block.named_children()]
+        if "pool" in names and names.index("pool") > 0:
+            name = names[names.index("pool") - 1]
+            layers.append((f"{block_name}.{name}", getattr(block, name)))
+    return layers
+
+
+@contextmanager
+def _capture(modules: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hooks that keep each module's latest output under its key; removed on exit."""
+    store: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, o, k=k: store.__setitem__(k, o)) for k, m in modules.items()]
+    try:
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cam in [0, 1] of shape N x H x W at the input's size, predicted classes) for a batch.
+
+    The class score is the predicted logit; in eval mode images do not interact, so one backward of
+    the summed scores gives every image its own gradient.
+    """
+    with _capture({"a": layer}) as store, torch.enable_grad():
+        logits = model(x)
+        activation = store["a"]
+        pred = logits.argmax(1)
+        score = logits.gather(1, pred[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, activation)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12), pred
+
+
+@torch.no_grad()
+def attention_gates(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """module path -> {'spatial': N x H x W, 'channel': N x C} for every attention module that has them."""
+    modules: dict[str, nn.Module] = {}
+    for path, m in attention_modules(model):
+        if m.name in SPATIAL_GATES:
+            modules[f"{path}|spatial"] = SPATIAL_GATES[m.name](m)
+        if m.name in CHANNEL_GATES:
+            modules[f"{path}|channel"] = CHANNEL_GATES[m.name](m)
+        if m.name == "coord":  # two axis gates; their product is the spatial weighting, averaged over channels
+            modules[f"{path}|coord_h"], modules[f"{path}|coord_w"] = m.conv_h, m.conv_w
+    with _capture(modules) as store:
+        model(x)
+    gates: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in store.items():
+        path, kind = key.split("|")
+        g = gates.setdefault(path, {})
+        if kind == "spatial":
+            g["spatial"] = value[:, 0].float()
+        elif kind == "channel":
+            g["channel"] = value.reshape(value.shape[0], -1).float()
+        elif kind == "coord_h":  # B,C,H,1 x B,C,1,W -> B,C,H,W
+            g["spatial"] = (torch.sigmoid(value) * torch.sigmoid(store[f"{path}|coord_w"])).mean(1).float()
+    return gates
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def _show_image(ax: plt.Axes, image: torch.Tensor) -> None:
+    """uint8 C x H x W -> imshow (grey for one channel)."""
+    img = image.permute(1, 2, 0).numpy()
+    ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+              vmin=0, vmax=255)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _mosaic(fmap: torch.Tensor, k: int = 9) -> np.ndarray:
+    """The k most active channels of one C x H x W map, each scaled to [0, 1], tiled with 1-px gaps."""
+    top = fmap.mean(dim=(1, 2)).argsort(descending=True)[:k]
+    side = math.ceil(math.sqrt(len(top)))
+    h, w = fmap.shape[1:]
+    canvas = np.full((side * (h + 1) - 1, side * (w + 1) - 1), np.nan)
+    for i, ch in enumerate(top.tolist()):
+        m = fmap[ch].numpy()
+        m = (m - m.min()) / (m.max() - m.min() + 1e-12)
+        r, c = divmod(i, side)
+        canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = m
+    return canvas
+
+
+def _image_title(data: Data, label: int, pred: int | None = None) -> str:
+    names = data.meta.classes
+    text = f"true: {names[label]}"
+    return text if pred is None else f"{text}\npred: {names[pred]}"
+
+
+def feature_map_figure(model: nn.Module, arm: str, backbone: str, data: Data, images: torch.Tensor,
+                       labels: torch.Tensor, x: torch.Tensor, out: Path) -> Figure:
+    layers = _pre_pool_layers(model)
+    with torch.no_grad(), _capture(dict(layers)) as store:
+        model(x)
+    n = len(images)
+    fig, axes = plt.subplots(n, len(layers) + 1, figsize=(2.6 * (len(layers) + 1), 2.7 * n), squeeze=False)
+    for i in range(n):
+        _show_image(axes[i, 0], images[i])
+        axes[i, 0].set_title(_image_title(data, int(labels[i])), fontsize=8)
+        for j, (name, _) in enumerate(layers, start=1):
+            fmap = store[name][i].float()
+            axes[i, j].imshow(_mosaic(fmap), cmap="viridis", vmin=0, vmax=1)
+            axes[i, j].set_axis_off()
+            if i == 0:
+                axes[i, j].set_title(f"{name.replace('.', ' ')}\n{fmap.shape[1]}x{fmap.shape[2]}, top-9 channels",
+                                     fontsize=8)
+    fig.suptitle(f"Feature maps: {arm}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out, f"feature_maps_{arm}", f"Feature maps: {arm}",
+                       f"{short(arm, backbone)}: for each test image, the 9 channels with the highest mean activation "
+                       "at the end of each block (before its max-pool), each scaled to its own [0, 1] range.")
+
+
+def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, images: torch.Tensor,
+                    labels: torch.Tensor, x: torch.Tensor, out: Path) -> Figure:
+    arms = list(models)
+    fig, axes = plt.subplots(len(arms), len(images), figsize=(2.5 * len(images), 2.7 * len(arms)), squeeze=False)
+    layer_names = []
+    for r, arm in enumerate(arms):
+        layers = _pre_pool_layers(models[arm])
+        with torch.no_grad(), _capture(dict(layers)) as store:
+            models[arm](x[:1])
+        # the deepest block activation that still has spatial detail (>= 4x4)
+        name, layer = next(((n, m) for n, m in reversed(layers) if min(store[n].shape[-2:]) >= 4), layers[0])
+        layer_names.append(f"{short(arm, backbone)}: {name}")
+        cam, pred = grad_cam(models[arm], layer, x)
+        for i in range(len(images)):
+            ax = axes[r, i]
+            _show_image(ax, images[i])
+            ax.imshow(cam[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax.set_title(_image_title(data, int(labels[i]), int(pred[i])), fontsize=7)
+            if i == 0:
+                ax.set_ylabel(short(arm, backbone), fontsize=8)
+    fig.suptitle(f"Grad-CAM, {backbone}: one row per arm", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out, f"grad_cam_{backbone}", f"Grad-CAM: {backbone}",
+                       "Grad-CAM of the predicted class over the same test images, one row per arm (red = regions that "
+                       "raise the predicted class's score). Target layer per arm: " + "; ".join(layer_names) + ".")
+
+
+def spatial_gate_figure(model: nn.Module, arm: str, backbone: str, gates: dict[str, dict[str, torch.Tensor]],
+                        data: Data, images: torch.Tensor, labels: torch.Tensor, out: Path) -> Figure | None:
+    paths = [p for p, g in gates.items() if "spatial" in g]
+    if not paths:
+        return None
+    sizes = {i.path: f"{i.height}x{i.width}" for i in getattr(model, "insertions", [])}
+    n = len(images)
+    fig, axes = plt.subplots(n, len(paths) + 1, figsize=(2.6 * (len(paths) + 1), 2.7 * n), squeeze=False)
+    for i in range(n):
+        _show_image(axes[i, 0], images[i])
+        axes[i, 0].set_title(_image_title(data, int(labels[i])), fontsize=8)
+        for j, path in enumerate(paths, start=1):
+            g = gates[path]["spatial"][i]
+            up = F.interpolate(g[None, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+            _show_image(axes[i, j], images[i])
+            axes[i, j].imshow(up.numpy(), cmap="jet", alpha=0.5)
+            axes[i, j].set_title(f"{path.removeprefix('features.')} ({sizes.get(path, '?')})\n"
+                                 f"gate {float(g.min()):.2f}–{float(g.max()):.2f}", fontsize=7)
+    fig.suptitle(f"Spatial attention gates: {arm}", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out, f"spatial_gates_{arm}", f"Spatial attention: {arm}",
+                       f"{short(arm, backbone)}: the spatial weights each attention module multiplies its input by "
+                       "(captured by hooks; coord: product of its H and W gates, averaged over channels), upsampled "
+                       "over the image; colours scaled per map, the gate's range in each title.")
+
+
+def channel_gate_figure(arm: str, backbone: str, model: nn.Module, data: Data, out: Path) -> Figure | None:
+    """Mean channel gate per class at each depth, over up to MAX_CLASS_IMAGES test images."""
+    test = data.test
+    n = min(len(test), MAX_CLASS_IMAGES)
+    normalize = Normalize(data.meta.mean, data.meta.std, "cpu")
+    sums: dict[str, torch.Tensor] = {}
+    counts = torch.zeros(data.meta.num_classes)
+    for start in range(0, n, 256):
+        x = normalize(to_unit_float(test.images[start:min(n, start + 256)]))
+        y = test.labels[start:min(n, start + 256)]
+        for path, g in attention_gates(model, x).items():
+            if "channel" in g:
+                per_class = torch.zeros(data.meta.num_classes, g["channel"].shape[1]).index_add_(0, y, g["channel"])
+                sums[path] = sums.get(path, 0) + per_class
+        counts += torch.bincount(y, minlength=data.meta.num_classes).float()
+    if not sums:
+        return None
+    classes = [int(c) for c in counts.argsort(descending=True)[:MAX_CLASSES_SHOWN] if counts[c] > 0]
+    fig, axes = plt.subplots(1, len(sums), figsize=(4.2 * len(sums), 3.6), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (path, total) in zip(axes[0], sums.items()):
+        for k, cls in enumerate(classes):
+            ax.plot((total[cls] / counts[cls]).numpy(), lw=1, color=colors(k % 10), label=data.meta.classes[cls])
+        ax.plot((total.sum(0) / counts.sum()).numpy(), lw=2, color="black", label="all classes")
+        ax.set_title(path.removeprefix("features."), fontsize=9)
+        ax.set_xlabel("channel index")
+        ax.set_ylabel("mean channel gate (excitation)")
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Channel gates per class and depth: {arm} ({n} test images)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out, f"channel_gates_{arm}", f"Channel attention: {arm}",
+                       f"{short(arm, backbone)}: mean channel weight of each attention module per class (SENet's "
+                       "excitation analysis), shallow to deep from left to right. Curves that coincide mean the "
+                       "module weights channels the same way for every class; diverging curves are class-specific.")
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _pick_images(data: Data, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first test image of each of the first n classes present: fixed and diverse."""
+    labels = data.test.labels
+    idx = []
+    for cls in labels.unique().tolist():
+        idx.append(int((labels == cls).nonzero()[0, 0]))
+        if len(idx) == n:
+            break
+    index = torch.tensor(sorted(idx))
+    return data.test.images[index].cpu(), labels[index].cpu()
+
+
+def run_diagnostics(c: Collected, table: pd.DataFrame, out: Path, *, data_dir: str | None = None,
+                    n_images: int = 4, max_arms: int = 3) -> Diagnostics:
+    """All three views for the baseline and best arms of every backbone (see the module docstring)."""
+    result = Diagnostics()
+    chosen = choose_arms(table, max_arms)
+    if not chosen:
+        result.notes.append("no finished arm yet: no visual diagnostics.")
+        return result
+    try:
+        data = load_data(c.study.dataset, data_dir, "cpu")
+    except AblateError as err:
+        result.notes.append(f"visual diagnostics skipped: the dataset is not available here ({err})")
+        return result
+    images, labels = _pick_images(data, n_images)
+    x = Normalize(data.meta.mean, data.meta.std, "cpu")(to_unit_float(images))
+    arms = {a.id: a for a in c.study.arms}
+    for backbone in dict.fromkeys(table.set_index("arm").loc[chosen, "backbone"]):
+        models: dict[str, nn.Module] = {}
+        for arm_id in [a for a in chosen if arms[a].backbone.label == backbone]:
+            path, seed = _checkpoint(c, arm_id)
+            if path is None:
+                result.notes.append(f"{arm_id}: no checkpoint file found; diagnostics skipped for this arm.")
+                continue
+            try:
+                models[arm_id] = _load_model(arms[arm_id], data, path)
+            except (RuntimeError, KeyError, OSError) as err:
+                result.notes.append(f"{arm_id}: checkpoint {path} does not load into this arm's model "
+                                    f"({type(err).__name__}); diagnostics skipped for this arm.")
+                continue
+            result.arms.append(f"{arm_id} (seed {seed})")
+        if not models:
+            continue
+        result.figures.append(grad_cam_figure(models, backbone, data, images, labels, x, out))
+        for arm_id, model in models.items():
+            result.figures.append(feature_map_figure(model, arm_id, backbone, data, images, labels, x, out))
+            gates = attention_gates(model, x)
+            for fig in (spatial_gate_figure(model, arm_id, backbone, gates, data, images, labels, out),
+                        channel_gate_figure(arm_id, backbone, model, data, out)):
+                if fig is not None:
+                    result.figures.append(fig)
+    return result

@@ -1,0 +1,352 @@
+"""The report's charts (seaborn / matplotlib, PNG), each readable on its own: units on every axis.
+
+Each function takes the frames from `collect`/`tables`, writes zero or more PNGs under
+`<report>/figures/`, and returns their `Figure` records (an empty list when the study has nothing
+to show yet, e.g. a single reduction ratio or no finished trials). Colours are fixed per attention
+type across all charts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+from .. import stats
+from ..attention import ATTENTION
+from .collect import Collected
+from .output import Figure, save_figure, slug
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def attention_colors() -> dict[str, tuple[float, float, float]]:
+    """One fixed colour per attention type (registry order), 'none' in black."""
+    names = [n for n in ATTENTION if n != "none"]
+    colors = dict(zip(names, sns.color_palette("tab10", len(names))))
+    colors["none"] = (0.0, 0.0, 0.0)
+    return colors
+
+
+def short(arm: str, backbone: str) -> str:
+    """Arm id without its backbone prefix, for legends inside a per-backbone chart."""
+    return arm[len(backbone) + 1:] if arm.startswith(backbone + "/") else arm
+
+
+def _half_ci(row: pd.Series) -> float:
+    h = (row["acc_ci_high"] - row["acc_ci_low"]) / 2
+    return float(h) if math.isfinite(h) else 0.0
+
+
+def _done(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["n"] > 0]
+
+
+def _backbones(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(table["backbone"]))
+
+
+def _subplots(n: int, width: float = 6.5, height: float = 4.5, ncols: int | None = None) -> tuple[plt.Figure, np.ndarray]:
+    ncols = ncols or n
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+# ---------------------------------------------------------------- accuracy vs cost, Pareto front
+
+
+def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name: str, what: str) -> list[Figure]:
+    """One point per arm (mean accuracy, 95% CI bars) against a cost; the Pareto front as a step line."""
+    done = _done(table)
+    done = done[pd.to_numeric(done[x], errors="coerce").notna()]
+    if done.empty:
+        return []
+    colors = attention_colors()
+    positions = list(dict.fromkeys(done["position"].dropna()))
+    marker = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(positions)}
+    backbones = _backbones(done)
+    fig, axes = _subplots(len(backbones))
+    for ax, backbone in zip(axes, backbones):
+        sub = done[done["backbone"] == backbone].copy()
+        sub[x] = sub[x].astype(float)
+        for _, r in sub.iterrows():
+            ax.errorbar(r[x], r["acc_mean"], yerr=_half_ci(r), fmt=marker.get(r["position"], "o"), ms=7,
+                        color=colors.get(r["attention"], "grey"), ecolor=colors.get(r["attention"], "grey"),
+                        capsize=3, alpha=0.9, mec="black" if r["is_baseline"] else None)
+        front = sub[stats.pareto_front(sub[x].tolist(), sub["acc_mean"].tolist())].sort_values(x)
+        ax.plot(front[x], front["acc_mean"], drawstyle="steps-post", color="0.35", lw=1.2, ls="--", zorder=0)
+        for _, r in front.iterrows():
+            ax.annotate(short(r["arm"], backbone), (r[x], r["acc_mean"]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+        if sub[x].max() > 20 * max(sub[x].min(), 1e-12):
+            ax.set_xscale("log")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel("test accuracy (%), mean ± 95% CI")
+        ax.set_title(backbone)
+    handles = [Line2D([], [], color=colors[a], marker="o", ls="", label=a) for a in dict.fromkeys(done["attention"])]
+    handles += [Line2D([], [], color="grey", marker=marker[p], ls="", label=f"position {p}") for p in positions]
+    handles.append(Line2D([], [], color="0.35", ls="--", label="Pareto front"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"Accuracy vs {what}")
+    fig.tight_layout()
+    return [save_figure(fig, out, name, f"Accuracy vs {what}",
+                        f"One point per arm: mean test accuracy over seeds with its 95% CI; x = {x_label}. "
+                        "The dashed step line is the Pareto front (no other arm is both cheaper and more "
+                        "accurate); front arms are labelled.")]
+
+
+# ---------------------------------------------------------------- effect of each arm
+
+
+def forest(table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Difference from the baseline with its 95% CI, one row per arm, coloured by verdict."""
+    arms = _done(table[~table["is_baseline"]]).dropna(subset=["diff"])
+    if arms.empty:
+        return []
+    arms = arms.sort_values(["backbone", "diff"])
+    colors = {stats.BETTER: "tab:green", stats.WORSE: "tab:red", stats.SAME: "0.4", stats.UNTESTED: "0.7"}
+    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.32 * len(arms)))
+    y = np.arange(len(arms))
+    for i, (_, r) in enumerate(arms.iterrows()):
+        lo, hi = r["diff_ci_low"], r["diff_ci_high"]
+        err = [[r["diff"] - lo], [hi - r["diff"]]] if math.isfinite(lo) else None
+        ax.errorbar(r["diff"], i, xerr=err, fmt="o", color=colors.get(r["verdict"], "0.4"), capsize=3)
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(y, list(arms["arm"]), fontsize=8)
+    ax.set_xlabel("test accuracy − baseline (percentage points), 95% Welch CI")
+    ax.set_title("Effect of each arm vs its baseline")
+    ax.legend(handles=[Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()],
+              loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return [save_figure(fig, out, "effect_vs_baseline", "Effect vs baseline",
+                        "Difference in mean test accuracy from the same backbone's baseline, with its Welch 95% CI; "
+                        "colour = verdict after Holm correction across all arms.")]
+
+
+def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Accuracy difference vs baseline: attention type x position, faceted by backbone and ratio."""
+    arms = _done(table[~table["is_baseline"]]).dropna(subset=["diff"])
+    if arms.empty:
+        return []
+    arms = arms.assign(position=arms["position"].fillna("-"))
+    ratios = sorted({int(r) for r in arms["reduction"].dropna()})
+    facets = [(b, r) for b in _backbones(arms) for r in (ratios or [None])]
+    vmax = max(float(arms["diff"].abs().max()), 1e-6)
+    ncols = max(1, len(ratios))
+    fig, axes = _subplots(len(facets), width=1.6 + 1.3 * arms["position"].nunique(),
+                          height=1.2 + 0.55 * arms["attention"].nunique(), ncols=ncols)
+    for ax, (backbone, ratio) in zip(axes, facets):
+        sub = arms[(arms["backbone"] == backbone)
+                   & (arms["reduction"].isna() | (arms["reduction"] == ratio) if ratio is not None else True)]
+        grid = sub.groupby(["attention", "position"])["diff"].mean().unstack()
+        signif = sub.assign(s=sub["p_holm"] < stats.ALPHA).groupby(["attention", "position"])["s"].any().unstack()
+        labels = grid.map(lambda v: "" if not math.isfinite(v) else f"{v:+.2f}")
+        labels = labels + signif.reindex_like(grid).map(lambda s: "*" if isinstance(s, (bool, np.bool_)) and s else "")
+        sns.heatmap(grid, ax=ax, annot=labels, fmt="", cmap="RdBu", center=0, vmin=-vmax, vmax=vmax,
+                    cbar_kws={"label": "Δ accuracy vs baseline (pp)"}, linewidths=0.5)
+        ax.set_title(f"{backbone}" + (f", r={ratio} (ratio-free types in every panel)" if ratio else ""), fontsize=10)
+        ax.set_xlabel("position")
+        ax.set_ylabel("attention type")
+    fig.tight_layout()
+    return [save_figure(fig, out, "accuracy_diff_heatmap", "Accuracy difference heatmap",
+                        "Mean test-accuracy difference from the baseline (percentage points) by attention type and "
+                        "position, one panel per backbone and reduction ratio (types without a ratio appear in every "
+                        "panel; other factors averaged). * = significant after Holm correction (alpha 0.05).")]
+
+
+def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Accuracy against reduction ratio per attention type (and position), baseline as a band."""
+    arms = _done(table[~table["is_baseline"] & table["reduction"].notna()])
+    if arms.empty or arms["reduction"].nunique() < 2:
+        return []
+    colors = attention_colors()
+    backbones = _backbones(arms)
+    fig, axes = _subplots(len(backbones))
+    styles = ["-", "--", ":", "-."]
+    for ax, backbone in zip(axes, backbones):
+        sub = arms[arms["backbone"] == backbone]
+        pos_style = {p: styles[i % len(styles)] for i, p in enumerate(dict.fromkeys(sub["position"].fillna("-")))}
+        for (attention, position), g in sub.groupby(["attention", sub["position"].fillna("-")]):
+            g = g.groupby("reduction").agg(acc=("acc_mean", "mean"), lo=("acc_ci_low", "mean"),
+                                           hi=("acc_ci_high", "mean")).reset_index().sort_values("reduction")
+            err = ((g["hi"] - g["lo"]) / 2).fillna(0)
+            ax.errorbar(g["reduction"].astype(float), g["acc"], yerr=err, capsize=3, marker="o",
+                        ls=pos_style[position], color=colors.get(attention, "grey"), label=f"{attention} @ {position}")
+        base = table[table["is_baseline"] & (table["backbone"] == backbone) & (table["n"] > 0)]
+        if not base.empty:
+            b = base.iloc[0]
+            ax.axhline(b["acc_mean"], color="black", lw=1, label="baseline (mean, 95% CI)")
+            if math.isfinite(b["acc_ci_low"]):
+                ax.axhspan(b["acc_ci_low"], b["acc_ci_high"], color="black", alpha=0.08)
+        levels = sorted({int(r) for r in sub["reduction"]})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(r) for r in levels])
+        ax.minorticks_off()
+        ax.set_xlabel("reduction ratio r (hidden width = max(C // r, 1))")
+        ax.set_ylabel("test accuracy (%), mean ± 95% CI")
+        ax.set_title(backbone)
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return [save_figure(fig, out, "accuracy_vs_reduction", "Accuracy vs reduction ratio",
+                        "Mean test accuracy with 95% CI against the reduction ratio, one line per attention type and "
+                        "position (other factors averaged); the black line and band are the baseline.")]
+
+
+# ---------------------------------------------------------------- cost
+
+
+def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) -> list[Figure]:
+    """% params, % MACs (both policies) and % latency per attention type, side by side."""
+    arms = table[~table["is_baseline"]]
+    metrics = {"params_vs_none_pct": "params", "macs_fvcore_default_vs_none_pct": "MACs (fvcore default)",
+               "macs_full_vs_none_pct": "MACs (full)"}
+    if batch_sizes:
+        metrics["latency_vs_none_pct"] = f"latency b{min(batch_sizes)}"
+        if max(batch_sizes) != min(batch_sizes):
+            metrics["latency_large_vs_none_pct"] = f"latency b{max(batch_sizes)}"
+    metrics = {k: v for k, v in metrics.items() if k in arms}
+    long = arms.melt(id_vars=["backbone", "attention"], value_vars=list(metrics), var_name="metric", value_name="pct")
+    long = long.dropna(subset=["pct"]).assign(metric=lambda d: d["metric"].map(metrics))
+    if long.empty:
+        return []
+    backbones = _backbones(long)
+    n_types = long["attention"].nunique()
+    fig, axes = _subplots(len(backbones), width=max(6.5, 1.3 * n_types + 2), height=4.5, ncols=1)
+    for ax, backbone in zip(axes, backbones):
+        sns.barplot(data=long[long["backbone"] == backbone], x="attention", y="pct", hue="metric",
+                    hue_order=list(metrics.values()), errorbar=None, ax=ax, palette="Set2")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel("attention type (mean over its arms)")
+        ax.set_ylabel("overhead vs baseline (%)")
+        ax.set_title(backbone)
+        ax.legend(fontsize=8, title=None)
+    fig.tight_layout()
+    return [save_figure(fig, out, "cost_overhead", "Cost overhead per attention type",
+                        "Relative cost over the same backbone's baseline, averaged over each type's arms: parameters, "
+                        "MACs under both counting policies (fvcore's default counts elementwise gating as zero), "
+                        "and measured latency. When latency bars dwarf MAC bars, FLOPs hide the real cost.")]
+
+
+# ---------------------------------------------------------------- training dynamics
+
+
+def _band(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, color: object, label: str, ls: str = "-") -> None:
+    g = frame.groupby(x)[y].agg(["mean", "min", "max"]).reset_index()
+    ax.plot(g[x], g["mean"], color=color, label=label, ls=ls, marker="o" if len(g) < 4 else None, ms=4)
+    if frame["seed"].nunique() > 1:
+        ax.fill_between(g[x], g["min"], g["max"], color=color, alpha=0.15, lw=0)
+
+
+def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Per backbone and attention type: its arms and the baseline, mean over seeds with a min-max band."""
+    if c.curves.empty:
+        return []
+    split = c.eval_split
+    curves = c.curves.merge(table[["arm", "backbone", "attention", "is_baseline"]], on="arm")
+    figures = []
+    for backbone in _backbones(curves):
+        cb = curves[curves["backbone"] == backbone]
+        base = cb[cb["is_baseline"]]
+        types = [a for a in dict.fromkeys(cb["attention"]) if a != "none"] or ["none"]
+        for attention in types:
+            arms = cb[cb["attention"] == attention]
+            if attention == "none":
+                arms = arms.iloc[0:0]
+            palette = dict(zip(dict.fromkeys(arms["arm"]), sns.color_palette("husl", max(1, arms["arm"].nunique()))))
+            fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+            panels = (("eval_acc", f"{split} accuracy (%)"), ("eval_loss", f"{split} loss (cross-entropy)"),
+                      ("train_loss", "training loss (cross-entropy)"))
+            for ax, (col, label) in zip(axes, panels):
+                if not base.empty:
+                    _band(ax, base, "epoch", col, "black", short(base["arm"].iloc[0], backbone))
+                for arm, g in arms.groupby("arm", sort=False):
+                    _band(ax, g, "epoch", col, palette[arm], short(arm, backbone))
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(label)
+                ax.xaxis.get_major_locator().set_params(integer=True)
+            handles, labels = axes[0].get_legend_handles_labels()
+            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+            fig.suptitle(f"{backbone}: {attention} arms vs baseline (mean over seeds, band = min..max)")
+            fig.tight_layout()
+            figures.append(save_figure(
+                fig, out, f"curves_{backbone}_{attention}", f"Training curves: {backbone} / {attention}",
+                f"Per-epoch {split} accuracy, {split} loss and training loss of every {attention} arm on {backbone} "
+                "and of the baseline (black): mean over seeds, shaded band from the lowest to the highest seed."))
+    return figures
+
+
+def iteration_loss(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
+    """Seed 000's per-iteration loss curve, for every arm: one small panel per arm, shared y axis."""
+    if c.iters.empty:
+        return []
+    iters = c.iters.merge(table[["arm", "backbone", "attention"]], on="arm")
+    colors = attention_colors()
+    figures = []
+    for backbone in _backbones(iters):
+        ib = iters[iters["backbone"] == backbone]
+        arms = list(dict.fromkeys(a for a in table["arm"] if a in set(ib["arm"])))
+        ncols = min(4, len(arms))
+        fig, axes = _subplots(len(arms), width=4.2, height=2.8, ncols=ncols)
+        ymax = float(ib["loss"].quantile(0.99)) * 1.05
+        for ax, arm in zip(axes, arms):
+            g = ib[ib["arm"] == arm]
+            _band(ax, g, "step", "loss", colors.get(g["attention"].iloc[0], "grey"), "loss")
+            ax.set_title(short(arm, backbone), fontsize=8)
+            ax.set_ylim(0, ymax)
+            ax.set_xlabel("iteration (batch)", fontsize=8)
+            ax.set_ylabel("training loss", fontsize=8)
+            ax.tick_params(labelsize=7)
+        fig.suptitle(f"{backbone}: per-iteration training loss (mean over seeds, band = min..max)")
+        fig.tight_layout()
+        figures.append(save_figure(
+            fig, out, f"iteration_loss_{backbone}", f"Per-iteration loss: {backbone}",
+            "Training loss of sampled iterations (every runtime.loss_every-th batch), one panel per arm, mean "
+            "over seeds with a min-max band; the same y scale in every panel."))
+    return figures
+
+
+# ---------------------------------------------------------------- tuning
+
+
+def tuning_plots(tuning: Mapping[str, optuna.Study], out: Path) -> tuple[list[Figure], list[str]]:
+    """Optuna's own optimization history and parameter importances, per tuning group."""
+    from optuna.visualization import matplotlib as ovm
+
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for group, tune in tuning.items():
+        done = tune.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not done:
+            notes.append(f"tuning group {group}: no completed trial yet.")
+            continue
+        ax = ovm.plot_optimization_history(tune)
+        ax.set_ylabel("best validation accuracy (%)")
+        ax.set_xlabel("trial")
+        ax.set_title(f"Optimization history: {group}")
+        figures.append(save_figure(ax.figure, out, f"tune_history_{slug(group)}", f"Tuning history: {group}",
+                                   f"Validation accuracy (%) of each tuning trial of group {group} and the best so far."))
+        if len(done) < 2 or not done[0].params:
+            notes.append(f"tuning group {group}: fewer than 2 completed trials, no parameter importances.")
+            continue
+        try:
+            ax = ovm.plot_param_importances(tune)
+        except (ValueError, RuntimeError) as err:  # e.g. every trial had the same value
+            plt.close("all")
+            notes.append(f"tuning group {group}: parameter importances unavailable ({err}).")
+            continue
+        ax.set_title(f"Hyperparameter importances: {group}")
+        figures.append(save_figure(ax.figure, out, f"tune_importance_{slug(group)}", f"Tuning importances: {group}",
+                                   f"fANOVA importance of each tuned hyperparameter for group {group} "
+                                   "(share of the variance of validation accuracy)."))
+    return figures, notes

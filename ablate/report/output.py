@@ -1,0 +1,75 @@
+"""Writing report files: safe names, atomic writes, and the Figure record markdown links to.
+
+Every file is written to a temporary name in its final folder and renamed into place, so a crash
+never leaves a torn PNG, CSV or report.md. File names come from `slug()`, never straight from arm
+ids or group names (which hold '/', '=' and ','), so nothing escapes the report folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written headless; must precede pyplot's import anywhere in ablate.report
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A written PNG: its path relative to the report folder, a short title and a caption."""
+
+    path: str
+    title: str
+    caption: str
+
+
+def slug(text: str, max_len: int = 80) -> str:
+    """A file-name-safe form of `text` ('cnn/se/after_relu/r16' -> 'cnn_se_after_relu_r16').
+
+    Long names are cut and get a hash of the full text, so two long ids stay distinct.
+    """
+    s = _UNSAFE.sub("_", str(text)).strip("._") or "x"
+    if len(s) > max_len:
+        s = s[: max_len - 9] + "-" + hashlib.sha1(str(text).encode()).hexdigest()[:8]
+    return s
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def save_figure(fig: plt.Figure, out_dir: Path, name: str, title: str, caption: str) -> Figure:
+    """Save `fig` as out_dir/figures/<name>.png (atomically), close it, and describe it."""
+    rel = f"figures/{slug(name)}.png"
+    try:
+        _atomic(out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+    return Figure(rel, title, caption)

@@ -1,0 +1,169 @@
+"""Studies end to end on synthetic data: a full run, resume after SIGKILL, several workers, PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from ablate.cli import main
+from ablate.spec import load_study
+from ablate.storage import open_storage
+from ablate.study import run_study, status_frame
+from ablate.workqueue import is_ignored
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "train_size": 300, "test_size": 100, "augment": []},
+    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
+    "seeds": [0, 1],
+    "recipe": {"epochs": 1, "batch_size": 50},
+    "measure": {"batch_sizes": [1, 8], "min_run_time": 0.01},
+}
+
+
+def write_study(folder: Path, **overrides: object) -> Path:
+    doc = {**TINY, **overrides}
+    path = folder / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def final_counts(path: Path, storage: str | None = None) -> Counter:
+    """(arm, seed) -> number of COMPLETE final trials."""
+    study = load_study(path, storage=storage)
+    final = optuna.load_study(study_name=f"{study.name}/final", storage=open_storage(study.storage))
+    return Counter((t.params["arm"], t.params["seed"]) for t in final.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def expected_items(path: Path) -> set:
+    study = load_study(path)
+    return {(a.id, s) for a in study.arms for s in study.seeds}
+
+
+def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, tuning={"enabled": True, "n_trials": 2, "epochs": 1,
+                                          "space": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}})
+    run_study(load_study(path), progress=False)
+    counts = final_counts(path)
+    assert set(counts) == expected_items(path) and set(counts.values()) == {1}
+    study = load_study(path)
+    storage = open_storage(study.storage)
+    final = optuna.load_study(study_name="tiny/final", storage=storage)
+    trial = final.get_trials(states=(TrialState.COMPLETE,))[0]
+    for key in ("final_acc", "eval_acc", "epoch_time_s", "iter_loss", "cost", "checkpoint", "hyperparameters"):
+        assert key in trial.user_attrs
+    assert trial.value == trial.user_attrs["final_acc"]
+    assert "lr" in trial.user_attrs["hyperparameters"]  # tuned value used
+    assert trial.user_attrs["cost"]["params"] == trial.user_attrs["n_params"]
+    assert Path(trial.user_attrs["checkpoint"]).is_file()
+    tune = optuna.load_study(study_name="tiny/tune/cnn/none", storage=storage)
+    assert len(tune.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    # re-running is a no-op: nothing is trained twice
+    run_study(load_study(path), progress=False)
+    assert set(final_counts(path).values()) == {1}
+    frame = status_frame(study).set_index("phase")
+    assert frame.loc["tiny/final", "complete"] == 4 and frame.loc["tiny/final", "items_left"] == 0
+
+
+def test_changed_spec_and_name_clash_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    assert main(["run", str(path), "--phases", "profile", "--quiet"]) == 0
+    path.write_text(yaml.safe_dump({**TINY, "seeds": [0, 1, 2]}))
+    assert main(["run", str(path), "--phases", "profile", "--quiet"]) == 2
+    assert "study file changed" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "seeds": [5]}))
+    assert main(["run", str(other / "tiny.yaml"), "--phases", "profile", "--quiet",
+                 "--storage", "sqlite:///runs/tiny/optuna.db"]) == 2
+    assert "another file" in capsys.readouterr().err
+    assert main(["run", str(path), "--phases", "profile", "--quiet", "--allow-changed-spec"]) == 0
+
+
+def _wait_for_running_final(db: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                storage = open_storage(f"sqlite:///{db}")
+                final = optuna.load_study(study_name="tiny/final", storage=storage)
+                if final.get_trials(states=(TrialState.RUNNING,)):
+                    return
+            except KeyError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError("no final trial started in time")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, recipe={"epochs": 4, "batch_size": 50})
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--quiet"], cwd=tmp_path)
+    _wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sum(final_counts(path).values()) < 4
+    assert main(["run", str(path), "--quiet"]) == 0
+    counts = final_counts(path)
+    assert set(counts) == expected_items(path) and set(counts.values()) == {1}
+    final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))
+    reaped = [t for t in final.trials if t.state == TrialState.FAIL]
+    assert reaped and all(is_ignored(t) for t in reaped)  # the killed trial is marked, not counted
+
+
+def _run_workers(tmp_path: Path, path: Path, storage: str | None = None) -> None:
+    args = ["run", str(path), "--workers", "3", "--quiet"] + (["--storage", storage] if storage else [])
+    assert main(args) == 0
+    counts = final_counts(path, storage)
+    assert set(counts) == expected_items(path) and set(counts.values()) == {1}
+
+
+@pytest.mark.slow
+def test_three_workers_sqlite_no_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    grid = {**TINY["grid"], "attention": ["none", "se", "eca"]}
+    _run_workers(tmp_path, write_study(tmp_path, grid=grid))
+
+
+@pytest.mark.slow
+def test_three_workers_journal_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    grid = {**TINY["grid"], "attention": ["none", "se", "eca"]}
+    _run_workers(tmp_path, write_study(tmp_path, grid=grid), storage="journal:runs/tiny/journal.log")
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("ABLATE_TEST_POSTGRES")
+    if url:
+        return url
+    if shutil.which("pg_isready") and subprocess.run(["pg_isready", "-q"]).returncode == 0:
+        return "postgresql://ablate:ablate@127.0.0.1/ablate_test"
+    return None
+
+
+@pytest.mark.slow
+def test_three_workers_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("no PostgreSQL server: set ABLATE_TEST_POSTGRES=postgresql://... (.ci/run starts one)")
+    pytest.importorskip("psycopg2")
+    monkeypatch.chdir(tmp_path)
+    name = f"pg{os.getpid()}"
+    grid = {**TINY["grid"], "attention": ["none", "se", "eca"]}
+    path = write_study(tmp_path, name=name, grid=grid)
+    _run_workers(tmp_path, path, storage=url)
