@@ -60,7 +60,8 @@ def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
         if timing:
             row["step_ms"] = 1000 * train_step_seconds(model, study.recipe.batch_size, shape, device)
         rows.append(row)
-    return pd.DataFrame(rows).drop(columns=["knobs"] if all(r["knobs"] is None for r in rows) else [])
+    frame = pd.DataFrame(rows).astype({"reduction": "Int64"})
+    return frame.drop(columns=["knobs"] if all(r["knobs"] is None for r in rows) else [])
 
 
 def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:

@@ -11,6 +11,7 @@ scipy in tests/test_stats.py.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,7 +85,9 @@ def welch(arm: Sequence[float], baseline: Sequence[float], confidence: float = 0
         return Comparison(diff, diff, diff, math.nan, math.nan)
     df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
-    p = float(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # near-identical samples (e.g. 100% every seed) warn; the value is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(sps.ttest_ind(a, b, equal_var=False).pvalue)
     return Comparison(diff, diff - half, diff + half, p, float(df))
 
 

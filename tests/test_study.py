@@ -161,7 +161,7 @@ def test_three_workers_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     url = _postgres_url()
     if url is None:
         pytest.skip("no PostgreSQL server: set ABLATE_TEST_POSTGRES=postgresql://... (.ci/run starts one)")
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")
     monkeypatch.chdir(tmp_path)
     name = f"pg{os.getpid()}"
     grid = {**TINY["grid"], "attention": ["none", "se", "eca"]}

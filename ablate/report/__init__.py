@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
+from .output import write_csv, write_text  # first: selects the Agg backend before pyplot loads
 from ..errors import AblateError
 from ..spec import Study
 from .collect import Collected, collect
@@ -21,11 +24,11 @@ from .figures import (
     diff_heatmap,
     forest,
     iteration_loss,
+    theme,
     training_curves,
     tuning_plots,
 )
 from .markdown import Sections, render
-from .output import write_csv, write_text
 from .tables import arm_table, cost_view, factor_pivot, factor_table, latency_columns, summary_view, swept_factors
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]
@@ -42,9 +45,18 @@ def default_output(study: Study) -> Path:
 
 def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics: bool = True,
                  data_dir: str | None = None) -> Path:
-    """Write the report of `study` and return the path of its report.md."""
+    """Write the report of `study` and return the path of its report.md.
+
+    Plot styling happens inside an rc_context, so the caller's matplotlib settings are untouched.
+    """
     out = Path(out_dir) if out_dir is not None else default_output(study)
     c = collect(study)
+    with matplotlib.rc_context():
+        theme()
+        return _write(c, out, diagnostics, data_dir)
+
+
+def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> Path:
     t = arm_table(c)
     sizes = c.batch_sizes
     notes: list[str] = []

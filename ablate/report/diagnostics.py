@@ -198,7 +198,8 @@ def feature_map_figure(model: nn.Module, arm: str, backbone: str, data: Data, im
     with torch.no_grad(), _capture(dict(layers)) as store:
         model(x)
     n = len(images)
-    fig, axes = plt.subplots(n, len(layers) + 1, figsize=(2.6 * (len(layers) + 1), 2.7 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(layers) + 1, figsize=(2.6 * (len(layers) + 1), 2.7 * n), squeeze=False,
+                             layout="constrained")
     for i in range(n):
         _show_image(axes[i, 0], images[i])
         axes[i, 0].set_title(_image_title(data, int(labels[i])), fontsize=8)
@@ -210,7 +211,6 @@ def feature_map_figure(model: nn.Module, arm: str, backbone: str, data: Data, im
                 axes[i, j].set_title(f"{name.replace('.', ' ')}\n{fmap.shape[1]}x{fmap.shape[2]}, top-9 channels",
                                      fontsize=8)
     fig.suptitle(f"Feature maps: {arm}", fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, out, f"feature_maps_{arm}", f"Feature maps: {arm}",
                        f"{short(arm, backbone)}: for each test image, the 9 channels with the highest mean activation "
                        "at the end of each block (before its max-pool), each scaled to its own [0, 1] range.")
@@ -219,7 +219,8 @@ def feature_map_figure(model: nn.Module, arm: str, backbone: str, data: Data, im
 def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, images: torch.Tensor,
                     labels: torch.Tensor, x: torch.Tensor, out: Path) -> Figure:
     arms = list(models)
-    fig, axes = plt.subplots(len(arms), len(images), figsize=(2.5 * len(images), 2.7 * len(arms)), squeeze=False)
+    fig, axes = plt.subplots(len(arms), len(images), figsize=(2.5 * len(images), 2.8 * len(arms)), squeeze=False,
+                             layout="constrained")
     layer_names = []
     for r, arm in enumerate(arms):
         layers = _pre_pool_layers(models[arm])
@@ -237,7 +238,6 @@ def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, ima
             if i == 0:
                 ax.set_ylabel(short(arm, backbone), fontsize=8)
     fig.suptitle(f"Grad-CAM, {backbone}: one row per arm", fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, out, f"grad_cam_{backbone}", f"Grad-CAM: {backbone}",
                        "Grad-CAM of the predicted class over the same test images, one row per arm (red = regions that "
                        "raise the predicted class's score). Target layer per arm: " + "; ".join(layer_names) + ".")
@@ -250,7 +250,8 @@ def spatial_gate_figure(model: nn.Module, arm: str, backbone: str, gates: dict[s
         return None
     sizes = {i.path: f"{i.height}x{i.width}" for i in getattr(model, "insertions", [])}
     n = len(images)
-    fig, axes = plt.subplots(n, len(paths) + 1, figsize=(2.6 * (len(paths) + 1), 2.7 * n), squeeze=False)
+    fig, axes = plt.subplots(n, len(paths) + 1, figsize=(2.6 * (len(paths) + 1), 2.7 * n), squeeze=False,
+                             layout="constrained")
     for i in range(n):
         _show_image(axes[i, 0], images[i])
         axes[i, 0].set_title(_image_title(data, int(labels[i])), fontsize=8)
@@ -262,7 +263,6 @@ def spatial_gate_figure(model: nn.Module, arm: str, backbone: str, gates: dict[s
             axes[i, j].set_title(f"{path.removeprefix('features.')} ({sizes.get(path, '?')})\n"
                                  f"gate {float(g.min()):.2f}–{float(g.max()):.2f}", fontsize=7)
     fig.suptitle(f"Spatial attention gates: {arm}", fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, out, f"spatial_gates_{arm}", f"Spatial attention: {arm}",
                        f"{short(arm, backbone)}: the spatial weights each attention module multiplies its input by "
                        "(captured by hooks; coord: product of its H and W gates, averaged over channels), upsampled "
@@ -287,7 +287,7 @@ def channel_gate_figure(arm: str, backbone: str, model: nn.Module, data: Data, o
     if not sums:
         return None
     classes = [int(c) for c in counts.argsort(descending=True)[:MAX_CLASSES_SHOWN] if counts[c] > 0]
-    fig, axes = plt.subplots(1, len(sums), figsize=(4.2 * len(sums), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sums), figsize=(4.2 * len(sums), 3.6), squeeze=False, layout="constrained")
     colors = plt.get_cmap("tab10")
     for ax, (path, total) in zip(axes[0], sums.items()):
         for k, cls in enumerate(classes):
@@ -298,7 +298,6 @@ def channel_gate_figure(arm: str, backbone: str, model: nn.Module, data: Data, o
         ax.set_ylabel("mean channel gate (excitation)")
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"Channel gates per class and depth: {arm} ({n} test images)", fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, out, f"channel_gates_{arm}", f"Channel attention: {arm}",
                        f"{short(arm, backbone)}: mean channel weight of each attention module per class (SENet's "
                        "excitation analysis), shallow to deep from left to right. Curves that coincide mean the "

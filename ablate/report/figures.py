@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,7 +26,11 @@ from .collect import Collected
 from .output import Figure, save_figure, slug
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-sns.set_theme(style="whitegrid", context="notebook")
+
+
+def theme() -> None:
+    """The report's look; write_report applies it inside matplotlib.rc_context, so callers keep theirs."""
+    sns.set_theme(style="whitegrid", context="notebook")
 
 
 def attention_colors() -> dict[str, tuple[float, float, float]]:
@@ -39,6 +44,13 @@ def attention_colors() -> dict[str, tuple[float, float, float]]:
 def short(arm: str, backbone: str) -> str:
     """Arm id without its backbone prefix, for legends inside a per-backbone chart."""
     return arm[len(backbone) + 1:] if arm.startswith(backbone + "/") else arm
+
+
+def _accuracy_axis(ax: plt.Axes, axis: str = "y") -> None:
+    """Accuracy lives in [0, 100]: t-based CIs of a few seeds can reach past it; do not draw that."""
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    limits = (max(lo, 0.0), min(hi, 100.5))
+    ax.set_ylim(*limits) if axis == "y" else ax.set_xlim(*limits)
 
 
 def _half_ci(row: pd.Series) -> float:
@@ -94,6 +106,7 @@ def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name:
         ax.set_xlabel(x_label)
         ax.set_ylabel("test accuracy (%), mean ± 95% CI")
         ax.set_title(backbone)
+        _accuracy_axis(ax)
     handles = [Line2D([], [], color=colors[a], marker="o", ls="", label=a) for a in dict.fromkeys(done["attention"])]
     handles += [Line2D([], [], color="grey", marker=marker[p], ls="", label=f"position {p}") for p in positions]
     handles.append(Line2D([], [], color="0.35", ls="--", label="Pareto front"))
@@ -127,7 +140,7 @@ def forest(table: pd.DataFrame, out: Path) -> list[Figure]:
     ax.set_xlabel("test accuracy − baseline (percentage points), 95% Welch CI")
     ax.set_title("Effect of each arm vs its baseline")
     ax.legend(handles=[Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()],
-              loc="lower right", fontsize=8)
+              loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return [save_figure(fig, out, "effect_vs_baseline", "Effect vs baseline",
                         "Difference in mean test accuracy from the same backbone's baseline, with its Welch 95% CI; "
@@ -196,7 +209,8 @@ def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
         ax.set_xlabel("reduction ratio r (hidden width = max(C // r, 1))")
         ax.set_ylabel("test accuracy (%), mean ± 95% CI")
         ax.set_title(backbone)
-        ax.legend(fontsize=7, loc="best")
+        _accuracy_axis(ax)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return [save_figure(fig, out, "accuracy_vs_reduction", "Accuracy vs reduction ratio",
                         "Mean test accuracy with 95% CI against the reduction ratio, one line per attention type and "
@@ -227,6 +241,8 @@ def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) 
         sns.barplot(data=long[long["backbone"] == backbone], x="attention", y="pct", hue="metric",
                     hue_order=list(metrics.values()), errorbar=None, ax=ax, palette="Set2")
         ax.axhline(0, color="black", lw=0.8)
+        for bars in ax.containers:
+            ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
         ax.set_xlabel("attention type (mean over its arms)")
         ax.set_ylabel("overhead vs baseline (%)")
         ax.set_title(backbone)
@@ -274,6 +290,8 @@ def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure
                     _band(ax, g, "epoch", col, palette[arm], short(arm, backbone))
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(label)
+                if col == "eval_acc":
+                    _accuracy_axis(ax)
                 ax.xaxis.get_major_locator().set_params(integer=True)
             handles, labels = axes[0].get_legend_handles_labels()
             fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
@@ -298,7 +316,7 @@ def iteration_loss(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]
         arms = list(dict.fromkeys(a for a in table["arm"] if a in set(ib["arm"])))
         ncols = min(4, len(arms))
         fig, axes = _subplots(len(arms), width=4.2, height=2.8, ncols=ncols)
-        ymax = float(ib["loss"].quantile(0.99)) * 1.05
+        ymax = float(ib.groupby(["arm", "step"])["loss"].mean().max()) * 1.05
         for ax, arm in zip(axes, arms):
             g = ib[ib["arm"] == arm]
             _band(ax, g, "step", "loss", colors.get(g["attention"].iloc[0], "grey"), "loss")
@@ -323,6 +341,11 @@ def tuning_plots(tuning: Mapping[str, optuna.Study], out: Path) -> tuple[list[Fi
     """Optuna's own optimization history and parameter importances, per tuning group."""
     from optuna.visualization import matplotlib as ovm
 
+    with plt.rc_context():  # optuna's plots switch the global style to ggplot; keep that inside
+        return _tuning_plots(ovm, tuning, out)
+
+
+def _tuning_plots(ovm: Any, tuning: Mapping[str, optuna.Study], out: Path) -> tuple[list[Figure], list[str]]:
     figures: list[Figure] = []
     notes: list[str] = []
     for group, tune in tuning.items():

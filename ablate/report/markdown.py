@@ -75,9 +75,9 @@ class Sections:
 def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
     acc = f"{fmt(r['acc_mean'])} ± {fmt(r['acc_std'])}% (n={int(r['n'])})"
     if base is None or not math.isfinite(r["diff"]):
-        return f"{escape(r['arm'])} reaches {acc}"
-    ci = f" [95% CI {r['diff_ci_low']:+.2f}, {r['diff_ci_high']:+.2f}]" if math.isfinite(r["diff_ci_low"]) else ""
-    return (f"{escape(r['arm'])} reaches {acc}, {r['diff']:+.2f} pp{ci} vs the baseline's "
+        return f"{escape(r['arm'])}, with {acc}"
+    ci = f" (95% CI {r['diff_ci_low']:+.2f} to {r['diff_ci_high']:+.2f})" if math.isfinite(r["diff_ci_low"]) else ""
+    return (f"{escape(r['arm'])}, with {acc}: {r['diff']:+.2f} pp{ci} vs the baseline's "
             f"{fmt(base['acc_mean'])}% (Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}), at "
             f"{fmt(r['params_vs_none_pct'], '+.1f')}% parameters, {fmt(r['macs_full_vs_none_pct'], '+.1f')}% MACs "
             f"(full policy) and {fmt(r['latency_vs_none_pct'], '+.1f')}% latency")
@@ -107,7 +107,7 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
             parts.append(f"On {escape(backbone)} the baseline has no result yet, so no arm can be compared.")
         if arms.empty:
             continue
-        parts.append(f"On {escape(backbone)}, the most accurate arm is {_arm_sentence(arms.iloc[0], base)}.")
+        parts.append(f"On {escape(backbone)}, the most accurate attention arm is {_arm_sentence(arms.iloc[0], base)}.")
     tested = t[~t["is_baseline"] & t["p_holm"].notna()]
     better, worse = tested[tested["verdict"] == stats.BETTER], tested[tested["verdict"] == stats.WORSE]
     if len(tested):
