@@ -174,7 +174,7 @@ def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
     run_dir = Path("runs") / name
     storage_url = storage or doc.get("storage") or f"sqlite:///{run_dir / 'optuna.db'}"
     check_storage_url(storage_url, f"{path}: storage")
-    output = Path(doc.get("output") or Path("reports") / name)
+    output = _safe_relative(c, doc.get("output"), "output") if doc.get("output") else Path("reports") / name
     fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output")}
     fingerprint = hashlib.sha256(json.dumps(fingerprint_source, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Study(
@@ -194,6 +194,14 @@ def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
         fingerprint=fingerprint,
         document=doc,
     )
+
+
+def _safe_relative(c: _Checker, value: Any, key: str) -> Path:
+    """A relative path inside the project (no absolute paths, no '..'): reports never escape."""
+    path = Path(str(value))
+    if not isinstance(value, str) or path.is_absolute() or ".." in path.parts:
+        raise c.error(key, f"{value!r} must be a relative path without '..' (e.g. reports/my_study).")
+    return path
 
 
 def _parse_grid(c: _Checker, value: Any) -> list[Arm]:

@@ -171,8 +171,11 @@ class Runner:
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             arm = arms[item["arm"]]
-            row = profile_model(self.build(arm), self.input_shape(), device=device, batch_sizes=m.batch_sizes,
-                                min_run_time=m.min_run_time)
+            try:
+                model, shape = self.build(arm), self.input_shape()
+            except AblateError as err:  # the dataset vanished: recorded, retried by the next run
+                raise ItemFailed(str(err), retry=True) from None
+            row = profile_model(model, shape, device=device, batch_sizes=m.batch_sizes, min_run_time=m.min_run_time)
             row["device_name"] = device_name(device)
             return float(row["params"]), {"cost": _jsonable(row), **arm.factors()}
 
@@ -201,8 +204,9 @@ class Runner:
             self._say(f"tune {group}: {done}/{t.n_trials} trials done")
             ostudy.optimize(
                 self._tune_objective(arm),
-                callbacks=[optuna.study.MaxTrialsCallback(t.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
-                catch=(NonFiniteLossError,),
+                callbacks=[optuna.study.MaxTrialsCallback(t.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                           self._tune_echo(group)],
+                catch=(NonFiniteLossError, torch.OutOfMemoryError),
             )
         wait_until_idle(studies)
 
@@ -250,6 +254,8 @@ class Runner:
                 raise ItemFailed(f"non-finite loss: {err}") from None
             except torch.OutOfMemoryError as err:
                 raise ItemFailed(f"out of memory: {str(err).splitlines()[0]}") from None
+            except AblateError as err:  # e.g. the dataset vanished: recorded, retried by the next run
+                raise ItemFailed(str(err), retry=True) from None
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
                      "hyperparameters": _jsonable(params), "recipe": _jsonable(dataclasses.asdict(recipe)),
                      "checkpoint": str(ckpt), "cost": costs.get(arm.id, {}), **_jsonable(result.as_dict())}
@@ -269,6 +275,15 @@ class Runner:
         eta = f"ETA {sum(seconds) / len(seconds) * left / max(1, c.running) / 60:.1f} min" if seconds else "ETA ?"
         self._say(f"[{phase} {c.complete + c.failed}/{c.total} done, {c.running} running, {eta}] "
                   + " ".join(f"{k}={v}" for k, v in item.items()))
+
+    def _tune_echo(self, group: str) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+        def echo(ostudy: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            done = len(ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            value = f"val acc {trial.value:.2f}%" if trial.value is not None else trial.state.name.lower()
+            params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+            self._say(f"[tune {group} {done}/{self.study.tuning.n_trials}] trial {trial.number}: {value} ({params})")
+
+        return echo
 
     def _say(self, text: str) -> None:
         if self.progress:

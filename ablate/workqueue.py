@@ -29,7 +29,15 @@ Item = Mapping[str, Any]
 
 
 class ItemFailed(Exception):
-    """Raised by a work function for a failure that belongs to the item (recorded, not retried)."""
+    """Raised by a work function for a failure of the item: recorded with its reason, the study moves on.
+
+    `retry=False` (non-finite loss, out of memory): the result of this arm, not retried unless asked.
+    `retry=True` (e.g. the dataset vanished): the next `ablate run` tries the item again.
+    """
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.retry = retry
 
 
 @dataclass(frozen=True)
@@ -98,10 +106,11 @@ def run_items(
     wanted = {item_key(i, keys): i for i in items}
     me, done = worker_id(), 0
     rng = random.Random(me)
+    failed_here: set[tuple] = set()  # retryable failures wait for the next run, not this loop
     while True:
         reap_dead_trials(study)
         owners = claimed(study, keys, retry_failed)
-        todo = [k for k in wanted if k not in owners]
+        todo = [k for k in wanted if k not in owners and k not in failed_here]
         if not todo:
             return done
         # alone: in order (baselines first); beside other workers: spread out to avoid racing for one item
@@ -122,6 +131,9 @@ def run_items(
                 value, attrs = work(trial, item)
         except ItemFailed as err:
             trial.set_user_attr(FAIL_ATTR, str(err))
+            if err.retry:
+                trial.set_user_attr(RETRY_ATTR, True)
+                failed_here.add(key)
             study.tell(trial, state=TrialState.FAIL)
             if on_item_done:
                 on_item_done(item, "failed")
