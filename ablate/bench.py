@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import Normalize, to_unit_float
 from .data import Data, DataConfig, load_data
-from .train import (Recipe, Runtime, autocast, device_name, make_optimizer, model_factory, resolve_device,
-                    synchronize, torch_settings, train)
+from .device import device_name, resolve_device
+from .train import Recipe, Runtime, autocast, make_optimizer, model_factory, synchronize, torch_settings, train
 
 # images per backbone when --train-size is not given: a few minutes in all on a 2-core CPU
 DEFAULT_TRAIN_SIZE = {"cpu": {"cnn": 4096, "vgg16": 1280}, "cuda": {"cnn": 10000, "vgg16": 10000}}

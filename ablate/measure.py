@@ -28,6 +28,7 @@ from torch import nn
 
 from .arms import Arm, BackboneChoice, enumerate_arms, position_signature
 from .attention import check_reduction, get_attention, resolve_knobs
+from .device import resolve_device
 from .errors import AblateError, unknown
 from .models import attention_modules, build_model, get_backbone, resolve_stages
 from .models.positions import check_position
@@ -227,25 +228,6 @@ class Timing:
     iqr_ms: float
     throughput: float  # images per second at the median
     blocks: int  # timed blocks behind median and IQR (few blocks: IQR means little)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N', checked against what this machine has."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise AblateError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N.") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise AblateError(f"device {device!r} is not supported; allowed: cpu, cuda, cuda:N.")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AblateError(
-                f"device {device!r} asked for, but CUDA is not available here (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu."
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise AblateError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible.")
-    return dev
 
 
 def check_amp(amp: str | None) -> torch.dtype | None:

@@ -18,7 +18,7 @@ import torch
 from .data import dataset_info
 from .measure import count_macs, count_params
 from .models import build_model
-from .train import resolve_device
+from .device import resolve_device
 from .spec import Study
 
 

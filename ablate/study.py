@@ -30,7 +30,8 @@ from .errors import AblateError
 from .measure import profile_model
 from .spec import Param, Study
 from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_id
-from .train import NonFiniteLossError, device_name, model_factory, resolve_device, train
+from .device import device_name, resolve_device
+from .train import NonFiniteLossError, model_factory, train
 from .workqueue import ItemFailed, counts, run_items, wait_until_idle
 
 PHASES = ("profile", "tune", "final")

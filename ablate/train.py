@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -33,6 +32,7 @@ from tqdm import tqdm
 from .augment import Augment, Normalize, to_unit_float
 from .config import check_choice, check_range, check_types, config_from_dict
 from .data import Data, DataMeta, Split
+from .device import device_name, resolve_device
 from .errors import AblateError
 from .models import build_model
 
@@ -142,31 +142,9 @@ class Runtime:
         return asdict(self)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AblateError(f"device {name!r} requested but CUDA is not available here; use --device cpu or auto.")
-    return device
-
-
 def default_threads() -> int:
     """The cores this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def device_name(device: torch.device) -> str:
-    """A human name for reports: the GPU model, or the CPU model and thread count."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 from PIL import Image
@@ -22,9 +23,11 @@ from scipy import stats as sps
 
 from ablate.cli import main
 from ablate.errors import AblateError
+from ablate.models import attention_modules, build_model
 from ablate.report import collect, default_output, write_report
+from ablate.report.diagnostics import attention_gates, grad_cam
 from ablate.report.markdown import Sections, escape, render
-from ablate.report.tables import arm_table, summary_view
+from ablate.report.tables import arm_table, cost_view, summary_view
 from ablate.spec import load_study
 from ablate.storage import open_storage
 from ablate.study import run_study
@@ -33,7 +36,7 @@ DESCRIPTION = "pipes | and <script>alert(1)</script> and `ticks`"
 STUDY = {
     "name": "rep",
     "description": DESCRIPTION,
-    "dataset": {"name": "synthetic", "train_size": 200, "test_size": 100, "augment": []},
+    "dataset": {"name": "synthetic", "train_size": 100, "test_size": 60, "augment": []},
     "grid": {"backbones": ["cnn"], "attention": ["none", "se", "sam"], "positions": ["after_relu"],
              "reductions": [4, 16]},
     "seeds": [0, 1],
@@ -158,9 +161,11 @@ def test_storage_password_is_masked(in_folder: Built) -> None:
     c = collect(study)
     t = arm_table(c)
     secret = dataclasses.replace(c, study=dataclasses.replace(study, storage="postgresql://ablate:s3cret@db:5432/x"))
-    text = render(secret, t, Sections(summary=summary_view(t, c.batch_sizes), costs=summary_view(t, ())),
+    text = render(secret, t, Sections(summary=summary_view(t, c.batch_sizes), costs=cost_view(t, c.batch_sizes)),
                   c.batch_sizes)
-    assert "s3cret" not in text and "ablate:\\*\\*\\*@db" in text.replace("***", "\\*\\*\\*")
+    assert "s3cret" not in text
+    assert "- storage: postgresql://ablate:\\*\\*\\*@db:5432/x" in text  # escaped in prose
+    assert "--storage 'postgresql://ablate:***@db:5432/x'" in text  # quoted in the reproduce block
 
 
 def test_output_must_stay_inside(in_folder: Built, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +208,50 @@ def test_no_storage_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(AblateError, match="does not exist"):
         write_report(load_study(path))
     assert not (tmp_path / "runs").exists()  # reading never creates storage
+
+
+# ---------------------------------------------------------------- diagnostics on hand-built models
+
+
+def test_grad_cam_on_a_model_with_a_known_answer() -> None:
+    """score_k = w_k . GAP(A): dscore/dA is w_k / HW everywhere, so the CAM is relu(sum_c w_kc A_c), normalised."""
+    layer = torch.nn.Identity()
+    head = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, -0.5], [0.0, 1.0]]))
+    model = torch.nn.Sequential(layer, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), head).eval()
+    x = torch.zeros(1, 2, 4, 4)
+    x[0, 0, 1, 2] = 8.0  # channel 0 hot at (1, 2): class 0 wins
+    x[0, 1, 3, 0] = 2.0
+    cam, pred = grad_cam(model, layer, x)
+    assert pred.tolist() == [0]
+    expected = torch.relu(1.0 * x[0, 0] - 0.5 * x[0, 1])
+    assert torch.allclose(cam[0], expected / expected.max())
+    assert cam[0].argmax().item() == 1 * 4 + 2
+
+
+def test_attention_gates_are_the_modules_own_weights() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 32, 32)
+    for attention, kind in (("sam", "spatial"), ("se", "channel"), ("cbam", "spatial"), ("coord", "spatial")):
+        model = build_model("cnn", attention, reduction=4).eval()
+        gates = attention_gates(model, x)
+        path, module = attention_modules(model)[0]
+        with torch.no_grad():
+            features = model.features.block1.conv1(x)
+            features = model.features.block1.relu1(model.features.block1.bn1(features))
+            if attention == "sam":
+                want = module.gate(features)[:, 0]
+            elif attention == "cbam":
+                want = module.spatial(features * module.channel(features))[:, 0]
+            elif attention == "se":
+                want = module.fc(module.avg_pool(features).flatten(1))
+            else:  # coord, recomputed step by step: the spatial map is mean over channels of a_h * a_w
+                x_h = features.mean(3, keepdim=True)
+                x_w = features.mean(2, keepdim=True).transpose(2, 3)
+                y = module.act(module.bn1(module.conv1(torch.cat([x_h, x_w], dim=2))))
+                y_h, y_w = torch.split(y, [32, 32], dim=2)
+                a_h, a_w = torch.sigmoid(module.conv_h(y_h)), torch.sigmoid(module.conv_w(y_w.transpose(2, 3)))
+                assert torch.allclose(module(features), features * a_h * a_w, atol=1e-6)
+                want = (a_h * a_w).mean(1)
+        assert torch.allclose(gates[path][kind], want, atol=1e-6), attention

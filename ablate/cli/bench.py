@@ -10,7 +10,8 @@ from tabulate import tabulate
 
 from ..bench import bench_table, run_bench
 from ..data import DATA_ENV
-from ..train import Runtime, resolve_device
+from ..device import resolve_device
+from ..train import Runtime
 from . import csv_list
 
 RATIO_TARGET = {"cpu": 1.5, "cuda": 10.0}  # for the cnn backbone

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import matplotlib
 
-from .output import write_csv, write_text  # first: selects the Agg backend before pyplot loads
 from ..errors import AblateError
 from ..spec import Study
 from .collect import Collected, collect
@@ -29,6 +28,7 @@ from .figures import (
     tuning_plots,
 )
 from .markdown import Sections, render
+from .output import write_csv, write_text
 from .tables import arm_table, cost_view, factor_pivot, factor_table, latency_columns, summary_view, swept_factors
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]

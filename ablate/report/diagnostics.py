@@ -123,7 +123,7 @@ def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch
     the summed scores gives every image its own gradient.
     """
     with _capture({"a": layer}) as store, torch.enable_grad():
-        logits = model(x)
+        logits = model(x.detach().requires_grad_(True))  # so the layer's output is in the graph even without params
         activation = store["a"]
         pred = logits.argmax(1)
         score = logits.gather(1, pred[:, None]).sum()

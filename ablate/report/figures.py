@@ -9,6 +9,7 @@ type across all charts.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,15 @@ def _backbones(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table["backbone"]))
 
 
-def _subplots(n: int, width: float = 6.5, height: float = 4.5, ncols: int | None = None) -> tuple[plt.Figure, np.ndarray]:
+def _subplots(n: int, width: float = 6.5, height: float = 4.5,
+              ncols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]]:
+    """n panels of width x height inches in rows of ncols (default: one row); spare panels hidden."""
     ncols = ncols or n
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return fig, axes.flat
+    return fig, list(axes.flat)
 
 
 # ---------------------------------------------------------------- accuracy vs cost, Pareto front
@@ -166,8 +169,10 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
         signif = sub.assign(s=sub["p_holm"] < stats.ALPHA).groupby(["attention", "position"])["s"].any().unstack()
         labels = grid.map(lambda v: "" if not math.isfinite(v) else f"{v:+.2f}")
         labels = labels + signif.reindex_like(grid).map(lambda s: "*" if isinstance(s, (bool, np.bool_)) and s else "")
-        sns.heatmap(grid, ax=ax, annot=labels, fmt="", cmap="RdBu", center=0, vmin=-vmax, vmax=vmax,
-                    cbar_kws={"label": "Δ accuracy vs baseline (pp)"}, linewidths=0.5)
+        with warnings.catch_warnings():  # seaborn 0.13 calls a colormap method matplotlib 3.11 deprecates
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            sns.heatmap(grid, ax=ax, annot=labels, fmt="", cmap="RdBu", center=0, vmin=-vmax, vmax=vmax,
+                        cbar_kws={"label": "Δ accuracy vs baseline (pp)"}, linewidths=0.5)
         ax.set_title(f"{backbone}" + (f", r={ratio} (ratio-free types in every panel)" if ratio else ""), fontsize=10)
         ax.set_xlabel("position")
         ax.set_ylabel("attention type")
@@ -265,7 +270,11 @@ def _band(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, color: object, labe
 
 
 def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
-    """Per backbone and attention type: its arms and the baseline, mean over seeds with a min-max band."""
+    """Seed 000's epoch plots per backbone and attention type: its arms and the baseline overlaid.
+
+    Accuracy and loss panels; solid = evaluation split, dashed = training; mean over seeds with a
+    min-max band.
+    """
     if c.curves.empty:
         return []
     split = c.eval_split
@@ -274,33 +283,32 @@ def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure
     for backbone in _backbones(curves):
         cb = curves[curves["backbone"] == backbone]
         base = cb[cb["is_baseline"]]
-        types = [a for a in dict.fromkeys(cb["attention"]) if a != "none"] or ["none"]
-        for attention in types:
-            arms = cb[cb["attention"] == attention]
-            if attention == "none":
-                arms = arms.iloc[0:0]
+        for attention in [a for a in dict.fromkeys(cb["attention"]) if a != "none"] or ["none"]:
+            arms = cb[(cb["attention"] == attention) & ~cb["is_baseline"]]
             palette = dict(zip(dict.fromkeys(arms["arm"]), sns.color_palette("husl", max(1, arms["arm"].nunique()))))
-            fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-            panels = (("eval_acc", f"{split} accuracy (%)"), ("eval_loss", f"{split} loss (cross-entropy)"),
-                      ("train_loss", "training loss (cross-entropy)"))
-            for ax, (col, label) in zip(axes, panels):
-                if not base.empty:
-                    _band(ax, base, "epoch", col, "black", short(base["arm"].iloc[0], backbone))
-                for arm, g in arms.groupby("arm", sort=False):
-                    _band(ax, g, "epoch", col, palette[arm], short(arm, backbone))
+            groups = ([(base["arm"].iloc[0], base, "black")] if not base.empty else []) + [
+                (arm, g, palette[arm]) for arm, g in arms.groupby("arm", sort=False)]
+            fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+            for ax, (metric, label) in zip(axes, (("acc", "accuracy (%)"), ("loss", "loss (cross-entropy)"))):
+                for arm, g, color in groups:
+                    _band(ax, g, "epoch", f"eval_{metric}", color, short(arm, backbone))
+                    _band(ax, g, "epoch", f"train_{metric}", color, "_nolegend_", ls="--")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(label)
-                if col == "eval_acc":
-                    _accuracy_axis(ax)
                 ax.xaxis.get_major_locator().set_params(integer=True)
+                if metric == "acc":
+                    _accuracy_axis(ax)
             handles, labels = axes[0].get_legend_handles_labels()
-            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+            handles += [Line2D([], [], color="grey", label=f"{split} (solid)"),
+                        Line2D([], [], color="grey", ls="--", label="training (dashed)")]
+            fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
             fig.suptitle(f"{backbone}: {attention} arms vs baseline (mean over seeds, band = min..max)")
             fig.tight_layout()
             figures.append(save_figure(
                 fig, out, f"curves_{backbone}_{attention}", f"Training curves: {backbone} / {attention}",
-                f"Per-epoch {split} accuracy, {split} loss and training loss of every {attention} arm on {backbone} "
-                "and of the baseline (black): mean over seeds, shaded band from the lowest to the highest seed."))
+                f"Per-epoch accuracy and loss on the {split} split (solid) and on the training batches (dashed) "
+                f"of every {attention} arm on {backbone} and of the baseline (black): mean over seeds, shaded band "
+                "from the lowest to the highest seed."))
     return figures
 
 
@@ -341,7 +349,10 @@ def tuning_plots(tuning: Mapping[str, optuna.Study], out: Path) -> tuple[list[Fi
     """Optuna's own optimization history and parameter importances, per tuning group."""
     from optuna.visualization import matplotlib as ovm
 
-    with plt.rc_context():  # optuna's plots switch the global style to ggplot; keep that inside
+    # optuna's plots switch the global style to ggplot (kept inside rc_context); its importance evaluator
+    # warns when a handful of trials cannot separate parameters (the caption says so already)
+    with plt.rc_context(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
         return _tuning_plots(ovm, tuning, out)
 
 
@@ -358,7 +369,8 @@ def _tuning_plots(ovm: Any, tuning: Mapping[str, optuna.Study], out: Path) -> tu
         ax.set_xlabel("trial")
         ax.set_title(f"Optimization history: {group}")
         figures.append(save_figure(ax.figure, out, f"tune_history_{slug(group)}", f"Tuning history: {group}",
-                                   f"Validation accuracy (%) of each tuning trial of group {group} and the best so far."))
+                                   f"Validation accuracy (%) of each tuning trial of group {group} and the best "
+                                   "so far."))
         if len(done) < 2 or not done[0].params:
             notes.append(f"tuning group {group}: fewer than 2 completed trials, no parameter importances.")
             continue
@@ -370,6 +382,7 @@ def _tuning_plots(ovm: Any, tuning: Mapping[str, optuna.Study], out: Path) -> tu
             continue
         ax.set_title(f"Hyperparameter importances: {group}")
         figures.append(save_figure(ax.figure, out, f"tune_importance_{slug(group)}", f"Tuning importances: {group}",
-                                   f"fANOVA importance of each tuned hyperparameter for group {group} "
-                                   "(share of the variance of validation accuracy)."))
+                                   f"Importance of each tuned hyperparameter for group {group}, by Optuna's default "
+                                   "importance evaluator (a share of the variation in validation accuracy; with few "
+                                   "trials, a rough guide)."))
     return figures, notes

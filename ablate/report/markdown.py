@@ -12,7 +12,6 @@ import math
 import platform
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,10 @@ def table(frame: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
-def figure(fig: Figure) -> str:
-    return f"#### {escape(fig.title)}\n\n![{escape(fig.title)}]({fig.path})\n\n_{escape(fig.caption)}_\n"
+def figure(fig: Figure, heading: bool = True) -> str:
+    """An image with its caption; `heading` adds a level-4 title (off when the section title says it)."""
+    title = f"#### {escape(fig.title)}\n\n" if heading else ""
+    return f"{title}![{escape(fig.title)}]({fig.path})\n\n_{escape(fig.caption)}_\n"
 
 
 @dataclass
@@ -117,7 +118,8 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
     attn = t[~t["is_baseline"]]
     lat, mac = attn["latency_vs_none_pct"].dropna(), attn["macs_full_vs_none_pct"].dropna()
     if len(lat) and len(mac):
-        parts.append(f"Across attention arms, the median latency overhead at the smallest batch is {lat.median():+.1f}% "
+        parts.append(f"Across attention arms, the median latency overhead at the smallest batch is "
+                     f"{lat.median():+.1f}% "
                      f"against a median MAC overhead of {mac.median():+.1f}% (full policy) and "
                      f"{attn['macs_fvcore_default_vs_none_pct'].median():+.1f}% (fvcore default).")
     return " ".join(parts)
@@ -140,7 +142,8 @@ def _git_commit() -> str:
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), platform.machine())
+            models = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(models, platform.machine())
     except OSError:
         return platform.processor() or platform.machine()
 
@@ -200,7 +203,8 @@ def completeness(c: Collected, t: pd.DataFrame) -> list[str]:
     if len(not_done):
         missing_arms = t[t["n"] == 0]["arm"].tolist()
         if missing_arms:
-            lines.append(f"Arms with no result yet ({len(missing_arms)}): " + ", ".join(map(escape, missing_arms)) + ".")
+            lines.append(f"Arms with no result yet ({len(missing_arms)}): "
+                         + ", ".join(map(escape, missing_arms)) + ".")
         shown = not_done.head(MAX_STATUS_ROWS).assign(trial=lambda d: d["trial"].map(
             lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))))
         lines.append("")
@@ -233,8 +237,8 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
         *(f"  - {escape(line.removeprefix('- '))}" for line in policies),
         f"- **Seeds.** {', '.join(map(str, n)) or 'no'} seed(s) per arm. The 95% CIs use Student's t with n-1 "
         "degrees of freedom and the arm-vs-baseline tests are Welch's t-tests, Holm-corrected across all arms "
-        "of the study; with few seeds they are wide, and \"no detectable difference\" is not evidence of no "
-        "difference.",
+        "of the study; with few seeds they are wide (and not clipped to [0, 100]), and \"no detectable "
+        "difference\" is not evidence of no difference.",
     ]
     if test_count:
         se = 100 * math.sqrt(max(p * (1 - p), 1e-9) / test_count)
@@ -268,7 +272,8 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
             f"- study file: {escape(study.path)} (fingerprint {escape(study.fingerprint)})",
             f"- storage: {escape(mask_url(study.storage))}",
             f"- dataset: {escape(study.dataset.name)}, train_size {study.dataset.train_size or 'all'}, "
-            f"test_size {study.dataset.test_size or 'all'}, augmentation {escape(', '.join(study.dataset.augment) or 'none')}",
+            f"test_size {study.dataset.test_size or 'all'}, "
+            f"augmentation {escape(', '.join(study.dataset.augment) or 'none')}",
             f"- recipe: {escape(', '.join(f'{k}={v}' for k, v in study.recipe.as_dict().items()))}",
             f"- evaluation split of the final runs: {escape(c.eval_split)}", ""]
     out += ["## How to reproduce", "", reproduce(c), ""]
@@ -283,7 +288,7 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
     out += ["## Figures", ""]
     for title, figs in s.figures.items():
         if figs:
-            out += [f"### {escape(title)}", ""] + [figure(f) for f in figs]
+            out += [f"### {escape(title)}", ""] + [figure(f, heading=len(figs) > 1) for f in figs]
     out += ["## Factors", ""]
     if not s.factors:
         out += ["The study varies no factor besides the attention type (see Results).", ""]

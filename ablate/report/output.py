@@ -17,7 +17,7 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # reports are written headless; must precede pyplot's import anywhere in ablate.report
+matplotlib.use("Agg")  # reports are written headless (use() also switches if pyplot was imported first)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402

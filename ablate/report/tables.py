@@ -90,7 +90,7 @@ def arm_table(c: Collected) -> pd.DataFrame:
             "train_s_per_epoch": runs["train_s_per_epoch"].mean() if len(runs) else math.nan,
             "time_to_baseline_acc_s": float(np.median(reached)) if reached else math.nan,
             "reached_baseline_acc": f"{len(reached)}/{len(reach)}" if reach else "",
-            "peak_mem_train_mib": pd.to_numeric(runs["peak_mem_train_mib"], errors="coerce").mean() if len(runs) else math.nan,
+            "peak_mem_train_mib": pd.to_numeric(runs["peak_mem_train_mib"], errors="coerce").mean(),
         })
     table = pd.DataFrame(rows)
     table["reduction"] = table["reduction"].astype("Int64")
@@ -105,7 +105,12 @@ def arm_table(c: Collected) -> pd.DataFrame:
         if col not in table:
             table[col] = math.nan
         table[col] = pd.to_numeric(table[col], errors="coerce")
-    return add_baseline_deltas(table, [c for c in numeric if c not in ("peak_mem_train_mib",)])
+    relative = [c for c in numeric if c != "peak_mem_train_mib"]
+    table = add_baseline_deltas(table, relative)
+    for col in relative:  # a grid without a 'none' arm has no baseline: the % columns exist, empty
+        if f"{col}_vs_none_pct" not in table:
+            table[f"{col}_vs_none_pct"] = math.nan
+    return table
 
 
 def swept_factors(table: pd.DataFrame) -> list[str]:
@@ -208,9 +213,11 @@ def cost_view(table: pd.DataFrame, batch_sizes: Sequence[int]) -> pd.DataFrame:
             "hidden": r["hidden"] if isinstance(r["hidden"], str) else "-",
             "params (Δ%)": _with_pct(r["params"], r["params_vs_none_pct"], ",.0f"),
             "attn params": fmt(r["attn_params"], ",.0f"),
-            "MACs fvcore M (Δ%)": _with_pct(_mega(r["macs_fvcore_default"]), r["macs_fvcore_default_vs_none_pct"], ".3f"),
+            "MACs fvcore M (Δ%)": _with_pct(_mega(r["macs_fvcore_default"]), r["macs_fvcore_default_vs_none_pct"],
+                                            ".3f"),
             "MACs full M (Δ%)": _with_pct(_mega(r["macs_full"]), r["macs_full_vs_none_pct"], ".3f"),
-            f"latency b{small} ms, median ± IQR (Δ%)": _median_iqr(r["latency"], r["latency_iqr"], r["latency_vs_none_pct"]),
+            f"latency b{small} ms, median ± IQR (Δ%)": _median_iqr(r["latency"], r["latency_iqr"],
+                                                                   r["latency_vs_none_pct"]),
             f"latency b{large} ms, median ± IQR (Δ%)": _median_iqr(r["latency_large"], r["latency_large_iqr"],
                                                                    r["latency_large_vs_none_pct"]),
             f"throughput b{large} img/s (Δ%)": _with_pct(r["throughput"], r["throughput_vs_none_pct"], ".0f"),
