@@ -81,8 +81,8 @@ def welch(arm: Sequence[float], baseline: Sequence[float], confidence: float = 0
         return Comparison(diff, math.nan, math.nan, math.nan, math.nan)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se2 = va + vb
-    if se2 == 0:
-        return Comparison(diff, diff, diff, math.nan, math.nan)
+    if se2 == 0:  # every seed identical on both sides: nothing to test against
+        return Comparison(diff, math.nan, math.nan, math.nan, math.nan)
     df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
     with warnings.catch_warnings():  # near-identical samples (e.g. 100% every seed) warn; the value is still right

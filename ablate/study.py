@@ -81,24 +81,21 @@ def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_cha
 # ---------------------------------------------------------------- tuning
 
 
-def tuning_groups(study: Study) -> dict[str, Arm]:
-    """group name -> the arm tuned for it, by scope."""
-    scope = study.tuning.scope
-    groups: dict[str, Arm] = {}
-    for arm in study.arms:
-        key = {"per_arm": arm.id, "baseline": f"{arm.backbone.label}/none", "per_attention": f"{arm.backbone.label}/{arm.attention}"}[scope]
-        if scope == "baseline":
-            groups.setdefault(key, study.baselines[arm.backbone.label])
-        else:
-            groups.setdefault(key, arm)
-    return groups
-
-
 def group_of(study: Study, arm: Arm) -> str:
+    """The tuning group an arm takes its hyperparameters from, by scope."""
     scope = study.tuning.scope
     if scope == "per_arm":
         return arm.id
     return f"{arm.backbone.label}/" + ("none" if scope == "baseline" else arm.attention)
+
+
+def tuning_groups(study: Study) -> dict[str, Arm]:
+    """group name -> the arm tuned for it (the baseline for scope 'baseline', else the group's first arm)."""
+    groups: dict[str, Arm] = {}
+    for arm in study.arms:
+        tuned = study.baselines[arm.backbone.label] if study.tuning.scope == "baseline" else arm
+        groups.setdefault(group_of(study, arm), tuned)
+    return groups
 
 
 def suggest(trial: Trial, space: tuple[Param, ...]) -> dict[str, Any]:

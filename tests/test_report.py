@@ -27,6 +27,7 @@ from ablate.models import attention_modules, build_model
 from ablate.report import collect, default_output, write_report
 from ablate.report.diagnostics import attention_gates, grad_cam
 from ablate.report.markdown import Sections, escape, render
+from ablate.report.output import replace_manifest
 from ablate.report.tables import arm_table, cost_view, summary_view
 from ablate.spec import load_study
 from ablate.storage import open_storage
@@ -169,13 +170,15 @@ def test_storage_password_is_masked(in_folder: Built) -> None:
 
 
 def test_output_must_stay_inside(in_folder: Built, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = {**STUDY, "output": "../../outside"}
     path = in_folder.folder / "escape.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(AblateError, match="without '..'"):
-        default_output(load_study(path))
-    assert main(["report", str(path), "--no-diagnostics"]) == 2
+    path.write_text(yaml.safe_dump({**STUDY, "output": "../../outside"}))
+    assert main(["report", str(path), "--no-diagnostics"]) == 2  # the study file is refused on load
     assert "without '..'" in capsys.readouterr().err
+    study = load_study(in_folder.path)  # and a Study built some other way is refused by the report itself
+    for bad in ("../outside", "/tmp/outside"):
+        with pytest.raises(AblateError, match="without '..'"):
+            default_output(dataclasses.replace(study, output=Path(bad)))
+    assert default_output(study) == Path("reports/rep")
 
 
 def test_partial_study_reports_missing_arms(in_folder: Built, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -255,3 +258,13 @@ def test_attention_gates_are_the_modules_own_weights() -> None:
                 assert torch.allclose(module(features), features * a_h * a_w, atol=1e-6)
                 want = (a_h * a_w).mean(1)
         assert torch.allclose(gates[path][kind], want, atol=1e-6), attention
+
+
+def test_rewriting_a_report_removes_only_its_own_stale_files(tmp_path: Path) -> None:
+    (tmp_path / "figures").mkdir()
+    for name in ("old.png", "kept.png", "users.png"):
+        (tmp_path / "figures" / name).write_bytes(b"x")
+    replace_manifest(tmp_path, ["figures/old.png", "figures/kept.png"])
+    removed = replace_manifest(tmp_path, ["figures/kept.png"])
+    assert removed == ["figures/old.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["kept.png", "users.png"]

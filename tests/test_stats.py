@@ -53,7 +53,7 @@ def test_welch_needs_two_values_each() -> None:
     assert c.diff == -1.5 and math.isnan(c.p_value)
     assert math.isnan(welch([], [1.0, 2.0]).diff)
     same = welch([2.0, 2.0], [1.0, 1.0])  # no spread: difference known, test undefined
-    assert same.diff == 1.0 and math.isnan(same.p_value)
+    assert same.diff == 1.0 and math.isnan(same.p_value) and math.isnan(same.ci_low)
 
 
 def test_holm_adjustment_and_order() -> None:

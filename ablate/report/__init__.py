@@ -3,7 +3,8 @@
 collect (storage -> frames) -> tables (seed statistics, costs vs baseline) -> figures (charts) ->
 diagnostics (checkpoints -> feature maps, Grad-CAM, attention gates) -> markdown. Nothing is
 retrained; a partial study is reported with what it lacks. report.md is written last, atomically,
-so it only ever links files that exist.
+so it only ever links files that exist; files an earlier report wrote and this one did not (an arm
+dropped, diagnostics turned off) are then removed, and nothing else in the folder is touched.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from .figures import (
     tuning_plots,
 )
 from .markdown import Sections, render
-from .output import write_csv, write_text
-from .tables import arm_table, cost_view, factor_pivot, factor_table, latency_columns, summary_view, swept_factors
+from .output import replace_manifest, write_csv, write_text
+from .tables import arm_table, cost_view, factor_pivot, factor_table, summary_view, swept_factors
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]
 
@@ -63,7 +64,7 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
 
     csvs = {"tables/arms.csv": t, "tables/runs.csv": c.runs, "tables/items.csv": c.items,
             "tables/curves.csv": c.curves}
-    factors, factor_figures = {}, {}
+    factors = {}
     for factor in swept_factors(t):
         long = factor_table(t, factor)
         csvs[f"tables/factor_{factor}.csv"] = long
@@ -71,28 +72,25 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
     for rel, frame in csvs.items():
         write_csv(out / rel, frame)
 
-    cols = latency_columns(sizes)
+    heatmap = diff_heatmap(t, out)  # attention x position: shown with the position factor when it is swept
+    factor_figures = {"reduction": accuracy_vs_reduction(t, out) if "reduction" in factors else [],
+                      "position": heatmap if "position" in factors else []}
+    latency = (accuracy_vs_cost(t, out, "latency", f"latency at batch {min(sizes)} (ms)", "acc_vs_latency",
+                                "latency") if sizes else [])
+    tune_figs, tune_notes = tuning_plots(c.tuning, out)
     figures = {
-        "Accuracy vs cost": accuracy_vs_cost(t, out, "macs_full", "MACs per image, full policy", "acc_vs_macs",
-                                             "MACs")
-        + (accuracy_vs_cost(t, out, "latency", f"latency at batch {min(sizes)} (ms)", "acc_vs_latency", "latency")
-           if cols else []),
+        "Accuracy vs cost": accuracy_vs_cost(t, out, "macs_full", "MACs per image, full policy (millions)",
+                                             "acc_vs_macs", "MACs", scale=1e6) + latency,
         "Effect vs baseline": forest(t, out),
-        "Accuracy difference by attention type and position": diff_heatmap(t, out),
+        "Accuracy difference by attention type and position": [] if "position" in factors else heatmap,
         "Cost overhead": cost_overhead(t, sizes, out),
         "Training curves": training_curves(c, t, out),
         "Per-iteration loss": iteration_loss(c, t, out),
+        "Hyperparameter tuning (Optuna)": tune_figs,
     }
-    tune_figs, tune_notes = tuning_plots(c.tuning, out)
-    figures["Hyperparameter tuning (Optuna)"] = tune_figs
     notes += tune_notes
     if c.study.tuning.enabled and not c.tuning:
         notes.append("tuning is enabled but storage holds no tuning study yet.")
-    if "reduction" in factors:
-        factor_figures["reduction"] = accuracy_vs_reduction(t, out)
-    if "position" in factors:
-        factor_figures["position"] = [f for f in figures["Accuracy difference by attention type and position"]]
-        figures["Accuracy difference by attention type and position"] = []
     if c.iters.empty and len(c.runs):
         notes.append("no per-iteration losses stored (runs shorter than runtime.loss_every steps).")
 
@@ -109,4 +107,7 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
                         diagnostic_arms=diag_arms, notes=notes, tables=list(csvs))
     report = out / "report.md"
     write_text(report, render(c, t, sections, sizes))
+    written = list(csvs) + [f.path for group in (*figures.values(), *factor_figures.values(), diag_figures)
+                            for f in group]
+    replace_manifest(out, written)
     return report

@@ -50,7 +50,7 @@ def short(arm: str, backbone: str) -> str:
 def _accuracy_axis(ax: plt.Axes, axis: str = "y") -> None:
     """Accuracy lives in [0, 100]: t-based CIs of a few seeds can reach past it; do not draw that."""
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
-    limits = (max(lo, 0.0), min(hi, 100.5))
+    limits = (max(lo, 0.0), min(hi, 101.0))
     ax.set_ylim(*limits) if axis == "y" else ax.set_xlim(*limits)
 
 
@@ -81,12 +81,14 @@ def _subplots(n: int, width: float = 6.5, height: float = 4.5,
 # ---------------------------------------------------------------- accuracy vs cost, Pareto front
 
 
-def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name: str, what: str) -> list[Figure]:
-    """One point per arm (mean accuracy, 95% CI bars) against a cost; the Pareto front as a step line."""
+def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name: str, what: str,
+                     scale: float = 1.0) -> list[Figure]:
+    """One point per arm (mean accuracy, 95% CI bars) against a cost / scale; the Pareto front as a step line."""
     done = _done(table)
     done = done[pd.to_numeric(done[x], errors="coerce").notna()]
     if done.empty:
         return []
+    done = done.assign(**{x: pd.to_numeric(done[x]) / scale})
     colors = attention_colors()
     positions = list(dict.fromkeys(done["position"].dropna()))
     marker = {p: MARKERS[i % len(MARKERS)] for i, p in enumerate(positions)}
@@ -160,8 +162,8 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
     facets = [(b, r) for b in _backbones(arms) for r in (ratios or [None])]
     vmax = max(float(arms["diff"].abs().max()), 1e-6)
     ncols = max(1, len(ratios))
-    fig, axes = _subplots(len(facets), width=1.6 + 1.3 * arms["position"].nunique(),
-                          height=1.2 + 0.55 * arms["attention"].nunique(), ncols=ncols)
+    fig, axes = _subplots(len(facets), width=max(4.5, 2.8 + 1.3 * arms["position"].nunique()),
+                          height=1.6 + 0.55 * arms["attention"].nunique(), ncols=ncols)
     for ax, (backbone, ratio) in zip(axes, facets):
         sub = arms[(arms["backbone"] == backbone)
                    & (arms["reduction"].isna() | (arms["reduction"] == ratio) if ratio is not None else True)]
@@ -173,7 +175,7 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
             warnings.simplefilter("ignore", PendingDeprecationWarning)
             sns.heatmap(grid, ax=ax, annot=labels, fmt="", cmap="RdBu", center=0, vmin=-vmax, vmax=vmax,
                         cbar_kws={"label": "Δ accuracy vs baseline (pp)"}, linewidths=0.5)
-        ax.set_title(f"{backbone}" + (f", r={ratio} (ratio-free types in every panel)" if ratio else ""), fontsize=10)
+        ax.set_title(f"{backbone}" + (f", reduction r={ratio}" if ratio else ""), fontsize=10)
         ax.set_xlabel("position")
         ax.set_ylabel("attention type")
     fig.tight_layout()
@@ -251,7 +253,9 @@ def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) 
         ax.set_xlabel("attention type (mean over its arms)")
         ax.set_ylabel("overhead vs baseline (%)")
         ax.set_title(backbone)
-        ax.legend(fontsize=8, title=None)
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=9)
     fig.tight_layout()
     return [save_figure(fig, out, "cost_overhead", "Cost overhead per attention type",
                         "Relative cost over the same backbone's baseline, averaged over each type's arms: parameters, "

@@ -74,7 +74,8 @@ class Sections:
 
 
 def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
-    acc = f"{fmt(r['acc_mean'])} ± {fmt(r['acc_std'])}% (n={int(r['n'])})"
+    spread = f" ± {fmt(r['acc_std'])}" if r["n"] > 1 else ""
+    acc = f"{fmt(r['acc_mean'])}{spread}% (n={int(r['n'])})"
     if base is None or not math.isfinite(r["diff"]):
         return f"{escape(r['arm'])}, with {acc}"
     ci = f" (95% CI {r['diff_ci_low']:+.2f} to {r['diff_ci_high']:+.2f})" if math.isfinite(r["diff_ci_low"]) else ""
@@ -105,7 +106,9 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
         base = base_rows.iloc[0] if not base_rows.empty else None
         arms = sub[~sub["is_baseline"]].sort_values("acc_mean", ascending=False)
         if base is None:
-            parts.append(f"On {escape(backbone)} the baseline has no result yet, so no arm can be compared.")
+            has_baseline = bool(t[(t["backbone"] == backbone) & t["is_baseline"]].shape[0])
+            why = "has no result yet" if has_baseline else "is not in the grid (attention 'none')"
+            parts.append(f"On {escape(backbone)} the baseline {why}, so no arm is compared with it.")
         if arms.empty:
             continue
         parts.append(f"On {escape(backbone)}, the most accurate attention arm is {_arm_sentence(arms.iloc[0], base)}.")

@@ -8,6 +8,7 @@ ids or group names (which hold '/', '=' and ','), so nothing escapes the report 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -73,3 +74,25 @@ def save_figure(fig: plt.Figure, out_dir: Path, name: str, title: str, caption: 
     finally:
         plt.close(fig)
     return Figure(rel, title, caption)
+
+
+MANIFEST = ".report-files.json"
+
+
+def replace_manifest(out_dir: Path, written: list[str]) -> list[str]:
+    """Record the files this report wrote; delete those the previous report wrote and this one did not.
+
+    Only files listed by an earlier report are ever removed, so a folder given with --out keeps
+    everything else. Returns the removed paths (relative).
+    """
+    path = out_dir / MANIFEST
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = []
+    stale = [p for p in previous if isinstance(p, str) and p not in written
+             and p.startswith(("figures/", "tables/")) and ".." not in Path(p).parts]
+    for rel in stale:
+        (out_dir / rel).unlink(missing_ok=True)
+    write_text(path, json.dumps(sorted(written), indent=0))
+    return stale
