@@ -166,7 +166,8 @@ def torch_settings(runtime: Runtime, device: torch.device) -> Iterator[None]:
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
-        torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])
+        if runtime.deterministic:  # only undo what was done: the call imports torch._inductor lazily,
+            torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])  # which an interrupt can break
 
 
 def synchronize(device: torch.device) -> None:
