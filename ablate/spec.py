@@ -229,7 +229,7 @@ def _parse_grid(c: _Checker, value: Any) -> list[Arm]:
     reductions = [c.integer(r, f"grid.reductions[{i}]", 1)
                   for i, r in enumerate(c.seq(grid.get("reductions", [16]), "grid.reductions"))]
     stages: list[Any] = []
-    for i, s in enumerate(c.seq(grid.get("stages", ["all"]), "grid.stages")):
+    for s in c.seq(grid.get("stages", ["all"]), "grid.stages"):
         if s != "all" and (isinstance(s, str) or not isinstance(s, Sequence)):
             s = [s]  # a bare integer means that one block
         stages.append(s)

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -235,7 +234,7 @@ class Runner:
         costs = {t.user_attrs.get("arm"): t.user_attrs.get("cost", {}) for t in profile.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,))}
         arms = {a.id: a for a in self.study.arms}
-        items = [{"arm": a.id, "seed": s} for a in self.study.arms for s in self.study.seeds]
+        items = final_items(self.study)
         ckpt_dir = self.study.run_dir / "checkpoints"
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
@@ -262,17 +261,8 @@ class Runner:
         run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"))
 
     def _announce(self, phase: str, ostudy: optuna.Study, items: list[dict], item: dict) -> None:
-        """'[final 3/14 done, 2 running, ETA 4.2 min] cnn/se/... seed=1': the live view of a study."""
-        if not self.progress:
-            return
-        c = counts(ostudy, items, list(items[0]))
-        finished = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished
-                   if t.datetime_complete and t.datetime_start]
-        left = c.total - c.complete - c.failed
-        eta = f"ETA {sum(seconds) / len(seconds) * left / max(1, c.running) / 60:.1f} min" if seconds else "ETA ?"
-        self._say(f"[{phase} {c.complete + c.failed}/{c.total} done, {c.running} running, {eta}] "
-                  + " ".join(f"{k}={v}" for k, v in item.items()))
+        if self.progress:
+            self._say(progress_line(phase, ostudy, items) + " " + " ".join(f"{k}={v}" for k, v in item.items()))
 
     def _tune_echo(self, group: str) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
         def echo(ostudy: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -292,6 +282,21 @@ class Runner:
             self._say(f"[{phase}] {outcome}: {' '.join(f'{k}={v}' for k, v in item.items())}")
 
         return echo
+
+
+def final_items(study: Study) -> list[dict[str, Any]]:
+    return [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds]
+
+
+def progress_line(phase: str, ostudy: optuna.Study, items: list[dict]) -> str:
+    """'[final 3/14 done, 2 running, ETA 4.2 min]': the live view of a phase, from storage."""
+    c = counts(ostudy, items, list(items[0]))
+    finished = ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished
+               if t.datetime_complete and t.datetime_start]
+    left = c.total - c.complete - c.failed
+    eta = f"ETA {sum(seconds) / len(seconds) * left / max(1, c.running) / 60:.1f} min" if seconds else "ETA ?"
+    return f"[{phase} {c.complete + c.failed}/{c.total} done, {c.running} running, {eta}]"
 
 
 def _jsonable(value: Any) -> Any:
@@ -324,11 +329,25 @@ def run_study(
         if "final" in rest:
             runner.final()
         return
-    spawn_workers(study, workers, rest, allow_changed_spec, retry_failed, data_dir)
+    spawn_workers(study, workers, rest, allow_changed_spec, retry_failed, data_dir, progress)
+
+
+def watch(procs: list[subprocess.Popen], study: Study, progress: bool, poll_s: float = 5.0) -> list[int]:
+    """Wait for the worker processes, printing the final phase's progress line when it changes."""
+    storage, items, last = open_storage(study.storage), final_items(study), ""
+    while any(p.poll() is None for p in procs):
+        time.sleep(poll_s)
+        if progress and phase_name(study, "final") in optuna.get_all_study_names(storage=storage):
+            line = progress_line("final", optuna.load_study(study_name=phase_name(study, "final"), storage=storage),
+                                 items)
+            if line != last:
+                print(f"{line} ({len(procs)} workers)", file=sys.stderr, flush=True)
+                last = line
+    return [p.returncode for p in procs]
 
 
 def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_changed_spec: bool,
-                  retry_failed: bool, data_dir: str | None) -> None:
+                  retry_failed: bool, data_dir: str | None, progress: bool = True) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     cmd = [sys.executable, "-m", "ablate", "run", str(study.path), "--storage", study.storage,
            "--phases", ",".join(phases), "--quiet", "--threads", str(threads)]
@@ -340,7 +359,7 @@ def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_cha
         cmd += ["--data-dir", data_dir]
     procs = [subprocess.Popen(cmd) for _ in range(workers)]
     try:
-        codes = [p.wait() for p in procs]
+        codes = watch(procs, study, progress)
     except KeyboardInterrupt:
         for p in procs:
             p.send_signal(signal.SIGINT)
@@ -357,8 +376,7 @@ def status_frame(study: Study) -> pd.DataFrame:
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     rows = []
-    items = {"profile": [{"arm": a.id} for a in study.arms],
-             "final": [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds]}
+    items = {"profile": [{"arm": a.id} for a in study.arms], "final": final_items(study)}
     wanted = [phase_name(study, "profile")]
     if study.tuning.enabled:
         wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]

@@ -161,13 +161,15 @@ def test_vanished_dataset_fails_items_and_is_retried(tmp_path: Path, monkeypatch
 
 
 @pytest.mark.slow
-def test_sigint_marks_trial_and_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_marks_trial_and_exits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int,
+                                         code: int) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, recipe={"epochs": 6, "batch_size": 50})
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--quiet"], cwd=tmp_path)
     _wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+    proc.send_signal(signum)
+    assert proc.wait(timeout=120) == code
     final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))
     assert not final.get_trials(states=(TrialState.RUNNING,))
     interrupted = final.get_trials(states=(TrialState.FAIL,))

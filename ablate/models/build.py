@@ -72,6 +72,22 @@ def _pooled(size: int, backbone: str, input_size: int) -> int:
     return size // 2
 
 
+def _block_layers(
+    widths: Sequence[int], in_channels: int, size: int, pooled: int, bn: bool, inplace: bool
+) -> list[tuple[str, nn.Module, Slot, int, int]]:
+    """One block's layers, each tagged with the slot it ends and the (channels, map size) after it."""
+    layers: list[tuple[str, nn.Module, Slot, int, int]] = []
+    channels = in_channels
+    for u, width in enumerate(widths):
+        layers.append((f"conv{u + 1}", nn.Conv2d(channels, width, kernel_size=3, padding=1), (u, "conv"), width, size))
+        channels = width
+        if bn:
+            layers.append((f"bn{u + 1}", nn.BatchNorm2d(channels), (u, "bn"), channels, size))
+        layers.append((f"relu{u + 1}", nn.ReLU(inplace=inplace), (u, "relu"), channels, size))
+    layers.append(("pool", nn.MaxPool2d(kernel_size=2, stride=2), (len(widths), "pool"), channels, pooled))
+    return layers
+
+
 def build_model(
     backbone: str,
     attention: str = "none",
@@ -101,32 +117,18 @@ def build_model(
     insertions: list[Insertion] = []
     channels, size = in_channels, input_size
     for b, widths in enumerate(spec.blocks, start=1):
-        slots: tuple[Slot, ...] = ()
-        if attention != "none" and b in chosen:
-            slots = block_slots(position, len(widths), bn)
+        slots = block_slots(position, len(widths), bn) if attention != "none" and b in chosen else ()
+        pooled = _pooled(size, backbone, input_size)
         layers: list[tuple[str, nn.Module]] = []
-
-        def attend(unit: int, after: str, c: int, h: int) -> None:
-            if (unit, after) in slots:
-                name = "attn_pool" if after == "pool" else f"attn{unit + 1}"
+        for name, layer, slot, c, h in _block_layers(widths, channels, size, pooled, bn, backbone != "cnn"):
+            layers.append((name, layer))
+            if slot in slots:
+                attn_name = "attn_pool" if slot[1] == "pool" else f"attn{slot[0] + 1}"
                 module = create_attention(attention, c, reduction, **knobs)
-                layers.append((name, module))
-                path = f"features.block{b}.{name}"
-                insertions.append(Insertion(b, path, c, h, h, module.hidden))
-
-        for u, width in enumerate(widths):
-            layers.append((f"conv{u + 1}", nn.Conv2d(channels, width, kernel_size=3, padding=1)))
-            channels = width
-            attend(u, "conv", channels, size)
-            if bn:
-                layers.append((f"bn{u + 1}", nn.BatchNorm2d(channels)))
-                attend(u, "bn", channels, size)
-            layers.append((f"relu{u + 1}", nn.ReLU(inplace=backbone != "cnn")))
-            attend(u, "relu", channels, size)
-        layers.append(("pool", nn.MaxPool2d(kernel_size=2, stride=2)))
-        size = _pooled(size, backbone, input_size)
-        attend(len(widths), "pool", channels, size)
+                layers.append((attn_name, module))
+                insertions.append(Insertion(b, f"features.block{b}.{attn_name}", c, h, h, module.hidden))
         blocks.append((f"block{b}", nn.Sequential(OrderedDict(layers))))
+        channels, size = widths[-1], pooled
 
     features = nn.Sequential(OrderedDict(blocks))
     head_module = make_head(spec, head or spec.default_head, channels, (size, size), num_classes)
