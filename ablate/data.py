@@ -505,6 +505,13 @@ def _missing(source: Source, root: Path) -> AblateError:
     )
 
 
+def require_present(config: DataConfig, root: str | Path | None = None) -> None:
+    """Fail fast, before a study writes anything, when the dataset's files are not there."""
+    source, base = get_source(config.name, config.input_size, config.resize), data_root(root)
+    if not source.present(base):
+        raise _missing(source, base)
+
+
 def fetch(name: str, root: str | Path | None = None, *, local_copy: str | Path | None = None) -> Path:
     """Make dataset `name` present under the data root and return its folder.
 

@@ -24,7 +24,7 @@ import torch
 from optuna.trial import Trial, TrialState
 
 from .arms import Arm
-from .data import load_data
+from .data import load_data, require_present
 from .errors import AblateError
 from .measure import profile_model
 from .spec import Param, Study
@@ -317,6 +317,8 @@ def run_study(
     phases: tuple[str, ...] = PHASES,
 ) -> None:
     """The whole study in this process (workers=1) or in N local worker processes."""
+    if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
+        require_present(study.dataset, data_dir)
     storage = open_storage(study.storage)
     guard_identity(study, storage, allow_changed_spec)
     runner = Runner(study, storage, retry_failed=retry_failed, progress=progress, data_dir=data_dir)

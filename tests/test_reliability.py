@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from ablate.storage import FAIL_ATTR, RETRY_ATTR, mask_url, open_storage
 from ablate.study import run_study
 from ablate.train import NonFiniteLossError
 
+from .conftest import write_imagefolder
 from .test_spec import GOOD
 from .test_study import TINY, _wait_for_running_final, expected_items, final_counts, write_study
 
@@ -146,15 +148,31 @@ def test_injected_failure_is_recorded_and_study_continues(tmp_path: Path, monkey
     assert set(final_counts(path)) == expected_items(path)
 
 
-def test_vanished_dataset_fails_items_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_dataset_stops_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    folder = tmp_path / "imgs"
-    path = write_study(tmp_path, dataset={"name": f"imagefolder:{folder}"})
-    run_study(load_study(path), progress=False)  # folder missing: every item fails, the run ends
+    path = write_study(tmp_path, dataset={"name": "fashion-mnist"})
+    assert main(["run", str(path), "--quiet", "--data-dir", str(tmp_path / "nodata")]) == 2
+    err = capsys.readouterr().err
+    assert "fashion-mnist" in err and "make data" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_vanished_dataset_fails_items_and_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dataset was there when the run started and is gone when a worker loads it."""
+    monkeypatch.chdir(tmp_path)
+    folder = write_imagefolder(tmp_path / "imgs", per_class=12)
+    path = write_study(tmp_path, dataset={"name": f"imagefolder:{folder}", "val_fraction": 0.0})
+    run_study(load_study(path), progress=False, phases=("profile",))
+    shutil.rmtree(folder)
+    run_study(load_study(path), progress=False, phases=("final",))  # a worker starting after the loss
     storage = open_storage(load_study(path).storage)
-    profile = optuna.load_study(study_name="tiny/profile", storage=storage)
-    trials = profile.get_trials(states=(TrialState.FAIL,))
-    assert len(trials) == 2 and all(t.user_attrs[RETRY_ATTR] and "imgs" in t.user_attrs[FAIL_ATTR] for t in trials)
+    final = optuna.load_study(study_name="tiny/final", storage=storage)
+    failed = final.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 4 and all(t.user_attrs[RETRY_ATTR] and "imgs" in t.user_attrs[FAIL_ATTR] for t in failed)
+    write_imagefolder(folder, per_class=12)  # back again: the next run completes every item
+    run_study(load_study(path), progress=False)
+    assert set(final_counts(path)) == expected_items(path) and set(final_counts(path).values()) == {1}
 
 
 # ----------------------------------------------------------------------------- processes
