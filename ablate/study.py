@@ -8,14 +8,17 @@ and the report is regenerated from storage alone.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -242,7 +245,7 @@ class Runner:
             arm = arms[item["arm"]]
             params = tuned_params(self.study, self.storage, arm)
             recipe = dataclasses.replace(self.study.recipe, **params)
-            ckpt = ckpt_dir / f"trial{trial.number:05d}.pt"
+            ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             try:
                 result = train(model_factory(**arm.build_kwargs()), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
@@ -282,6 +285,12 @@ class Runner:
             self._say(f"[{phase}] {outcome}: {' '.join(f'{k}={v}' for k, v in item.items())}")
 
         return echo
+
+
+def checkpoint_path(folder: Path, study: Study, arm: Arm, seed: int, params: dict[str, Any]) -> Path:
+    """One file per arm x seed x (spec, tuned values): a re-run after a kill resumes from its last epoch."""
+    key = hashlib.sha256(json.dumps([study.fingerprint, params], sort_keys=True, default=str).encode()).hexdigest()
+    return folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', arm.id)}-seed{seed}-{key[:10]}.pt"
 
 
 def final_items(study: Study) -> list[dict[str, Any]]:

@@ -124,6 +124,8 @@ def test_resume_after_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))
     reaped = [t for t in final.trials if t.state == TrialState.FAIL]
     assert reaped and all(is_ignored(t) for t in reaped)  # the killed trial is marked, not counted
+    # one checkpoint per arm x seed: the re-run resumed the killed item's file instead of starting another
+    assert len(list((tmp_path / "runs" / "tiny" / "checkpoints").glob("*.pt"))) == 4
 
 
 def _run_workers(tmp_path: Path, path: Path, storage: str | None = None) -> None:
