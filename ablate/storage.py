@@ -25,7 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .errors import AblateError
 
-STORAGE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://", "journal:")
+STORAGE_SCHEMES = (
+    "sqlite:///", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://",
+    "journal:",
+)
 HEARTBEAT_S = 20
 GRACE_S = 90
 WORKER_ATTR = "ablate:worker"
