@@ -20,6 +20,7 @@ from .measure import count_macs, count_params
 from .models import build_model
 from .device import resolve_device
 from .spec import Study
+from .study import tuning_groups
 
 
 def train_step_seconds(model: torch.nn.Module, batch: int, shape: tuple[int, int, int], device: torch.device,
@@ -70,8 +71,7 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     train_n = info.train_count
     steps_per_epoch = math.ceil(train_n / study.recipe.batch_size)
     t = study.tuning
-    groups = len({a.backbone.label for a in study.arms}) if t.scope == "baseline" else (
-        n_arms if t.scope == "per_arm" else len({(a.backbone.label, a.attention) for a in study.arms}))
+    groups = len(tuning_groups(study))
     tune_trials = groups * t.n_trials if t.enabled else 0
     lines = [
         f"arms: {n_arms}; seeds: {n_seeds}; dataset: {study.dataset.name} ({train_n} train images per epoch, "

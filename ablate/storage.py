@@ -84,7 +84,7 @@ def open_storage(url: str) -> BaseStorage:
 
 
 def _local_process_gone(trial: FrozenTrial) -> bool:
-    owner = str(trial.system_attrs.get(WORKER_ATTR) or trial.user_attrs.get(WORKER_ATTR) or "")
+    owner = str(trial.system_attrs.get(WORKER_ATTR, ""))
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False

@@ -164,7 +164,7 @@ class Runner:
     # -- phase 1: cost, once per arm
     def profile(self) -> None:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
-        items = [{"arm": a.id} for a in self.study.arms]
+        items = profile_items(self.study)
         arms = {a.id: a for a in self.study.arms}
         m = self.study.measure
         device = self.device if m.device == "auto" else torch.device(m.device)
@@ -293,6 +293,10 @@ def checkpoint_path(folder: Path, study: Study, arm: Arm, seed: int, params: dic
     return folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', arm.id)}-seed{seed}-{key[:10]}.pt"
 
 
+def profile_items(study: Study) -> list[dict[str, Any]]:
+    return [{"arm": a.id} for a in study.arms]
+
+
 def final_items(study: Study) -> list[dict[str, Any]]:
     return [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds]
 
@@ -387,21 +391,21 @@ def status_frame(study: Study) -> pd.DataFrame:
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     rows = []
-    items = {"profile": [{"arm": a.id} for a in study.arms], "final": final_items(study)}
+    items = {"profile": profile_items(study), "final": final_items(study)}
     wanted = [phase_name(study, "profile")]
     if study.tuning.enabled:
         wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]
     wanted.append(phase_name(study, "final"))
     for name in wanted:
         row: dict[str, Any] = {"phase": name}
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False) if name in names else []
+        ostudy = optuna.load_study(study_name=name, storage=storage) if name in names else None
+        trials = ostudy.get_trials(deepcopy=False) if ostudy is not None else []
         for state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED, TrialState.WAITING):
             row[state.name.lower()] = sum(t.state == state for t in trials)
-        phase = name.split("/")[1]
-        if phase in items:
-            row["items"] = len(items[phase])
-            row["items_left"] = counts(optuna.load_study(study_name=name, storage=storage), items[phase],
-                                       list(items[phase][0])).todo if name in names else len(items[phase])
+        phase_items = items.get(name.split("/")[1])
+        if phase_items is not None:
+            row["items"] = len(phase_items)
+            row["items_left"] = counts(ostudy, phase_items, list(phase_items[0])).todo if ostudy else len(phase_items)
         else:
             row["items"] = study.tuning.n_trials
             row["items_left"] = max(0, study.tuning.n_trials - row["complete"] - row["pruned"])
