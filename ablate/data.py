@@ -12,14 +12,19 @@ of their public formats, because torchvision re-checks the md5 of every file on 
 the official files pass; MNIST-style idx files are read through torchvision itself.
 
 Splits: `train_size` draws that many images from the training split (class proportions kept),
-`val_fraction` of those become the validation split (stratified), and `test_size` subsets the
-test split. All three are functions of `split_seed` only. Tuning reads the validation split; the
-test split is for final numbers.
+and `val_fraction` of those become the validation split (stratified): `train_size` counts training
+plus validation images, so train_size 10000 with val_fraction 0.1 trains on 9000 and validates on
+1000. `test_size` subsets the test split. All are functions of `split_seed` only, and the test
+subset is drawn from its own generator, so it depends on `test_size` and `split_seed` alone: runs
+with another train_size or val_fraction are scored on the very same test images, in the same
+order (what a per-image paired comparison needs). Validation decides (tuning, learning-rate
+schedule); the test split is for final numbers only.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import shutil
@@ -44,6 +49,7 @@ RESIZE_MODES = ("pad", "bilinear")
 IMAGEFOLDER = "imagefolder:"
 IMAGEFOLDER_TEST_FRACTION = 0.2  # carved (with seed 0, so it never moves) when a folder has no train/test
 MIN_INPUT_SIZE = 8
+TEST_STREAM = "test-subset"  # keys the test subset's generator (with split_seed), apart from the train draw
 
 # ---------------------------------------------------------------------------------------------
 # the dataset side of a recipe
@@ -609,6 +615,12 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # ---------------------------------------------------------------------------------------------
 
 
+def stream_seed(split_seed: int, stream: str) -> int:
+    """A 63-bit seed for one named random stream of a split seed (independent streams, fixed forever)."""
+    digest = hashlib.sha256(f"{split_seed}\x1f{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def load_data(config: DataConfig, root: str | Path | None = None, device: torch.device | str = "cpu", *,
               fetch_missing: bool = False) -> Data:
     """Read, subset, split, size and move a dataset to `device`, as uint8 tensors.
@@ -626,7 +638,8 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
     drawn = _subset(raw.train_y, config.train_size, "train_size", gen)
     n_val = _split_counts(len(drawn), config.val_fraction)[1]
     val_pos, fit_pos = stratified_split(raw.train_y[drawn], n_val, gen) if n_val else (None, torch.arange(len(drawn)))
-    test_idx = _subset(raw.test_y, config.test_size, "test_size", gen)
+    test_idx = _subset(raw.test_y, config.test_size, "test_size",
+                       torch.Generator().manual_seed(stream_seed(config.split_seed, TEST_STREAM)))
     size = config.input_size or int(max(raw.train_x.shape[-2:]))
 
     def split(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Split:

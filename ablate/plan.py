@@ -1,55 +1,50 @@
 """What a study will cost before it runs: arms, trial counts, MACs x samples, a measured step time.
 
 The estimate multiplies a measured training-step time (forward + backward + optimizer step on a
-random batch of the recipe's batch size, on the study's device) by the number of steps every phase
-will take. MACs alone mislead (attention gates are memory-bound), so the time is measured.
+random batch of the recipe's batch size, on the study's device, the arms timed in interleaved
+rounds by ablate.timing) by the number of steps every phase will take. MACs alone mislead (attention gates are memory-bound), so the time is measured.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from typing import Any
 
 import pandas as pd
-import torch
 
 from .data import dataset_info
-from .measure import count_macs, count_params
-from .models import build_model
 from .device import resolve_device
+from .macs import count_macs, count_params
+from .models import build_model
 from .spec import Study
 from .study import tuning_groups
+from .timing import Setting, available_cores, time_interleaved, train_block
+from .train import make_optimizer
 
 
-def train_step_seconds(model: torch.nn.Module, batch: int, shape: tuple[int, int, int], device: torch.device,
-                       steps: int = 3) -> float:
-    """Median of `steps` timed steps after two warm-up steps (oneDNN/cuDNN pick kernels on the first)."""
-    model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, *shape, device=device)
-    y = torch.randint(0, 2, (batch,), device=device)
+def step_times_ms(study: Study, shape: tuple[int, int, int], num_classes: int) -> dict[str, float]:
+    """arm id -> training-step time (ms) at the recipe's batch size, every backbone's arms interleaved.
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    times = []
-    for _ in range(2 + steps):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
+    A rough plan, so a few short rounds; the study's training threads and precision, as the runs use.
+    """
+    device = resolve_device(study.runtime.device)
+    setting = Setting(device=str(device), precision="bf16" if study.runtime.amp_on(device) else "fp32",
+                      channels_last=study.runtime.channels_last, threads=study.runtime.threads or available_cores(),
+                      rounds=3, blocks=1, block_time=0.05, warmup=2)
+    out: dict[str, float] = {}
+    for label in dict.fromkeys(a.backbone.label for a in study.arms):
+        arms = [a for a in study.arms if a.backbone.label == label]
+        blocks = {a.id: train_block(build_model(**a.build_kwargs(), num_classes=num_classes, in_channels=shape[0],
+                                                input_size=shape[1]), study.recipe.batch_size, shape, num_classes,
+                                    setting, lambda m: make_optimizer(m, study.recipe, device)) for a in arms}
+        summaries, _ = time_interleaved(blocks, setting)
+        out.update({arm_id: s.median_s * 1e3 for arm_id, s in summaries.items()})
+    return out
 
 
 def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
     info = dataset_info(study.dataset)
     shape = (info.in_channels, info.input_size, info.input_size)
-    device = resolve_device(study.runtime.device)
     rows: list[dict[str, Any]] = []
     for arm in study.arms:
         model = build_model(**arm.build_kwargs(), num_classes=info.num_classes, in_channels=shape[0],
@@ -58,9 +53,11 @@ def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
         row = {**arm.factors(), "params": count_params(model), "macs_full": macs,
                "hidden": ",".join(str(i.hidden) for i in model.insertions if i.hidden is not None) or None,
                "maps": ",".join(f"{i.height}x{i.width}" for i in model.insertions) or None}
-        if timing:
-            row["step_ms"] = 1000 * train_step_seconds(model, study.recipe.batch_size, shape, device)
         rows.append(row)
+    if timing:
+        steps = step_times_ms(study, shape, info.num_classes)
+        for row in rows:
+            row["step_ms"] = steps[row["arm"]]
     frame = pd.DataFrame(rows).astype({"reduction": "Int64"})
     return frame.drop(columns=["knobs"] if all(r["knobs"] is None for r in rows) else [])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,12 +25,15 @@ from .data import DataConfig
 from .errors import AblateError, did_you_mean, unknown
 from .models import BACKBONES, POSITIONS, get_backbone
 from .storage import check_storage_url
+from .timing import PRECISIONS, available_cores
 from .train import Recipe, Runtime
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 SCOPES = ("per_arm", "baseline", "per_attention")
 PRUNERS = ("median", "hyperband", "none")
-TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "recipe", "tuning", "measure", "runtime", "storage", "output")
+TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure", "runtime",
+            "storage", "output")
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,27 @@ class Tuning:
 
 @dataclass(frozen=True)
 class Measure:
+    """How the profile phase times arms (see ablate.timing): interleaved rounds, fixed threads."""
+
     device: str = "auto"
     batch_sizes: tuple[int, ...] = (1, 64)
-    min_run_time: float = 0.3
+    block_time: float = 0.05  # seconds per timed block
+    rounds: int = 10  # interleaved rounds per backbone, batch size and training step
+    threads: int = 1  # torch intra-op threads while timing (1: reproducible on shared machines)
+    train_step: bool = True  # also time a training step at the recipe's batch size
+    precision: str = "as_trained"  # as_trained | fp32 | bf16 | fp16
+    channels_last: bool | None = None  # None: as trained
+    cuda_graph: bool = False  # CUDA: batch latency replayed from captured CUDA graphs
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """Precision-targeted seeds: every arm gets `min`; arms whose paired-difference CI half-width
+    still exceeds `target_ci_pp` get more, up to `max`. Stops on precision, never on p-values."""
+
+    min: int
+    max: int
+    target_ci_pp: float
 
 
 @dataclass(frozen=True)
@@ -71,7 +93,7 @@ class Study:
     description: str
     dataset: DataConfig
     arms: tuple[Arm, ...]
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # every seed an arm may get (with a SeedPlan: the first `min` always, the rest on demand)
     recipe: Recipe
     tuning: Tuning
     measure: Measure
@@ -81,6 +103,8 @@ class Study:
     run_dir: Path
     fingerprint: str
     document: Mapping[str, Any]
+    seed_plan: SeedPlan | None = None  # None: every arm gets every seed
+    min_effect_pp: float = 0.5  # the effect the report asks "how many seeds would detect it?" about
 
     @property
     def baselines(self) -> dict[str, Arm]:
@@ -142,8 +166,11 @@ class _Checker:
             raise AblateError(f"{self.path}: {err}") from None
 
 
-def load_study(path: str | Path, storage: str | None = None) -> Study:
-    """Load and validate a study file. Raises AblateError; never writes anything."""
+def load_study(path: str | Path, storage: str | None = None, threads: int | None = None) -> Study:
+    """Load and validate a study file. Raises AblateError; never writes anything.
+
+    `storage` and `threads` (training threads) override the file's; threads are part of the fingerprint.
+    """
     path = Path(path)
     if not path.is_file():
         raise AblateError(f"{path}: study file not found.")
@@ -151,10 +178,10 @@ def load_study(path: str | Path, storage: str | None = None) -> Study:
         document = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise AblateError(f"{path}: invalid YAML: {err}") from None
-    return parse_study(document, path, storage)
+    return parse_study(document, path, storage, threads)
 
 
-def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
+def parse_study(document: Any, path: Path, storage: str | None = None, threads: int | None = None) -> Study:
     c = _Checker(path)
     doc = c.mapping(document, "", TOP_KEYS, required=("name", "dataset", "grid"))
     name = doc["name"]
@@ -164,10 +191,17 @@ def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
     dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
+    if threads is not None:
+        runtime = c.nested("runtime", Runtime.from_dict, {**(doc.get("runtime") or {}), "threads": threads})
+    if recipe.scheduler == "plateau" and dataset.val_fraction == 0:
+        raise c.error("dataset.val_fraction", "is 0, but the plateau schedule steps on the validation loss (the test "
+                      "split never decides anything): set val_fraction > 0, or recipe.scheduler to cosine, onecycle "
+                      "or none.")
     arms = _parse_grid(c, doc["grid"])
-    seeds = tuple(c.integer(s, f"seeds[{i}]", 0) for i, s in enumerate(c.seq(doc.get("seeds", [0]), "seeds")))
-    if len(set(seeds)) != len(seeds):
-        raise c.error("seeds", f"seeds must be distinct, got {list(seeds)}.")
+    seeds, seed_plan = _parse_seeds(c, doc.get("seeds", [0]))
+    min_effect = c.number(doc.get("min_effect_pp", 0.5), "min_effect_pp")
+    if not (math.isfinite(min_effect) and 0 < min_effect <= 100):
+        raise c.error("min_effect_pp", f"must be a finite number of percentage points in (0, 100], got {min_effect!r}.")
     tuning = _parse_tuning(c, doc.get("tuning") or {})
     measure = _parse_measure(c, doc.get("measure") or {})
 
@@ -176,6 +210,12 @@ def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
     check_storage_url(storage_url, f"{path}: storage")
     output = _safe_relative(c, doc.get("output"), "output") if doc.get("output") else Path("reports") / name
     fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output")}
+    # threads change float results (training) and timing conditions: part of what a result means
+    runtime_doc = {k: v for k, v in (doc.get("runtime") or {}).items() if k != "threads"}  # threads: resolved below
+    fingerprint_source.pop("runtime", None)
+    if runtime_doc:
+        fingerprint_source["runtime"] = runtime_doc
+    fingerprint_source["threads"] = {"train": runtime.threads or available_cores(), "timing": measure.threads}
     fingerprint = hashlib.sha256(json.dumps(fingerprint_source, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Study(
         path=path,
@@ -193,7 +233,30 @@ def parse_study(document: Any, path: Path, storage: str | None = None) -> Study:
         run_dir=run_dir,
         fingerprint=fingerprint,
         document=doc,
+        seed_plan=seed_plan,
+        min_effect_pp=min_effect,
     )
+
+
+def _parse_seeds(c: _Checker, value: Any) -> tuple[tuple[int, ...], SeedPlan | None]:
+    """A list of distinct seeds, or {min, max, target_ci_pp} (seeds 0 .. max-1, added on demand)."""
+    if isinstance(value, Mapping):
+        m = c.mapping(value, "seeds", ("min", "max", "target_ci_pp"), required=("min", "max", "target_ci_pp"))
+        low = c.integer(m["min"], "seeds.min", 2)
+        high = c.integer(m["max"], "seeds.max", low)
+        if high > 1000:
+            raise c.error("seeds.max", f"must be <= 1000, got {high}.")
+        target = c.number(m["target_ci_pp"], "seeds.target_ci_pp")
+        if not (math.isfinite(target) and target > 0):
+            raise c.error("seeds.target_ci_pp", f"must be a finite number of percentage points > 0, got {target!r}.")
+        return tuple(range(high)), SeedPlan(low, high, target)
+    seeds = tuple(c.integer(s, f"seeds[{i}]", 0) for i, s in enumerate(c.seq(value, "seeds")))
+    for i, s in enumerate(seeds):
+        if s > MAX_SEED:
+            raise c.error(f"seeds[{i}]", f"{s} is beyond the largest seed torch accepts (2**63 - 1).")
+    if len(set(seeds)) != len(seeds):
+        raise c.error("seeds", f"seeds must be distinct, got {list(seeds)}.")
+    return seeds, None
 
 
 def _safe_relative(c: _Checker, value: Any, key: str) -> Path:
@@ -301,10 +364,33 @@ def _parse_tuning(c: _Checker, value: Any) -> Tuning:
 
 
 def _parse_measure(c: _Checker, value: Any) -> Measure:
-    m = c.mapping(value, "measure", ("device", "batch_sizes", "min_run_time"))
+    keys = [f.name for f in dataclasses.fields(Measure)]
+    m = c.mapping(value, "measure", keys)
+    d = Measure()
     sizes = tuple(c.integer(b, f"measure.batch_sizes[{i}]", 1)
-                  for i, b in enumerate(c.seq(m.get("batch_sizes", [1, 64]), "measure.batch_sizes")))
-    run_time = c.number(m.get("min_run_time", 0.3), "measure.min_run_time")
-    if run_time <= 0:
-        raise c.error("measure.min_run_time", "must be > 0 seconds.")
-    return Measure(c.choice(m.get("device", "auto"), "measure.device", ("auto", "cpu", "cuda")), sizes, run_time)
+                  for i, b in enumerate(c.seq(m.get("batch_sizes", list(d.batch_sizes)), "measure.batch_sizes")))
+    block = c.number(m.get("block_time", d.block_time), "measure.block_time")
+    if not (math.isfinite(block) and 0 < block <= 60):
+        raise c.error("measure.block_time", f"must be a finite number of seconds in (0, 60], got {block!r}.")
+    device = m.get("device", d.device)
+    if not (device in ("auto", "cpu", "cuda") or isinstance(device, str) and re.fullmatch(r"cuda:\d+", device)):
+        raise c.error("measure.device", f"unknown value {device!r}; allowed: auto, cpu, cuda, cuda:<index>.")
+    flags = {}
+    for key in ("train_step", "cuda_graph"):
+        flags[key] = m.get(key, getattr(d, key))
+        if not isinstance(flags[key], bool):
+            raise c.error(f"measure.{key}", f"expected true or false, got {flags[key]!r}.")
+    channels_last = m.get("channels_last")
+    if channels_last is not None and not isinstance(channels_last, bool):
+        raise c.error("measure.channels_last", f"expected true, false or null (as trained), got {channels_last!r}.")
+    return Measure(
+        device=device,
+        batch_sizes=sizes,
+        block_time=block,
+        rounds=c.integer(m.get("rounds", d.rounds), "measure.rounds", 1),
+        threads=c.integer(m.get("threads", d.threads), "measure.threads", 1),
+        train_step=flags["train_step"],
+        precision=c.choice(m.get("precision", d.precision), "measure.precision", ("as_trained", *PRECISIONS)),
+        channels_last=channels_last,
+        cuda_graph=flags["cuda_graph"],
+    )

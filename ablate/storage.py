@@ -57,8 +57,13 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def worker_host() -> str:
+    """This machine's name as workers record it (costs name the host they were timed on)."""
+    return socket.gethostname()
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{worker_host()}:{os.getpid()}"
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -86,7 +91,7 @@ def open_storage(url: str) -> BaseStorage:
 def _local_process_gone(trial: FrozenTrial) -> bool:
     owner = str(trial.system_attrs.get(WORKER_ATTR, ""))
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if host != worker_host() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)

@@ -21,20 +21,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import torch
 from optuna.trial import Trial, TrialState
 
+from . import stats
 from .arms import Arm
-from .data import load_data, require_present
+from .data import dataset_info, load_data, require_present
 from .errors import AblateError
-from .measure import profile_model
+from .costs import TrainStep, profile_backbone
+from .timing import Setting, available_cores
 from .spec import Param, Study
-from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_id
+from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_host, worker_id
 from .device import device_name, resolve_device
-from .train import NonFiniteLossError, model_factory, train
-from .workqueue import ItemFailed, counts, run_items, wait_until_idle
+from .train import NonFiniteLossError, make_optimizer, model_factory, train
+from .workqueue import ItemFailed, claimed, counts, run_items, supersede, superseded, wait_until_idle
 
 PHASES = ("profile", "tune", "final")
 
@@ -161,24 +164,45 @@ class Runner:
         meta = self.data().meta
         return (meta.in_channels, meta.input_size, meta.input_size)
 
-    # -- phase 1: cost, once per arm
+    # -- phase 1: cost, once per backbone: all its arms timed together in interleaved rounds
+    def timing_setting(self) -> Setting:
+        """The profile phase's timing conditions: the study's measure section, defaulting to the
+        precision and memory layout the arms are trained in (bf16 + channels_last on CUDA)."""
+        m = self.study.measure
+        device = self.device if m.device == "auto" else resolve_device(m.device)
+        trained = "bf16" if self.study.runtime.amp_on(device) else "fp32"
+        return Setting(device=str(device), precision=trained if m.precision == "as_trained" else m.precision,
+                       channels_last=self.study.runtime.channels_last if m.channels_last is None else m.channels_last,
+                       threads=m.threads, rounds=m.rounds, block_time=m.block_time, cuda_graph=m.cuda_graph,
+                       seed=self.study.seeds[0])
+
     def profile(self) -> None:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
         items = profile_items(self.study)
-        arms = {a.id: a for a in self.study.arms}
-        m = self.study.measure
-        device = self.device if m.device == "auto" else torch.device(m.device)
+        m, recipe = self.study.measure, self.study.recipe
+        info = dataset_info(self.study.dataset)  # metadata only: the dataset is not loaded to read a shape
+        shape = (info.in_channels, info.input_size, info.input_size)
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
-            arm = arms[item["arm"]]
-            try:
-                model, shape = self.build(arm), self.input_shape()
-            except AblateError as err:  # the dataset vanished: recorded, retried by the next run
-                raise ItemFailed(str(err), retry=True) from None
-            row = profile_model(model, shape, device=device, batch_sizes=m.batch_sizes, min_run_time=m.min_run_time)
-            row["device_name"] = device_name(device)
-            return float(row["params"]), {"cost": _jsonable(row), **arm.factors()}
+            arms = [a for a in self.study.arms if a.backbone.label == item["backbone"]]
+            setting = self.timing_setting()
+            device = torch.device(setting.device)
+            step = (TrainStep(recipe.batch_size, lambda model: make_optimizer(model, recipe, device))
+                    if m.train_step else None)
+            rows, record = profile_backbone(arms, shape, num_classes=info.num_classes, setting=setting,
+                                            batch_sizes=m.batch_sizes, train_step=step, host=worker_host())
+            record["device_name"] = device_name(device)
+            for row in rows:
+                row["device_name"] = record["device_name"]
+            for text in (w for row in rows for w in row["timing_warnings"]):
+                self._say(f"warning: {text}")
+            return float(len(rows)), {"costs": _jsonable({r["arm"]: r for r in rows}), "rounds": _jsonable(record),
+                                      "host": record["host"]}
 
+        for label, t in profile_trials(ostudy).items():  # a backbone that gained arms is re-timed as a whole,
+            wanted = {a.id for a in self.study.arms if a.backbone.label == label}  # never mixed with old rows
+            if not wanted <= set(t.user_attrs["costs"]):
+                supersede(ostudy, t)
         run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("profile"))
 
     # -- phase 2: hyperparameters on the validation split
@@ -217,7 +241,7 @@ class Runner:
             recipe = dataclasses.replace(self.study.recipe, epochs=self.study.tuning.epochs, **params)
 
             def report(epoch: int, metrics: dict[str, Any]) -> bool:
-                trial.report(metrics["eval_acc"], epoch)
+                trial.report(metrics["val_acc"], epoch)  # prune on validation only
                 if trial.should_prune():
                     raise optuna.TrialPruned()
                 return False
@@ -229,16 +253,15 @@ class Runner:
 
         return objective
 
-    # -- phase 3: every arm x seed on the test split
+    # -- phase 3: every arm x seed, validation deciding, the test split recorded and reported
     def final(self) -> None:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "final"), storage=self.storage,
                                      direction="maximize", load_if_exists=True)
         profile = optuna.load_study(study_name=phase_name(self.study, "profile"), storage=self.storage)
-        costs = {t.user_attrs.get("arm"): t.user_attrs.get("cost", {}) for t in profile.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,))}
+        costs = profile_costs(profile)
         arms = {a.id: a for a in self.study.arms}
-        items = final_items(self.study)
         ckpt_dir = self.study.run_dir / "checkpoints"
+        items = final_items(self.study, final_results(ostudy))
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             self._announce("final", ostudy, items, item)
@@ -247,7 +270,8 @@ class Runner:
             recipe = dataclasses.replace(self.study.recipe, **params)
             ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            try:
+            sharing = host_running(ostudy)
+            try:  # the validation split (dataset val_fraction) steers; test is evaluated per epoch, recorded only
                 result = train(model_factory(**arm.build_kwargs()), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
                                eval_split="test", checkpoint_path=ckpt, progress=self.progress)
             except NonFiniteLossError as err:
@@ -257,11 +281,25 @@ class Runner:
             except AblateError as err:  # e.g. the dataset vanished: recorded, retried by the next run
                 raise ItemFailed(str(err), retry=True) from None
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
-                     "hyperparameters": _jsonable(params), "recipe": _jsonable(dataclasses.asdict(recipe)),
-                     "checkpoint": str(ckpt), "cost": costs.get(arm.id, {}), **_jsonable(result.as_dict())}
-            return float(result.final_acc), attrs
+                     "hyperparameters": _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
+                     "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
+                     "cost": costs.get(arm.id, {}), "train_threads": self.study.runtime.threads or available_cores(),
+                     "host": worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
+                     **_jsonable(result.as_dict())}
+            return float(result.final_acc), attrs  # the last epoch's test accuracy, never a best-of-epochs
 
-        run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"))
+        while True:  # with a SeedPlan, seeds are added as results show which arms still lack precision
+            run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"))
+            if self.study.seed_plan is None:
+                return
+            wait_until_idle([ostudy])  # other workers' results decide what comes next, too
+            more = final_items(self.study, final_results(ostudy))
+            if more == items:
+                return
+            added = [i for i in more if i not in items]
+            self._say(f"[final] precision target not met yet: adding {len(added)} item(s): "
+                      + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6]) + (" ..." if len(added) > 6 else ""))
+            items = more
 
     def _announce(self, phase: str, ostudy: optuna.Study, items: list[dict], item: dict) -> None:
         if self.progress:
@@ -287,18 +325,111 @@ class Runner:
         return echo
 
 
+def host_running(ostudy: optuna.Study) -> int:
+    """RUNNING trials of this phase on this host (this one included): how shared its wall-clock was."""
+    host = worker_host()
+    return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+               if str(t.system_attrs.get(WORKER_ATTR, "")).rsplit(":", 1)[0] == host)
+
+
+def hyperparameter_source(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> str:
+    """Where an arm's hyperparameters came from, in words a reader can weigh."""
+    if not study.tuning.enabled:
+        return "fixed recipe (no tuning)"
+    group = group_of(study, arm)
+    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
+    n = len(tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if study.tuning.scope == "baseline" and not arm.is_baseline:
+        return f"the baseline's tuning ({n} trials of group {group})"
+    return f"own tuning ({n} trials of group {group})"
+
+
 def checkpoint_path(folder: Path, study: Study, arm: Arm, seed: int, params: dict[str, Any]) -> Path:
     """One file per arm x seed x (spec, tuned values): a re-run after a kill resumes from its last epoch."""
     key = hashlib.sha256(json.dumps([study.fingerprint, params], sort_keys=True, default=str).encode()).hexdigest()
     return folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', arm.id)}-seed{seed}-{key[:10]}.pt"
 
 
+def profile_trials(profile: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    """backbone label -> its latest completed profile item: one timing session per backbone, never mixed."""
+    latest: dict[str, optuna.trial.FrozenTrial] = {}
+    old = superseded(profile)
+    for t in sorted(profile.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+        if "costs" in t.user_attrs and t.number not in old:
+            latest[str(t.params.get("backbone"))] = t
+    return latest
+
+
+def profile_costs(profile: optuna.Study) -> dict[str, dict[str, Any]]:
+    """arm id -> its cost row, each backbone's rows from its one latest timing session."""
+    costs: dict[str, dict[str, Any]] = {}
+    for t in profile_trials(profile).values():
+        costs.update(t.user_attrs["costs"])
+    return costs
+
+
 def profile_items(study: Study) -> list[dict[str, Any]]:
-    return [{"arm": a.id} for a in study.arms]
+    """One item per backbone: its arms are timed together (interleaved rounds need all of them at once)."""
+    items = []
+    for label in dict.fromkeys(a.backbone.label for a in study.arms):
+        items.append({"backbone": label})
+    return items
 
 
-def final_items(study: Study) -> list[dict[str, Any]]:
-    return [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds]
+def final_items(study: Study, results: dict[str, dict[int, float]] | None = None) -> list[dict[str, Any]]:
+    """Every arm x seed the final phase wants now, baselines first within each seed.
+
+    With a fixed seed list that is every arm x seed. With a SeedPlan it depends on the results so far
+    (`results`: arm -> seed -> test accuracy, see `final_results`): see `wanted_seeds`.
+    """
+    wanted = wanted_seeds(study, results or {})
+    return [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds if s in wanted[a.id]]
+
+
+def wanted_seeds(study: Study, results: dict[str, dict[int, float]]) -> dict[str, set[int]]:
+    """arm id -> the seeds it needs, given the results so far.
+
+    A SeedPlan gives every arm its first `min` seeds. An attention arm gets its next seed (and its
+    baseline the same seed, so the comparison stays paired) only when all its current seeds and its
+    baseline's are complete and the CI half-width of the per-seed paired differences still exceeds
+    `target_ci_pp`, up to `max`. The rule looks at precision only, never at a p-value, so adding
+    seeds cannot steer a test towards significance. It is a pure function of storage: every worker
+    computes the same items, and each is still claimed exactly once.
+    """
+    plan = study.seed_plan
+    if plan is None:
+        return {a.id: set(study.seeds) for a in study.arms}
+    counts = {a.id: plan.min for a in study.arms}
+    floor = stats.binomial_sd_pp(50.0, dataset_info(study.dataset).test_count)  # only where the spread is 0
+    for arm in study.arms:
+        base = study.baselines.get(arm.backbone.label)
+        if arm.is_baseline or base is None:
+            continue
+        mine, theirs = results.get(arm.id, {}), results.get(base.id, {})
+        n = plan.min
+        while n < plan.max:
+            seeds = study.seeds[:n]
+            if not all(s in mine and s in theirs for s in seeds):
+                break  # wait for the results before deciding
+            diffs = [mine[s] - theirs[s] for s in seeds]
+            spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+            if not stats.needs_more_seeds(diffs, plan.target_ci_pp, plan.max, floor_sd=floor if spread == 0 else None):
+                break
+            n += 1
+        counts[arm.id] = n
+        counts[base.id] = max(counts[base.id], n)
+    return {arm_id: set(study.seeds[:n]) for arm_id, n in counts.items()}
+
+
+def final_results(ostudy: optuna.Study | None) -> dict[str, dict[int, float]]:
+    """arm -> seed -> test accuracy of the complete final trials that own their item."""
+    out: dict[str, dict[int, float]] = {}
+    if ostudy is None:
+        return out
+    for t in claimed(ostudy, ["arm", "seed"]).values():
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            out.setdefault(str(t.params["arm"]), {})[int(t.params["seed"])] = float(t.value)
+    return out
 
 
 def progress_line(phase: str, ostudy: optuna.Study, items: list[dict]) -> str:
@@ -338,6 +469,7 @@ def run_study(
     if "profile" in phases:
         runner.profile()  # before workers start, so timings are not taken on a loaded machine
     rest = tuple(p for p in phases if p != "profile")
+    warn_oversubscribed(study, workers, progress)
     if workers <= 1:
         if "tune" in rest:
             runner.tune()
@@ -349,23 +481,39 @@ def run_study(
 
 def watch(procs: list[subprocess.Popen], study: Study, progress: bool, poll_s: float = 5.0) -> list[int]:
     """Wait for the worker processes, printing the final phase's progress line when it changes."""
-    storage, items, last = open_storage(study.storage), final_items(study), ""
+    storage, last = open_storage(study.storage), ""
     while any(p.poll() is None for p in procs):
         time.sleep(poll_s)
         if progress and phase_name(study, "final") in optuna.get_all_study_names(storage=storage):
-            line = progress_line("final", optuna.load_study(study_name=phase_name(study, "final"), storage=storage),
-                                 items)
+            final = optuna.load_study(study_name=phase_name(study, "final"), storage=storage)
+            line = progress_line("final", final, final_items(study, final_results(final)))
             if line != last:
                 print(f"{line} ({len(procs)} workers)", file=sys.stderr, flush=True)
                 last = line
     return [p.returncode for p in procs]
 
 
+def warn_oversubscribed(study: Study, workers: int, progress: bool = True) -> bool:
+    """Warn when workers x training threads exceed the cores: each worker keeps the study's threads
+    (they are numerics), so more workers than fit slow every one of them instead."""
+    threads, cores = study.runtime.threads or available_cores(), available_cores()
+    if workers * threads <= cores:
+        return False
+    if progress:
+        print(f"warning: {workers} worker(s) x {threads} training thread(s) = {workers * threads} > {cores} cores: "
+              "the workers will slow each other down. The thread count is part of the study (it changes float "
+              "results), so it is not lowered behind your back: set runtime.threads in the study file (or --threads) "
+              f"to {max(1, cores // workers)} for {workers} workers.", file=sys.stderr, flush=True)
+    return True
+
+
 def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_changed_spec: bool,
                   retry_failed: bool, data_dir: str | None, progress: bool = True) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    """N local `ablate run` processes on the same storage, each with the study's own thread count."""
     cmd = [sys.executable, "-m", "ablate", "run", str(study.path), "--storage", study.storage,
-           "--phases", ",".join(phases), "--quiet", "--threads", str(threads)]
+           "--phases", ",".join(phases), "--quiet"]
+    if study.runtime.threads is not None:  # the file's value or a --threads override: the same fingerprint
+        cmd += ["--threads", str(study.runtime.threads)]
     if allow_changed_spec:
         cmd.append("--allow-changed-spec")
     if retry_failed:
@@ -391,7 +539,9 @@ def status_frame(study: Study) -> pd.DataFrame:
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     rows = []
-    items = {"profile": profile_items(study), "final": final_items(study)}
+    final = (optuna.load_study(study_name=phase_name(study, "final"), storage=storage)
+             if phase_name(study, "final") in names else None)
+    items = {"profile": profile_items(study), "final": final_items(study, final_results(final))}
     wanted = [phase_name(study, "profile")]
     if study.tuning.enabled:
         wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]

@@ -1,29 +1,39 @@
 """The training loop and its timing: seed 000's recipe, run fast and measured honestly.
 
-Defaults reproduce seed 000 (Adam 1e-3, batch 64, ReduceLROnPlateau on the evaluation loss with
-patience 3 and factor 0.5, crop/flip/jitter/rotate augmentation). What is different is how it
-runs: the data is already on the device as uint8 (data.py), batches are augmented there
-(augment.py), and the loop never waits for the device inside an epoch except for one
-non-finite-loss check every `Runtime.check_every` steps. Epoch times are taken after a device
-synchronisation, so they are real.
+Defaults reproduce seed 000 (Adam 1e-3, batch 64, ReduceLROnPlateau with patience 3 and factor
+0.5, crop/flip/jitter/rotate augmentation). What is different is how it runs: the data is already
+on the device as uint8 (data.py), batches are augmented there (augment.py), and the loop never
+waits for the device inside an epoch except for one non-finite-loss check every
+`Runtime.check_every` steps. Epoch times are taken after a device synchronisation, so they are real.
 
-Reproducibility: the run seed fixes model initialisation, dropout, shuffling and augmentation
-(one explicit generator); on CPU the same seed gives the same metrics. On CUDA set
-`Runtime(deterministic=True)` for that (slower: cuDNN autotuning off).
+Test data never decides. Seed 000 steps ReduceLROnPlateau on the test loss, which leaks the test
+set into training. Here the validation split makes every decision (the plateau step, what an
+epoch callback sees for pruning or early stopping, time to target), and the test split, when a
+run reports on it, is evaluated after every epoch and only recorded. A plateau schedule without a
+validation split is refused rather than quietly stepped on test.
+
+Reproducibility and pairing: the run seed fixes model initialisation, dropout, shuffling and
+augmentation; on CPU the same seed gives the same metrics. On CUDA set
+`Runtime(deterministic=True)` for that (slower: cuDNN autotuning off). At one seed, arms are
+paired: every layer a backbone's arms share starts from the same weights (build_model seeds each
+layer by its path), and shuffling and augmentation come from generators that no model touches, so
+every arm sees the same batches.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +49,7 @@ from .models import build_model
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 EVAL_SPLITS = ("val", "test")
+ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation
 
 ModelFactory = Callable[[DataMeta], nn.Module]
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -72,7 +83,7 @@ class Recipe:
     nesterov: bool = False  # sgd only
     batch_size: int = 64
     epochs: int = 50
-    scheduler: str = "plateau"  # stepped per epoch on the evaluation loss (seed 000); cosine/onecycle per step
+    scheduler: str = "plateau"  # stepped per epoch on the validation loss; cosine/onecycle per step
     plateau_patience: int = 3
     plateau_factor: float = 0.5
     label_smoothing: float = 0.0
@@ -194,6 +205,47 @@ def model_factory(backbone: str, attention: str = "none", **build_kwargs: Any) -
     return build
 
 
+def initial_model(model: nn.Module | ModelFactory, meta: DataMeta, seed: int) -> nn.Module:
+    """The run's model before its first step, and the global generator ready for dropout.
+
+    A factory is called right after `torch.manual_seed(seed)`: build_model then derives each layer's
+    weights from the seed and the layer's path, and draws exactly once from the global generator, so
+    at one seed the arms of a backbone share initial weights in every shared layer and dropout
+    starts from the same generator state. A module passed in is used as it is (trained in place).
+    """
+    torch.manual_seed(seed)
+    return model if isinstance(model, nn.Module) else model(meta)
+
+
+def time_to_target(curve_acc: Sequence[float], epoch_seconds: Sequence[float],
+                   target: float) -> tuple[int | None, float | None, bool]:
+    """(epochs, seconds, censored) until `curve_acc` first reached `target`; the one shared definition.
+
+    Pass the validation curve (when a run "got there" is read off validation, like every other
+    decision) and training seconds per epoch (evaluation excluded: its cost depends on the split
+    sizes, not on how fast the arm learns). A run
+    that never reached the target is censored: (None, None, True), to be reported as "> N epochs"
+    with N its epochs run, never as a time.
+    """
+    elapsed = 0.0
+    for epoch, (acc, seconds) in enumerate(zip(curve_acc, epoch_seconds), start=1):
+        elapsed += seconds
+        if acc >= target:
+            return epoch, elapsed, False
+    return None, None, True
+
+
+def encode_correct(correct: torch.Tensor | np.ndarray) -> str:
+    """Per-image correctness (bool, in split order) as base64 of numpy.packbits: 10000 images -> 1.7 kB."""
+    bits = np.packbits(np.asarray(correct.cpu() if isinstance(correct, torch.Tensor) else correct, dtype=bool))
+    return base64.b64encode(bits.tobytes()).decode("ascii")
+
+
+def decode_correct(s: str, n: int) -> np.ndarray:
+    """The inverse of encode_correct: a bool array of the `n` images' correctness, in split order."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(s), dtype=np.uint8), count=n).astype(bool)
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
     """Adam/AdamW/SGD with the fused kernels where torch has them (same maths, one kernel per step)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -219,13 +271,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_e
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
-             channels_last: bool = True, amp: bool = False) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in %) over a whole split, with one host synchronisation."""
+def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
+                    channels_last: bool = True, amp: bool = False) -> tuple[float, float, torch.Tensor]:
+    """(mean cross-entropy, accuracy in %, per-image correctness) over a whole split, one host sync.
+
+    The correctness vector (bool, in split order, on the split's device) is what a paired
+    per-image test between arms needs.
+    """
     model.eval()
     device = split.images.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    hits = torch.empty(len(split), dtype=torch.bool, device=device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for start in range(0, len(split), batch_size):
         x = normalize(to_unit_float(split.images[start:start + batch_size])).contiguous(memory_format=fmt)
@@ -233,25 +289,41 @@ def evaluate(model: nn.Module, split: Split, normalize: Normalize, *, batch_size
         with autocast(device, amp):
             out = model(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
-        correct += (out.argmax(1) == y).sum()
-    loss, hits = loss_sum.item(), correct.item()
-    return loss / len(split), 100.0 * hits / len(split)
+        hits[start:start + batch_size] = out.argmax(1) == y
+    loss, correct = torch.stack((loss_sum, hits.sum().to(torch.float64))).tolist()
+    return loss / len(split), 100.0 * correct / len(split), hits
+
+
+def evaluate(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
+             channels_last: bool = True, amp: bool = False) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) over a whole split."""
+    loss, acc, _ = evaluate_images(model, split, normalize, batch_size=batch_size, channels_last=channels_last,
+                                   amp=amp)
+    return loss, acc
 
 
 @dataclass
 class TrainResult:
-    """Everything a report needs from one run; `as_dict()` is JSON-ready. Accuracies are in %."""
+    """Everything a report needs from one run; `as_dict()` is JSON-ready. Accuracies are in %.
+
+    `val_*` curves are what the run decided on (empty when the data has no validation split);
+    `test_*` curves were only recorded (empty unless eval_split is 'test'). `eval_loss`/`eval_acc`
+    are the curves of `eval_split`, the split the run's result (`final_acc`) comes from.
+    """
 
     device: str
     n_params: int
     seed: int
-    eval_split: str
+    eval_split: str  # where final_acc comes from: 'val' (tuning) or 'test' (final numbers)
     epochs: int  # planned
     target_acc: float | None = None
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
-    eval_loss: list[float] = field(default_factory=list)
-    eval_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    test_correct: str | None = None  # last epoch's per-test-image correctness (encode_correct), test order
     lr: list[float] = field(default_factory=list)  # at the start of each epoch
     epoch_time_s: list[float] = field(default_factory=list)  # training + evaluation, synchronised
     train_time_s: list[float] = field(default_factory=list)  # training only
@@ -262,8 +334,16 @@ class TrainResult:
     stopped_early: bool = False  # the epoch callback asked to stop
 
     @property
+    def eval_loss(self) -> list[float]:
+        return self.test_loss if self.eval_split == "test" else self.val_loss
+
+    @property
+    def eval_acc(self) -> list[float]:
+        return self.test_acc if self.eval_split == "test" else self.val_acc
+
+    @property
     def epochs_run(self) -> int:
-        return len(self.eval_acc)
+        return len(self.train_loss)
 
     @property
     def final_acc(self) -> float | None:
@@ -288,20 +368,37 @@ class TrainResult:
         return sum(s * t for s, t in zip(self.samples_per_s, self.train_time_s)) / seconds if seconds else None
 
     @property
-    def time_to_target_s(self) -> float | None:
-        """Wall time (training + evaluation) until the evaluation accuracy first reached target_acc."""
+    def target_split(self) -> str | None:
+        """The curve time to target reads: validation when the run has one (else the eval split's)."""
         if self.target_acc is None:
             return None
-        elapsed = 0.0
-        for acc, seconds in zip(self.eval_acc, self.epoch_time_s):
-            elapsed += seconds
-            if acc >= self.target_acc:
-                return elapsed
-        return None
+        return "val" if self.val_acc else self.eval_split
+
+    def _to_target(self) -> tuple[int | None, float | None, bool | None]:
+        if self.target_acc is None:
+            return None, None, None
+        curve = self.val_acc if self.target_split == "val" else self.eval_acc
+        return time_to_target(curve, self.train_time_s, self.target_acc)
+
+    @property
+    def time_to_target_s(self) -> float | None:
+        """Training seconds (evaluation excluded) until the target_split accuracy first reached
+        target_acc; None when no target was set or it was never reached (see target_censored)."""
+        return self._to_target()[1]
+
+    @property
+    def time_to_target_epochs(self) -> int | None:
+        return self._to_target()[0]
+
+    @property
+    def target_censored(self) -> bool | None:
+        """True when the target was never reached in epochs_run epochs (report "> epochs_run")."""
+        return self._to_target()[2]
 
     def as_dict(self) -> dict[str, Any]:
-        derived = {k: getattr(self, k) for k in ("epochs_run", "final_acc", "best_acc", "best_epoch",
-                                                  "total_time_s", "throughput", "time_to_target_s")}
+        derived = {k: getattr(self, k) for k in (
+            "eval_loss", "eval_acc", "epochs_run", "final_acc", "best_acc", "best_epoch", "total_time_s",
+            "throughput", "time_to_target_s", "time_to_target_epochs", "target_censored", "target_split")}
         return {**asdict(self), **derived}
 
     @classmethod
@@ -361,8 +458,8 @@ def _restore(state: Mapping[str, Any], net: nn.Module, optimizer: torch.optim.Op
 
 def _fingerprint(recipe: Recipe, data: Data, seed: int, eval_split: str, net: nn.Module) -> str:
     """What must match for a checkpoint to be resumed by this call."""
-    return json.dumps({"recipe": recipe.as_dict(), "data": data.config.as_dict(), "seed": seed,
-                       "eval_split": eval_split, "model": type(net).__name__,
+    return json.dumps({"engine": ENGINE_VERSION, "recipe": recipe.as_dict(), "data": data.config.as_dict(),
+                       "seed": seed, "eval_split": eval_split, "model": type(net).__name__,
                        "params": sum(p.numel() for p in net.parameters())}, sort_keys=True)
 
 
@@ -380,6 +477,22 @@ def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> float:
     return mean
 
 
+def check_decisions(recipe: Recipe, data: Data, eval_split: str, on_epoch_end: EpochCallback | None) -> None:
+    """Refuse a run that would have to decide on the test split: everything that steers a run reads
+    the validation split, so without one only schedules that read no data can run."""
+    check_choice("eval_split", eval_split, EVAL_SPLITS)
+    if data.val is not None:
+        return
+    if eval_split == "val":
+        data.split("val")  # raises: evaluation on 'val' needs a validation split
+    if recipe.scheduler == "plateau":
+        raise AblateError("scheduler 'plateau' steps on the validation loss, so it needs a validation split: set "
+                          "val_fraction > 0 (the test split never decides), or use scheduler cosine, onecycle or none.")
+    if on_epoch_end is not None:
+        raise AblateError("an epoch callback can stop or prune a run, so it sees validation metrics only and needs "
+                          "a validation split: set val_fraction > 0.")
+
+
 def train(
     model: nn.Module | ModelFactory,
     data: Data,
@@ -393,15 +506,20 @@ def train(
     checkpoint_path: str | Path | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train `model` (a module, trained in place, or a factory called after seeding) on `data`.
+    """Train `model` (a module, trained in place, or a factory: see initial_model) on `data`.
 
-    Each epoch is evaluated on `eval_split` ('val' for tuning, 'test' for final numbers).
-    `on_epoch_end(epoch, metrics)` runs after every epoch (1-based); returning True stops the
-    run, and anything it raises (optuna.TrialPruned) propagates untouched. With
-    `checkpoint_path`, state is saved after every epoch and an existing matching checkpoint is
-    resumed. Raises NonFiniteLossError when the loss becomes NaN or infinite.
+    Validation decides, test is recorded. After every epoch the validation split (when the data has
+    one) is evaluated, and the plateau schedule, `on_epoch_end` and time to target read it alone.
+    `eval_split` names the split the run's result comes from: 'val' (tuning) or 'test' (final
+    numbers); with 'test' the test split is also evaluated after every epoch and recorded
+    (test_loss, test_acc, and the last epoch's per-image correctness), never acted on.
+    `on_epoch_end(epoch, metrics)` runs after every epoch (1-based) with the training and
+    validation numbers; returning True stops the run, and anything it raises (optuna.TrialPruned)
+    propagates untouched. With `checkpoint_path`, state is saved after every epoch and an existing
+    matching checkpoint is resumed. Raises NonFiniteLossError when the loss becomes NaN or
+    infinite, and AblateError when something would have to decide on test (see check_decisions).
     """
-    check_choice("eval_split", eval_split, EVAL_SPLITS)
+    check_decisions(recipe, data, eval_split, on_epoch_end)
     check_range("target_acc", target_acc, 0.0, 100.0, low_open=True)
     device = resolve_device(runtime.device)
     with torch_settings(runtime, device):
@@ -413,15 +531,16 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
          device: torch.device, eval_split: str, on_epoch_end: EpochCallback | None, target_acc: float | None,
          checkpoint_path: Path | None, progress: bool) -> TrainResult:
     # --- set-up: everything random below draws from the seed
-    torch.manual_seed(seed)  # model initialisation and dropout use torch's global generator
+    net = initial_model(model, data.meta, seed)  # initialisation; then torch's global generator drives dropout
     gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and per-image augmentation
     host_gen = torch.Generator().manual_seed(seed)  # per-batch augmentation choices, drawn on the CPU
-    net = model if isinstance(model, nn.Module) else model(data.meta)
     fmt, amp = runtime.memory_format, runtime.amp_on(device)
     net = net.to(device=device, memory_format=fmt)
     fwd = torch.compile(net) if runtime.compile else net
     data = data.to(device)
-    train_split, eval_data = data.train, data.split(eval_split)
+    train_split = data.train
+    val_split = data.val  # decides (None only when nothing needs deciding: check_decisions)
+    test_split = data.test if eval_split == "test" else None  # recorded only
     augment: Augment = data.config.augmentation()
     normalize = Normalize(data.meta.mean, data.meta.std, device)
     optimizer = make_optimizer(net, recipe, device)
@@ -436,12 +555,16 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
+        return evaluate_images(fwd, split, normalize, batch_size=runtime.eval_batch_size,
+                               channels_last=runtime.channels_last, amp=amp)
+
     start = 1
     if checkpoint_path is not None and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         if state["fingerprint"] != fingerprint:
-            raise AblateError(f"checkpoint {checkpoint_path} belongs to another run (recipe, data, seed or model "
-                              f"differ); delete it or choose another path.")
+            raise AblateError(f"checkpoint {checkpoint_path} belongs to another run (recipe, data, seed, model or "
+                              f"ablate version differ); delete it or choose another path.")
         _restore(state, net, optimizer, scheduler, gen, host_gen, device)
         result = TrainResult.from_dict({**state["result"], "device": result.device, "target_acc": target_acc})
         start = state["epoch"] + 1
@@ -482,18 +605,28 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
         synchronize(device)
         t1 = time.perf_counter()
 
-        # --- evaluate, schedule, record
-        eval_loss, eval_acc = evaluate(fwd, eval_data, normalize, batch_size=runtime.eval_batch_size,
-                                       channels_last=runtime.channels_last, amp=amp)
+        # --- evaluate: validation decides, test is only recorded (evaluation changes no state)
+        shown: dict[str, str] = {}
+        if val_split is not None:
+            val_loss, val_acc, _ = run_eval(val_split)
+            result.val_loss.append(val_loss)
+            result.val_acc.append(val_acc)
+            shown["val_acc"] = f"{val_acc:.2f}"
+            if recipe.scheduler == "plateau":
+                scheduler.step(val_loss)
+        if test_split is not None:
+            test_loss, test_acc, hits = run_eval(test_split)
+            result.test_loss.append(test_loss)
+            result.test_acc.append(test_acc)
+            result.test_correct = encode_correct(hits)
+            shown["test_acc"] = f"{test_acc:.2f}"
         t2 = time.perf_counter()
-        if recipe.scheduler == "plateau":
-            scheduler.step(eval_loss)
+
+        # --- record
         step_losses = losses.tolist()
         sizes = [recipe.batch_size] * (steps - 1) + [len(train_split) - recipe.batch_size * (steps - 1)]
         result.train_loss.append(sum(value * n for value, n in zip(step_losses, sizes)) / len(train_split))
         result.train_acc.append(100.0 * correct.item() / len(train_split))
-        result.eval_loss.append(eval_loss)
-        result.eval_acc.append(eval_acc)
         result.lr.append(lr)
         result.epoch_time_s.append(t2 - t0)
         result.train_time_s.append(t1 - t0)
@@ -505,8 +638,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                 result.iter_loss.append(value)
         if device.type == "cuda":
             result.peak_mem_mib = torch.cuda.max_memory_allocated(device) / 2**20
-        bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}",
-                        **{f"{eval_split}_acc": f"{eval_acc:.2f}"})
+        bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
         bar.close()
 
         if checkpoint_path is not None:
@@ -519,15 +651,20 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
 
 
 def _epoch_metrics(result: TrainResult) -> dict[str, Any]:
-    """The last epoch's numbers, as the epoch callback (a pruner) sees them."""
+    """The last epoch's numbers as an epoch callback (a pruner, early stopping) sees them: training
+    and validation only, so nothing that stops or prunes a run can read the test split. `eval_*`
+    repeat the validation numbers for callbacks written against the older keys."""
     return {
         "epoch": result.epochs_run,
         "train_loss": result.train_loss[-1],
         "train_acc": result.train_acc[-1],
-        "eval_loss": result.eval_loss[-1],
-        "eval_acc": result.eval_acc[-1],
-        "eval_split": result.eval_split,
+        "val_loss": result.val_loss[-1],
+        "val_acc": result.val_acc[-1],
+        "eval_loss": result.val_loss[-1],
+        "eval_acc": result.val_acc[-1],
+        "eval_split": "val",
         "lr": result.lr[-1],
         "epoch_time_s": result.epoch_time_s[-1],
+        "train_time_s": result.train_time_s[-1],
         "samples_per_s": result.samples_per_s[-1],
     }

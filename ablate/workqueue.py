@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from .storage import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, heartbeat, reap_dead_trials, worker_id
 
 DUPLICATE_ATTR = "ablate:duplicate_of"
+SUPERSEDED_ATTR = "ablate:superseded"  # study attr: numbers of complete trials whose item must run again
 Item = Mapping[str, Any]
 
 
@@ -65,11 +66,22 @@ def is_ignored(t: FrozenTrial, retry_failed: bool = False) -> bool:
     return t.state == TrialState.PRUNED
 
 
+def superseded(study: optuna.Study) -> set[int]:
+    """Numbers of complete trials that no longer count (their item changed and runs again)."""
+    return set(study.user_attrs.get(SUPERSEDED_ATTR, []))
+
+
+def supersede(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Let a complete trial's item be claimed again (finished trials cannot be edited: a study attr)."""
+    study.set_user_attr(SUPERSEDED_ATTR, sorted(superseded(study) | {trial.number}))
+
+
 def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False) -> dict[tuple, FrozenTrial]:
     """item key -> the trial that owns it (the first created one that counts)."""
     owners: dict[tuple, FrozenTrial] = {}
+    old = superseded(study)
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t._trial_id):
-        if not is_ignored(t, retry_failed):
+        if t.number not in old and not is_ignored(t, retry_failed):
             owners.setdefault(item_key(t.params, keys), t)
     return owners
 
@@ -86,6 +98,15 @@ def counts(study: optuna.Study, items: Sequence[Item], keys: Sequence[str]) -> C
     )
 
 
+def item_distribution(values: Sequence[Any]) -> BaseDistribution:
+    """How an item key is stored as a trial param. Integer keys (seeds) get an integer range, which
+    Optuna lets grow: a study can add seeds later (adaptive seeds) without a 'dynamic value space'
+    error. Other keys are categorical over the study's values."""
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return IntDistribution(0, 2**63 - 1)
+    return CategoricalDistribution(list(dict.fromkeys(values)))
+
+
 def run_items(
     study: optuna.Study,
     items: Sequence[Item],
@@ -100,9 +121,7 @@ def run_items(
     of the item itself. KeyboardInterrupt marks the trial retryable and propagates.
     """
     keys = list(items[0]) if items else []
-    distributions = {
-        k: CategoricalDistribution(list(dict.fromkeys(i[k] for i in items))) for k in keys
-    }
+    distributions = {k: item_distribution([i[k] for i in items]) for k in keys}
     wanted = {item_key(i, keys): i for i in items}
     me, done = worker_id(), 0
     rng = random.Random(me)

@@ -1,6 +1,6 @@
 """Cost profiling: every expected number is derived here by hand (closed form), never copied from output.
 
-Policy reminders (ablate.measure.MAC_POLICY): fvcore's default counts conv/linear/matmul MACs,
+Policy reminders (ablate.macs.MAC_POLICY): fvcore's default counts conv/linear/matmul MACs,
 batch_norm in eval as 2 per element and adaptive_avg_pool2d as 1 per input element, everything else
 0; the `full` policy adds 1 per output element for elementwise ops, 1 per input element for
 reductions (mean, sum, amax, softmax, adaptive pools), output x kernel area for windowed pools.
@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from ablate import measure
+from ablate import costs, macs, timing
+from ablate.device import resolve_device
 from ablate.attention import create_attention
 from ablate.cli import main
 from ablate.errors import AblateError
@@ -39,9 +40,9 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 # MACs of single modules
 
 
-@pytest.mark.parametrize("policy", measure.POLICIES)
+@pytest.mark.parametrize("policy", macs.POLICIES)
 def test_conv_macs_are_output_elements_times_kernel_volume(policy: str) -> None:
-    total, by_module = measure.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
+    total, by_module = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
     assert total == 8 * 8 * 8 * 3 * 3 * 3 == by_module[""]
 
 
@@ -50,9 +51,9 @@ def test_se_default_counts_fcs_and_avg_pool_full_adds_relu_sigmoid_and_gate() ->
     se = create_attention("se", c, r)
     fcs = c * (c // r) + (c // r) * c
     avg_pool = c * s * s  # fvcore's default handle: 1 per input element
-    assert measure.count_macs(se, (c, s, s), "fvcore")[0] == fcs + avg_pool
+    assert macs.count_macs(se, (c, s, s), "fvcore")[0] == fcs + avg_pool
     relu, sigmoid, gate = c // r, c, c * s * s
-    assert measure.count_macs(se, (c, s, s), "full")[0] == fcs + avg_pool + relu + sigmoid + gate
+    assert macs.count_macs(se, (c, s, s), "full")[0] == fcs + avg_pool + relu + sigmoid + gate
 
 
 class Gate(nn.Module):
@@ -61,32 +62,32 @@ class Gate(nn.Module):
 
 
 def test_elementwise_mul_is_zero_by_default_and_one_per_element_in_full() -> None:
-    assert measure.count_macs(Gate(), (4, 5, 6), "fvcore")[0] == 0
-    assert measure.count_macs(Gate(), (4, 5, 6), "full")[0] == 4 * 5 * 6
+    assert macs.count_macs(Gate(), (4, 5, 6), "fvcore")[0] == 0
+    assert macs.count_macs(Gate(), (4, 5, 6), "full")[0] == 4 * 5 * 6
 
 
 def test_simam_is_free_under_fvcore_and_costs_its_elementwise_work_in_full() -> None:
     c, s = 64, 8
     n = c * s * s
     simam = create_attention("simam", c)
-    assert measure.count_macs(simam, (c, s, s), "fvcore")[0] == 0
+    assert macs.count_macs(simam, (c, s, s), "fvcore")[0] == 0
     # per element: mean (read), x - mean, pow, sum (read), d / (...), + 0.5, sigmoid, x * gate = 8;
     # per channel: v / n, v + lambda, 4 * (...) = 3. Shape arithmetic (H*W - 1) is 0-dim: 0.
-    assert measure.count_macs(simam, (c, s, s), "full")[0] == 8 * n + 3 * c
+    assert macs.count_macs(simam, (c, s, s), "full")[0] == 8 * n + 3 * c
 
 
 def test_batch_size_scales_macs_and_bad_policy_is_a_user_error() -> None:
     conv = nn.Conv2d(3, 8, 3, padding=1)
-    assert measure.count_macs(conv, (3, 8, 8), batch_size=4)[0] == 4 * 8 * 8 * 8 * 27
+    assert macs.count_macs(conv, (3, 8, 8), batch_size=4)[0] == 4 * 8 * 8 * 8 * 27
     with pytest.raises(AblateError, match="allowed: fvcore, full"):
-        measure.count_macs(conv, (3, 8, 8), "flops")  # type: ignore[arg-type]
+        macs.count_macs(conv, (3, 8, 8), "flops")  # type: ignore[arg-type]
 
 
 def test_count_macs_counts_in_eval_mode_and_restores_the_mode() -> None:
     model = build_model("cnn", "se").train()
-    assert measure.count_macs(model, (3, 32, 32))[0] == measure.count_macs(model.eval(), (3, 32, 32))[0]
+    assert macs.count_macs(model, (3, 32, 32))[0] == macs.count_macs(model.eval(), (3, 32, 32))[0]
     model.train()
-    measure.count_macs(model, (3, 32, 32))
+    macs.count_macs(model, (3, 32, 32))
     assert model.training
 
 
@@ -104,15 +105,15 @@ def cnn_baseline_params(num_classes: int = 10) -> int:
 
 def test_cnn_baseline_params_closed_form() -> None:
     assert cnn_baseline_params() == 1_147_914  # the ~1.15 M of seed 000, from the arithmetic above
-    assert measure.count_params(build_model("cnn", "none")) == cnn_baseline_params()
-    assert measure.attention_params(build_model("cnn", "none")) == 0
+    assert macs.count_params(build_model("cnn", "none")) == cnn_baseline_params()
+    assert macs.attention_params(build_model("cnn", "none")) == 0
 
 
 def test_se_cnn_attention_params() -> None:
     model = build_model("cnn", "se", "after_relu", 16)
     expected = sum(2 * c * (c // 16) for c in (32, 64, 128))
-    assert measure.attention_params(model) == expected
-    assert measure.count_params(model) == cnn_baseline_params() + expected
+    assert macs.attention_params(model) == expected
+    assert macs.count_params(model) == cnn_baseline_params() + expected
 
 
 def test_cnn_baseline_macs_closed_form_under_both_policies() -> None:
@@ -122,8 +123,8 @@ def test_cnn_baseline_macs_closed_form_under_both_policies() -> None:
     default = convs + 2 * activations + linear  # batch_norm: 2 per element
     full = default + activations + 512 + activations  # + conv ReLUs, head ReLU, 2x2 pools (read once)
     model = build_model("cnn", "none")
-    assert measure.count_macs(model, (3, 32, 32), "fvcore")[0] == default
-    assert measure.count_macs(model, (3, 32, 32), "full")[0] == full
+    assert macs.count_macs(model, (3, 32, 32), "fvcore")[0] == default
+    assert macs.count_macs(model, (3, 32, 32), "full")[0] == full
 
 
 def test_vgg16_macs_closed_form() -> None:
@@ -137,29 +138,35 @@ def test_vgg16_macs_closed_form() -> None:
         size //= 2
     assert 0.30e9 < convs < 0.32e9  # the ~0.31 GMACs of VGG16 at 32x32
     head = 512 + 512 * 10  # cifar head: global avg pool (reads 512x1x1) + Linear(512, 10)
-    assert measure.count_macs(build_model("vgg16"), (3, 32, 32))[0] == convs + bns + head
+    assert macs.count_macs(build_model("vgg16"), (3, 32, 32))[0] == convs + bns + head
 
 
 def test_attention_macs_sum_only_the_inserted_modules() -> None:
     simam = build_model("cnn", "simam", "after_relu")
-    _, by_default = measure.count_macs(simam, (3, 32, 32), "fvcore")
-    _, by_full = measure.count_macs(simam, (3, 32, 32), "full")
-    assert measure.attention_macs(simam, by_default) == 0
+    _, by_default = macs.count_macs(simam, (3, 32, 32), "fvcore")
+    _, by_full = macs.count_macs(simam, (3, 32, 32), "full")
+    assert macs.attention_macs(simam, by_default) == 0
     expected = sum(8 * c * s * s + 3 * c for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
-    assert measure.attention_macs(simam, by_full) == expected
+    assert macs.attention_macs(simam, by_full) == expected
 
     se = build_model("cnn", "se", "after_relu", 16)
-    _, by_default = measure.count_macs(se, (3, 32, 32), "fvcore")
+    _, by_default = macs.count_macs(se, (3, 32, 32), "fvcore")
     expected = sum(c * s * s + 2 * c * (c // 16) for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
-    assert measure.attention_macs(se, by_default) == expected
+    assert macs.attention_macs(se, by_default) == expected
 
 
 # ---------------------------------------------------------------------------------------------
 # rows and the grid
 
 
-def test_profile_arm_row_without_timing() -> None:
-    row = measure.profile_arm({"backbone": "cnn", "attention": "se", "position": "after_relu"}, (3, 32, 32), timing=False)
+def _row(arm: dict, shape: tuple[int, int, int] = (3, 32, 32)) -> dict:
+    a = costs.arm_from_kwargs(arm)
+    rows, _ = costs.profile_backbone([a], shape, timing=False)
+    return next(r for r in rows if r["arm"] == a.id)
+
+
+def test_profile_row_without_timing() -> None:
+    row = _row({"backbone": "cnn", "attention": "se", "position": "after_relu"})
     assert row["arm"] == "cnn/se/after_relu/r16/s1-3"
     assert row["feature_maps"] == "32x32,16x16,8x8"
     assert row["hidden"] == "2,4,8"
@@ -169,49 +176,48 @@ def test_profile_arm_row_without_timing() -> None:
 
 
 def test_arm_ids_match_the_study_layer_and_carry_non_default_knobs() -> None:
-    assert measure.arm_label({"backbone": "vgg16", "attention": "se", "reduction": 8}) == "vgg16/se/after_relu/r8/s1-5"
-    assert measure.arm_label({"backbone": "cnn", "attention": "none", "reduction": 8}) == "cnn/none"
-    row = measure.profile_arm({"backbone": "cnn", "attention": "eca", "k": 3, "stages": [2, 3]}, (3, 32, 32),
-                              timing=False)  # fmt: skip
+    assert costs.arm_label({"backbone": "vgg16", "attention": "se", "reduction": 8}) == "vgg16/se/after_relu/r8/s1-5"
+    assert costs.arm_label({"backbone": "cnn", "attention": "none", "reduction": 8}) == "cnn/none"
+    row = _row({"backbone": "cnn", "attention": "eca", "k": 3, "stages": [2, 3]})
     assert row["arm"] == "cnn/eca/after_relu/s2-3/k=3" and row["knobs"] == "k=3"
     assert row["feature_maps"] == "16x16,8x8" and row["attn_params"] == 3 + 3  # one 1-D conv of k=3 per block
 
 
-def test_profile_arm_rejects_non_square_and_bad_shapes() -> None:
+def test_profile_rejects_non_square_and_bad_shapes() -> None:
     with pytest.raises(AblateError, match="square"):
-        measure.profile_arm({"backbone": "cnn"}, (3, 32, 16), timing=False)
+        _row({"backbone": "cnn"}, (3, 32, 16))
     with pytest.raises(AblateError, match="CxHxW"):
-        measure.parse_input_shape("3x32")
-    assert measure.parse_input_shape(" 1x28X28 ") == (1, 28, 28)
+        costs.parse_input_shape("3x32")
+    assert costs.parse_input_shape(" 1x28X28 ") == (1, 28, 28)
 
 
 def test_enumerate_collapses_factors_that_do_not_apply() -> None:
-    arms = measure.enumerate_profile_arms(["cnn", "vgg16"], ["none", "se", "simam"], ["after_relu"], [8, 16])
-    labels = [measure.arm_label(a) for a in arms]
+    arms = costs.enumerate_profile_arms(["cnn", "vgg16"], ["none", "se", "simam"], ["after_relu"], [8, 16])
+    labels = [a.id for a in arms]
     assert len(labels) == len(set(labels)) == 2 * (1 + 2 + 1)
     for backbone, n_blocks in (("cnn", 3), ("vgg16", 5)):
         assert labels.count(f"{backbone}/none") == 1
         assert sum(lbl.startswith(f"{backbone}/simam/") for lbl in labels) == 1
         assert f"{backbone}/se/after_relu/r8/s1-{n_blocks}" in labels
-    assert {"backbone": "cnn", "attention": "none"} in arms  # no position or ratio on the baseline
+    assert next(a for a in arms if a.id == "cnn/none").position is None  # no position or ratio on the baseline
 
 
 def test_enumerate_keeps_positions_that_build_the_same_model_once() -> None:
-    arms = measure.enumerate_profile_arms(["cnn"], ["sam"], ["after_relu", "block_end", "after_pool"], [16])
-    assert [a["position"] for a in arms] == ["after_relu", "after_pool"]
-    assert measure.equivalent_positions("cnn", ["after_relu", "block_end"]) == {"block_end": "after_relu"}
+    arms = costs.enumerate_profile_arms(["cnn"], ["sam"], ["after_relu", "block_end", "after_pool"], [16])
+    assert [a.position for a in arms] == ["after_relu", "after_pool"]
+    assert costs.equivalent_positions("cnn", ["after_relu", "block_end"]) == {"block_end": "after_relu"}
 
 
 def test_enumerate_rejects_unknown_names() -> None:
     with pytest.raises(AblateError, match="allowed:"):
-        measure.enumerate_profile_arms(["cnn"], ["squeeze"])
+        costs.enumerate_profile_arms(["cnn"], ["squeeze"])
 
 
 def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
     df = pd.DataFrame(
         {"backbone": ["a", "a", "b", "b"], "attention": ["none", "se", "none", "se"], "params": [100, 110, 50, 75]}
     )
-    out = measure.add_baseline_deltas(df)
+    out = costs.add_baseline_deltas(df, ["params"])
     assert out["params_vs_none_pct"].tolist() == pytest.approx([0.0, 10.0, 0.0, 50.0])
 
 
@@ -219,30 +225,35 @@ def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
 # time and memory on CPU
 
 
-def test_time_model_on_cpu_with_channels_last() -> None:
-    model = build_model("cnn", "cbam")
-    t = measure.time_model(model, 2, (3, 32, 32), "cpu", channels_last=True, min_run_time=0.01, max_run_time=0.2)
-    assert t.median_ms > 0 and t.iqr_ms >= 0 and t.blocks >= 1
-    assert t.throughput == pytest.approx(2 / (t.median_ms / 1e3))
-    assert model.features.block1.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_time_model_sets_threads_only_while_timing() -> None:
+def test_interleaved_profile_on_cpu_with_channels_last_and_train_step() -> None:
+    arms = costs.enumerate_profile_arms(["cnn"], ["se", "cbam"])  # no 'none': the baseline is timed anyway
+    setting = timing.Setting(channels_last=True, rounds=3, block_time=0.002, blocks=1, warmup=1)
+    step = costs.TrainStep(4, lambda m: torch.optim.SGD(m.parameters(), lr=0.01))
     before = torch.get_num_threads()
-    t = measure.time_model(build_model("cnn"), 1, (3, 32, 32), min_run_time=0.01, max_run_time=0.1, threads=2)
-    assert t.median_ms > 0 and torch.get_num_threads() == before
-    with pytest.raises(AblateError, match="threads"):
-        measure.time_model(build_model("cnn"), 1, (3, 32, 32), threads=0)
+    rows, record = costs.profile_backbone(arms, (3, 32, 32), setting=setting, batch_sizes=(1, 2), train_step=step)
+    assert torch.get_num_threads() == before
+    assert [r["arm"] for r in rows] == ["cnn/none", "cnn/se/after_relu/r16/s1-3", "cnn/cbam/after_relu/r16/s1-3"]
+    base, se = rows[0], rows[1]
+    assert base["latency_b1_overhead_pct"] is None and base["train_step_overhead_pct"] is None
+    for col in ("latency_b1_ms_median", "latency_b2_ms_median", "train_step_ms_median"):
+        assert se[col] > 0
+    assert se["throughput_b2_img_s"] == pytest.approx(2 / (se["latency_b2_ms_median"] / 1e3))
+    low, mid, high = (se[c] for c in ("latency_b1_overhead_ci_low_pct", "latency_b1_overhead_pct",
+                                      "latency_b1_overhead_ci_high_pct"))
+    assert low <= mid <= high
+    assert len(record["metrics"]["latency_b1"]["times_s"]["cnn/none"]) == 3  # per-round values kept for the report
+    assert record["metrics"]["train_step"]["batch_size"] == 4
+    assert se["batch_sizes"] == [1, 2] and se["threads"] == 1 and se["rounds"] == 3
 
 
 def test_peak_memory_is_not_invented_on_cpu() -> None:
-    assert measure.peak_memory_mib(build_model("cnn"), 2, (3, 32, 32), "cpu") is None
+    assert timing.peak_memory_mib(build_model("cnn"), 2, (3, 32, 32), timing.Setting()) is None
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_cuda_is_a_user_error() -> None:
     with pytest.raises(AblateError, match="CUDA is not available"):
-        measure.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,17 +263,20 @@ def test_cuda_without_cuda_is_a_user_error() -> None:
 def test_cli_profile_csv_with_timing() -> None:
     code, out, _ = run_cli(
         "profile", "--backbone", "cnn", "--attention", "none,se,simam", "--reduction", "8,16",
-        "--batch-sizes", "1,2", "--min-run-time", "0.01", "--max-run-time", "0.1", "--format", "csv",
+        "--batch-sizes", "1,2", "--block-time", "0.002", "--rounds", "3", "--train-batch", "2", "--format", "csv",
     )  # fmt: skip
     assert code == 0
     df = pd.read_csv(io.StringIO(out))
     assert df["arm"].tolist() == ["cnn/none", "cnn/se/after_relu/r8/s1-3", "cnn/se/after_relu/r16/s1-3",
                                   "cnn/simam/after_relu/s1-3"]  # fmt: skip
     for col in ("params", "attn_params", "macs_fvcore_default", "macs_full", "attn_macs_full",
-                "latency_b1_ms_median", "latency_b1_ms_iqr", "throughput_b2_img_s", "peak_mem_b2_mib"):  # fmt: skip
+                "latency_b1_ms_median", "latency_b1_ms_iqr", "throughput_b2_img_s", "peak_mem_b2_mib",
+                "latency_b1_overhead_pct", "latency_b1_overhead_ci_low_pct", "latency_b1_overhead_ci_high_pct",
+                "train_step_ms_median", "train_step_overhead_pct", "train_step_overhead_ci_high_pct"):  # fmt: skip
         assert col in df.columns
     assert df["peak_mem_b2_mib"].isna().all()  # written as n/a on CPU
     assert (df["latency_b1_ms_median"] > 0).all()
+    assert df["latency_b1_overhead_pct"].isna().tolist() == [True, False, False, False]  # null for the baseline
     assert df.loc[0, "params"] == cnn_baseline_params()
 
 
@@ -270,7 +284,7 @@ def test_cli_profile_table_and_json() -> None:
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing")
     assert code == 0
     assert "| cnn/eca/after_relu/s1-3" in out and "| vs none" in out
-    assert measure.MAC_POLICY["full"] in out
+    assert macs.MAC_POLICY["full"] in out
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--format", "json")
     assert code == 0
     data = json.loads(out)
@@ -306,23 +320,24 @@ def test_cli_cuda_without_cuda_exits_2() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_timing_bf16_channels_last_and_peak_memory() -> None:
-    model = build_model("vgg16", "cbam")
+@pytest.mark.parametrize("graph", [False, True])
+def test_cuda_timing_bf16_channels_last_graphs_and_peak_memory(graph: bool) -> None:
+    arms = costs.enumerate_profile_arms(["vgg16"], ["cbam"])
+    setting = timing.Setting(device="cuda", precision="bf16", channels_last=True, rounds=3, block_time=0.01,
+                             cuda_graph=graph)
     before = torch.backends.cudnn.benchmark
-    t = measure.time_model(model, 8, (3, 32, 32), "cuda", amp="bf16", channels_last=True, min_run_time=0.05)
-    assert t.median_ms > 0 and t.blocks >= 4
+    rows, _ = costs.profile_backbone(arms, (3, 32, 32), setting=setting, batch_sizes=(8,))
     assert torch.backends.cudnn.benchmark == before  # switched on only while timing
-    mem = measure.peak_memory_mib(model, 8, (3, 32, 32), "cuda", amp="bf16", channels_last=True)
-    weights_mib = measure.count_params(model) * 4 / 2**20
-    assert mem is not None and mem > weights_mib
+    assert all(r["latency_b8_ms_median"] > 0 for r in rows)
+    assert all(r["peak_mem_b8_mib"] > 0 for r in rows)  # activations above weights and input
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_cli_profile() -> None:
     code, out, _ = run_cli(
-        "profile", "--attention", "none,se", "--device", "cuda", "--batch-sizes", "1,32", "--amp", "bf16",
-        "--channels-last", "--min-run-time", "0.05", "--format", "csv",
+        "profile", "--attention", "none,se", "--device", "cuda", "--batch-sizes", "1,32", "--precision", "bf16",
+        "--channels-last", "--block-time", "0.02", "--format", "csv",
     )  # fmt: skip
     assert code == 0
     df = pd.read_csv(io.StringIO(out))

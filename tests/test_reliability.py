@@ -162,7 +162,8 @@ def test_vanished_dataset_fails_items_and_is_retried(tmp_path: Path, monkeypatch
     """The dataset was there when the run started and is gone when a worker loads it."""
     monkeypatch.chdir(tmp_path)
     folder = write_imagefolder(tmp_path / "imgs", per_class=12)
-    path = write_study(tmp_path, dataset={"name": f"imagefolder:{folder}", "val_fraction": 0.0})
+    path = write_study(tmp_path, dataset={"name": f"imagefolder:{folder}", "val_fraction": 0.0},
+                       recipe={"epochs": 1, "batch_size": 50, "scheduler": "none"})
     run_study(load_study(path), progress=False, phases=("profile",))
     shutil.rmtree(folder)
     run_study(load_study(path), progress=False, phases=("final",))  # a worker starting after the loss

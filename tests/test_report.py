@@ -28,6 +28,7 @@ from ablate.report import collect, default_output, write_report
 from ablate.report.diagnostics import attention_gates, grad_cam
 from ablate.report.markdown import Sections, escape, render
 from ablate.report.output import replace_manifest
+from ablate.data import dataset_info
 from ablate.report.tables import arm_table, cost_view, summary_view
 from ablate.spec import load_study
 from ablate.storage import open_storage
@@ -44,7 +45,7 @@ STUDY = {
     "recipe": {"epochs": 2, "batch_size": 50},
     "runtime": {"loss_every": 1},
     "tuning": {"enabled": True, "n_trials": 2, "epochs": 1, "space": {"lr": {"low": 5e-4, "high": 5e-3, "log": True}}},
-    "measure": {"batch_sizes": [1, 8], "min_run_time": 0.01},
+    "measure": {"batch_sizes": [1, 8], "block_time": 0.005, "rounds": 3},
 }
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 FILE_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
@@ -125,9 +126,11 @@ def test_tables_have_one_row_per_arm(built: Built) -> None:
     runs = pd.read_csv(built.report.parent / "tables" / "runs.csv")
     assert len(runs) == 4 * 2
     text = built.report.read_text()
-    results = text.split("## Results")[1].split("### Cost")[0]
+    results = text.split("## Results")[1].split("###")[0]
     rows = [line for line in results.splitlines() if line.startswith("| cnn/")]
     assert len(rows) == 4
+    images = text.split("### Second view: the shared test images")[1].split("###")[0]
+    assert len([line for line in images.splitlines() if line.startswith("| cnn/")]) == 3  # arms vs baseline
 
 
 def test_accuracy_statistics_match_storage(built: Built) -> None:
@@ -139,11 +142,18 @@ def test_accuracy_statistics_match_storage(built: Built) -> None:
         assert arms.loc[arm, "n"] == 2
         assert arms.loc[arm, "acc_mean"] == pytest.approx(acc.mean())
         assert arms.loc[arm, "acc_std"] == pytest.approx(acc.std(ddof=1))
-        if acc.std() > 0:
-            low, high = sps.t.interval(0.95, 1, loc=acc.mean(), scale=sps.sem(acc))
-            assert (arms.loc[arm, "acc_ci_low"], arms.loc[arm, "acc_ci_high"]) == pytest.approx((low, high))
+        n_test = dataset_info(load_study(built.path).dataset).test_count
+        p = acc.mean() / 100
+        sd = max(acc.std(ddof=1), 100 * (p * (1 - p) / n_test) ** 0.5)  # spread floored by test-set noise
+        low, high = sps.t.interval(0.95, 1, loc=acc.mean(), scale=sd / 2**0.5)
+        assert (arms.loc[arm, "acc_ci_low"], arms.loc[arm, "acc_ci_high"]) == pytest.approx((low, high))
         if arm != "cnn/none":
             assert arms.loc[arm, "diff"] == pytest.approx(acc.mean() - base.mean())
+            assert arms.loc[arm, "test"] == "paired"  # same seeds on both sides
+            mine = g.sort_values("seed")["acc"].to_numpy()
+            theirs = values[values["arm"] == "cnn/none"].sort_values("seed")["acc"].to_numpy()
+            if (mine - theirs).std() > 0:
+                assert arms.loc[arm, "p"] == pytest.approx(sps.ttest_rel(mine, theirs).pvalue)
     # Holm: adjusted p never below the raw one, and at most 3 x the raw one (3 comparisons)
     tested = arms.dropna(subset=["p"])
     assert (tested["p_holm"] >= tested["p"] - 1e-12).all() and (tested["p_holm"] <= 3 * tested["p"] + 1e-12).all()

@@ -27,7 +27,7 @@ TINY = {
     "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
     "seeds": [0, 1],
     "recipe": {"epochs": 1, "batch_size": 50},
-    "measure": {"batch_sizes": [1, 8], "min_run_time": 0.01},
+    "measure": {"batch_sizes": [1, 8], "block_time": 0.005, "rounds": 3},
 }
 
 

@@ -68,7 +68,8 @@ def test_one_epoch_learns_above_chance_and_records_everything(synthetic_small: D
     json.dumps(d)
     assert d["epochs_run"] == 1 and d["eval_split"] == "val" and d["n_params"] > 0
     assert d["peak_mem_mib"] is None and d["device"].startswith("cpu")
-    assert d["time_to_target_s"] == pytest.approx(d["epoch_time_s"][0])
+    assert d["time_to_target_s"] == d["train_time_s"][0]  # training time only, on the validation curve
+    assert (d["time_to_target_epochs"], d["target_censored"], d["target_split"]) == (1, False, "val")
     assert d["iter_step"] == [10] and d["lr"] == [1e-3]  # 13 steps, every 10th loss kept
     assert 0 < d["train_time_s"][0] <= d["epoch_time_s"][0]
 
@@ -158,7 +159,9 @@ def test_cli_train_data_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert code == 0
     payload = json.loads(out.read_text())
     assert payload["data"]["meta"]["input_size"] == 32 and payload["result"]["epochs_run"] == 1
-    assert payload["result"]["eval_split"] == "test" and payload["data"]["val_fraction"] == 0.0
+    # the default plateau schedule steps on a held-out validation split, never on test
+    assert payload["result"]["eval_split"] == "test" and payload["data"]["val_fraction"] == 0.1
+    assert len(payload["result"]["val_acc"]) == len(payload["result"]["test_acc"]) == 1
     assert "final test acc" in capsys.readouterr().out
 
 

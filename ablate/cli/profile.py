@@ -1,7 +1,7 @@
 """`ablate profile`: params, MACs, feature maps, latency and memory of every arm, without training.
 
 The arms are the cartesian product of the lists with factors that do not apply collapsed (see
-`ablate.measure.enumerate_profile_arms`). `--format table` adds % over the same-backbone `none`
+`ablate.costs.enumerate_profile_arms`). `--format table` adds % over the same-backbone `none`
 row and prints the MAC counting policy under the table; csv and json carry every column.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from . import csv_list, int_list
 
 FORMATS = ("table", "csv", "json")
-AMP_CHOICES = ("none", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,28 +46,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="batch sizes to time (default: 1,64 on cpu; 1,256 on cuda)",
     )
-    p.add_argument("--amp", choices=AMP_CHOICES, default="none", help="autocast dtype while timing (default: none)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="numeric precision while timing (autocast for bf16/fp16; default: fp32)")
     p.add_argument("--channels-last", action="store_true", help="time with channels_last model and input")
-    p.add_argument(
-        "--min-run-time",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="timed seconds per arm and batch size, at least (default: 0.2 on cpu, 0.5 on cuda)",
-    )
-    p.add_argument(
-        "--max-run-time",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="stop timing an arm and batch size after this long (default: 10 x --min-run-time)",
-    )
+    p.add_argument("--rounds", type=int, default=10,
+                   help="interleaved rounds: every arm of a backbone timed once per round, in a fresh random order "
+                        "(default: 10)")
+    p.add_argument("--block-time", "--min-run-time", dest="block_time", type=float, default=None, metavar="SECONDS",
+                   help="seconds per timed block (default: 0.05 on cpu, 0.02 on cuda)")
+    p.add_argument("--train-batch", type=int, default=64, metavar="B",
+                   help="batch size of the timed training step (forward + backward + Adam step); 0 skips it "
+                        "(default: 64)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="CUDA only: time the forward pass replayed from captured CUDA graphs (launch overhead out)")
     p.add_argument(
         "--threads",
         type=int,
         default=1,
         help="torch intra-op threads while timing; 1 (default, as torch.utils.benchmark) is the reproducible "
-        "choice on shared machines; 0 = torch's default (all cores)",
+        "choice on shared machines; 0 = every core",
     )
     p.add_argument("--no-timing", action="store_true", help="params and MACs only (fast)")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
@@ -87,53 +84,62 @@ def _stages(text: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
-    from .. import measure
+    from .. import costs
+    from ..device import resolve_device
     from ..errors import AblateError
+    from ..macs import MAC_POLICY
+    from ..timing import CI_METHOD, Setting, check_precision
 
-    shape = measure.parse_input_shape(args.input)
-    device = measure.resolve_device(args.device)
-    for name, value in (("--min-run-time", args.min_run_time), ("--max-run-time", args.max_run_time)):
-        if value is not None and not value > 0:
-            raise AblateError(f"{name} must be a positive number of seconds, got {value}.")
+    shape = costs.parse_input_shape(args.input)
+    device = resolve_device(args.device)
+    if args.block_time is not None and not (args.block_time > 0 and args.block_time <= 60):
+        raise AblateError(f"--block-time must be a number of seconds in (0, 60], got {args.block_time}.")
     if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
         raise AblateError(f"--batch-sizes must be positive integers, got {args.batch_sizes}.")
-    if args.num_classes < 1:
-        raise AblateError(f"--num-classes must be a positive integer, got {args.num_classes}.")
-    if args.threads < 0:
-        raise AblateError(f"--threads must be >= 0 (0: torch's default), got {args.threads}.")
+    for name, value, low in (("--num-classes", args.num_classes, 1), ("--threads", args.threads, 0),
+                             ("--rounds", args.rounds, 1), ("--train-batch", args.train_batch, 0)):
+        if value < low:
+            raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
     stages = _stages(args.stages)
-    arms = measure.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, stages)
+    arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, stages)
     for backbone in dict.fromkeys(args.backbone):
-        for dropped, kept in measure.equivalent_positions(backbone, args.position).items():
+        for dropped, kept in costs.equivalent_positions(backbone, args.position).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
                   f"profiled once as {kept!r}.", file=sys.stderr)  # fmt: skip
 
-    rows = [
-        measure.profile_arm(
-            arm,
-            shape,
-            num_classes=args.num_classes,
-            device=device,
-            batch_sizes=args.batch_sizes,
-            amp=None if args.amp == "none" else args.amp,
-            channels_last=args.channels_last,
-            min_run_time=args.min_run_time,
-            max_run_time=args.max_run_time,
-            threads=args.threads or None,
-            timing=not args.no_timing,
-        )
-        for arm in tqdm(arms, desc="profile", unit="arm", file=sys.stderr, disable=None, leave=False)
-    ]
-    df = measure.rows_to_frame(rows)
+    setting = Setting(
+        device=str(device), precision=check_precision(args.precision), channels_last=args.channels_last,
+        threads=args.threads or _all_cores(), rounds=args.rounds,
+        block_time=args.block_time or (0.02 if device.type == "cuda" else 0.05), cuda_graph=args.cuda_graph,
+    )
+    sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
+    train_step = (costs.TrainStep(args.train_batch, lambda m: torch.optim.Adam(m.parameters(), lr=1e-3))
+                  if args.train_batch else None)
+    by_backbone: dict[str, list] = {}
+    for arm in arms:
+        by_backbone.setdefault(arm.backbone.label, []).append(arm)
+    rows, warnings = [], []
+    for label, group in tqdm(by_backbone.items(), desc="profile", unit="backbone", file=sys.stderr, disable=None,
+                             leave=False):
+        backbone_rows, _ = costs.profile_backbone(group, shape, num_classes=args.num_classes, setting=setting,
+                                                  batch_sizes=sizes, train_step=train_step,
+                                                  timing=not args.no_timing)
+        rows += backbone_rows
+        warnings += [w for r in backbone_rows for w in r["timing_warnings"]]
+    for text in warnings:
+        print(f"warning: {text}", file=sys.stderr)
+    df = costs.rows_to_frame(rows)
     if args.format == "csv":
-        text = df.to_csv(index=False, na_rep="n/a")
+        text = df.drop(columns=["timing_warnings"]).to_csv(index=False, na_rep="n/a")
     elif args.format == "json":
         records = json.loads(df.to_json(orient="records"))
-        text = json.dumps({"mac_policy": dict(measure.MAC_POLICY), "rows": records}, indent=2) + "\n"
+        text = json.dumps({"mac_policy": dict(MAC_POLICY), "timing": setting.as_dict(), "ci_method": CI_METHOD,
+                           "warnings": warnings, "rows": records}, indent=2) + "\n"
     else:
-        text = render_table(df, measure) + "\n"
+        text = render_table(df, warnings) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -141,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _all_cores() -> int:
+    from ..timing import available_cores
+
+    return available_cores()
 
 
 def _fmt(column: str, value: Any) -> str:
@@ -162,35 +174,54 @@ def _fmt(column: str, value: Any) -> str:
     return str(value)
 
 
-def render_table(df: Any, measure: Any) -> str:
-    """GitHub table for people: arm id, costs, % over the same-backbone `none` row, latency at the
-    smallest batch, throughput at the others, peak memory at the largest; csv/json keep every column."""
-    import re
+def overhead_cell(row: Any, metric: str) -> str:
+    """'+26% [19, 33]' (overhead and its 95% CI); '-' for the baseline; a mark when the CI covers zero."""
+    from ..costs import Columns, overhead_text
 
+    pct, low, high = (row.get(c) for c in Columns.overhead(metric))
+    return overhead_text(pct, low, high)
+
+
+def render_table(df: Any, warnings: list[str] | None = None) -> str:
+    """GitHub table for people: arm id, static costs with % over the same-backbone `none` row, then
+    per batch size the latency (median over rounds) and its overhead with CI, the training step the
+    same way, and peak memory; csv/json keep every column."""
     from tabulate import tabulate
 
-    table = measure.add_baseline_deltas(df)
-    sizes = sorted(int(m.group(1)) for c in table.columns if (m := re.fullmatch(r"latency_b(\d+)_ms_median", c)))
-    wanted = ["arm", "knobs", "params", "params_vs_none_pct", "attn_params", "macs_fvcore_default", "macs_full",
-              "macs_full_vs_none_pct", "attn_macs_fvcore_default", "attn_macs_full", "feature_maps", "hidden"]  # fmt: skip
-    if sizes:
-        first = sizes[0]
-        wanted += [f"latency_b{first}_ms_median", f"latency_b{first}_ms_median_vs_none_pct", f"latency_b{first}_ms_iqr"]
-        for b in sizes[1:]:
-            wanted += [f"throughput_b{b}_img_s", f"throughput_b{b}_img_s_vs_none_pct"]
-        wanted.append(f"peak_mem_b{sizes[-1]}_mib")
-    shown = [c for c in wanted if c in table.columns and not (c == "knobs" and table[c].isna().all())]
-    body = [[_fmt(c, row[c]) for c in shown] for row in table.to_dict("records")]
+    from ..costs import Columns, add_baseline_deltas, batch_sizes_of
+    from ..macs import MAC_POLICY_TEXT
+
+    table = add_baseline_deltas(df, ["params", "macs_full"])
+    sizes = batch_sizes_of(df)
+    static = ["arm", "knobs", "params", "params_vs_none_pct", "attn_params", "macs_fvcore_default", "macs_full",
+              "macs_full_vs_none_pct", "feature_maps", "hidden"]
+    shown = [c for c in static if c in table.columns and not (c == "knobs" and table[c].isna().all())]
     headers = ["vs none" if c.endswith("_vs_none_pct") else c for c in shown]
+    body = [[_fmt(c, row[c]) for c in shown] for row in table.to_dict("records")]
+    timed = [(f"b{b} ms", Columns.latency(b), Columns.latency_iqr(b), Columns.latency_metric(b)) for b in sizes]
+    if Columns.TRAIN_STEP_MS in table:
+        timed.append(("train step ms", Columns.TRAIN_STEP_MS, Columns.TRAIN_STEP_IQR, Columns.TRAIN_STEP))
+    for label, median, iqr, metric in timed:
+        headers += [f"{label} (IQR)", f"{label.split(' ms')[0]} overhead [95% CI]"]
+        for cells, row in zip(body, table.to_dict("records")):
+            cells += [f"{_fmt(median, row.get(median))} ({_fmt(iqr, row.get(iqr))})", overhead_cell(row, metric)]
+    if sizes and Columns.peak_mem(sizes[-1]) in table:
+        headers.append(Columns.peak_mem(sizes[-1]))
+        for cells, row in zip(body, table.to_dict("records")):
+            cells.append(_fmt(Columns.peak_mem(sizes[-1]), row.get(Columns.peak_mem(sizes[-1]))))
     lines = [tabulate(body, headers=headers, tablefmt="github", disable_numparse=True), ""]
     if len(df):
         run = df.iloc[0]
         lines.append(
-            f"input {run['input']}, device {run['device']}, amp {run['amp']}, channels_last {run['channels_last']}, "
-            f"threads {_fmt('threads', run['threads'])}. "
-            "'vs none': % change over the same backbone without attention. Latency: median and IQR over timed "
-            "blocks (torch.utils.benchmark), eval mode, inference_mode; peak_mem: CUDA only (n/a on CPU). "
-            "--format csv/json give every column (latency, throughput and memory at every batch size)."
+            f"input {run['input']}, device {run['device']}, precision {run['precision']}, channels_last "
+            f"{run['channels_last']}, threads {_fmt('threads', run['threads'])}, rounds {_fmt('rounds', run['rounds'])}, "
+            f"host {run['host']}. 'vs none': % change over the same backbone without attention. Times: median over "
+            "interleaved rounds (every arm of a backbone timed once per round, fresh random order), IQR over rounds. "
+            "Overhead: median of the per-round ratios to the baseline timed in the same round, with a "
+            "distribution-free 95% CI; '~' marks a CI that covers zero (within timing noise). peak_mem: CUDA only, "
+            "above weights and input. --format csv/json give every column."
         )
-    lines.append(measure.MAC_POLICY_TEXT)
+    for text in warnings or []:
+        lines.append(f"WARNING: {text}")
+    lines.append(MAC_POLICY_TEXT)
     return "\n".join(lines)

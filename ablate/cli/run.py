@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..errors import AblateError
 from ..spec import load_study
 from ..study import PHASES, run_study
@@ -21,20 +19,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="re-run trials that failed (non-finite loss, OOM)")
     p.add_argument("--phases", type=csv_list, default=list(PHASES), help="comma list of profile,tune,final")
     p.add_argument("--data-dir", help="dataset root (default: $ABLATE_DATA or ./data)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch in this process")
+    p.add_argument("--threads", type=int,
+                   help="training threads per worker (overrides the study's runtime.threads; part of the fingerprint, "
+                        "since threads change float results)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    study = load_study(args.study, storage=args.storage)
+    if args.threads is not None and args.threads < 1:
+        raise AblateError(f"--threads must be a positive integer, got {args.threads}.")
+    study = load_study(args.study, storage=args.storage, threads=args.threads)
     if args.workers < 1:
         raise AblateError(f"--workers must be >= 1, got {args.workers}.")
     bad = [p for p in args.phases if p not in PHASES]
     if bad:
         raise AblateError(f"--phases: unknown phase(s) {', '.join(bad)}; allowed: {', '.join(PHASES)}.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     run_study(
         study,
         workers=args.workers,

@@ -3,13 +3,22 @@
 The model records where every attention module went (`model.insertions`): block, module path,
 channels, feature-map size and bottleneck width, so reports can say that spatial attention at a
 2x2 map is nearly degenerate, or that non-local at 32x32 builds a 1024x1024 affinity.
+
+Paired initialisation: every layer is constructed on torch's CPU generator seeded from
+(init_seed, its module path), so at one seed every arm of a backbone starts from the same weights
+in every layer they share, whatever attention modules sit between them (inserting a module shifts
+no other layer's draws). Attention modules draw from their own stream, keyed by their path, and
+keep their own initialisation (e.g. non-local's zero-initialised output BN).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -51,6 +60,27 @@ class AttentionNet(nn.Module):
         return self.head(self.features(x))
 
 
+def derive_seed(base: int, *key: str) -> int:
+    """A 63-bit seed from `base` and a key (e.g. a stream name and a module path): the same key gets
+    the same seed whatever else a model holds, and different keys get unrelated seeds."""
+    digest = hashlib.sha256("\x1f".join((str(base), *key)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block on torch's CPU generator seeded with `seed`; the caller's generator state is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def draw_init_seed() -> int:
+    """One draw from torch's global generator: after `torch.manual_seed(s)` every build draws the same
+    base seed and leaves the generator in the same state, so dropout that follows stays paired too."""
+    return int(torch.randint(0, 2**62, (), dtype=torch.int64))
+
+
 def resolve_stages(stages: Stages, n_blocks: int) -> tuple[int, ...]:
     """'all' or a list of 1-based block indexes -> sorted unique indexes."""
     if stages == "all":
@@ -74,17 +104,19 @@ def _pooled(size: int, backbone: str, input_size: int) -> int:
 
 def _block_layers(
     widths: Sequence[int], in_channels: int, size: int, pooled: int, bn: bool, inplace: bool
-) -> list[tuple[str, nn.Module, Slot, int, int]]:
-    """One block's layers, each tagged with the slot it ends and the (channels, map size) after it."""
-    layers: list[tuple[str, nn.Module, Slot, int, int]] = []
+) -> list[tuple[str, Callable[[], nn.Module], Slot, int, int]]:
+    """One block's layers (as constructors, so each can be built under its own seed), each tagged
+    with the slot it ends and the (channels, map size) after it."""
+    layers: list[tuple[str, Callable[[], nn.Module], Slot, int, int]] = []
     channels = in_channels
     for u, width in enumerate(widths):
-        layers.append((f"conv{u + 1}", nn.Conv2d(channels, width, kernel_size=3, padding=1), (u, "conv"), width, size))
+        conv = partial(nn.Conv2d, channels, width, kernel_size=3, padding=1)
+        layers.append((f"conv{u + 1}", conv, (u, "conv"), width, size))
         channels = width
         if bn:
-            layers.append((f"bn{u + 1}", nn.BatchNorm2d(channels), (u, "bn"), channels, size))
-        layers.append((f"relu{u + 1}", nn.ReLU(inplace=inplace), (u, "relu"), channels, size))
-    layers.append(("pool", nn.MaxPool2d(kernel_size=2, stride=2), (len(widths), "pool"), channels, pooled))
+            layers.append((f"bn{u + 1}", partial(nn.BatchNorm2d, channels), (u, "bn"), channels, size))
+        layers.append((f"relu{u + 1}", partial(nn.ReLU, inplace=inplace), (u, "relu"), channels, size))
+    layers.append(("pool", partial(nn.MaxPool2d, kernel_size=2, stride=2), (len(widths), "pool"), channels, pooled))
     return layers
 
 
@@ -100,9 +132,14 @@ def build_model(
     *,
     head: str | None = None,
     bn: bool = True,
+    init_seed: int | None = None,
     **knobs: Any,
 ) -> AttentionNet:
-    """Build one arm. `knobs` are the attention module's own factors (see `list_attention`)."""
+    """Build one arm. `knobs` are the attention module's own factors (see `list_attention`).
+
+    Initial weights are a function of `init_seed` and each layer's path (see the module docstring);
+    `init_seed=None` draws it from torch's global generator (exactly one draw, whatever the arm).
+    """
     spec = get_backbone(backbone)
     get_attention(attention)
     check_position(position)
@@ -112,6 +149,7 @@ def build_model(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise AblateError(f"{name} must be a positive integer, got {value!r}.")
     chosen = resolve_stages(stages, len(spec.blocks))
+    base = draw_init_seed() if init_seed is None else init_seed
 
     blocks: list[tuple[str, nn.Module]] = []
     insertions: list[Insertion] = []
@@ -120,18 +158,22 @@ def build_model(
         slots = block_slots(position, len(widths), bn) if attention != "none" and b in chosen else ()
         pooled = _pooled(size, backbone, input_size)
         layers: list[tuple[str, nn.Module]] = []
-        for name, layer, slot, c, h in _block_layers(widths, channels, size, pooled, bn, backbone != "cnn"):
-            layers.append((name, layer))
+        for name, make, slot, c, h in _block_layers(widths, channels, size, pooled, bn, backbone != "cnn"):
+            with seeded(derive_seed(base, "backbone", f"features.block{b}.{name}")):
+                layers.append((name, make()))
             if slot in slots:
                 attn_name = "attn_pool" if slot[1] == "pool" else f"attn{slot[0] + 1}"
-                module = create_attention(attention, c, reduction, **knobs)
+                path = f"features.block{b}.{attn_name}"
+                with seeded(derive_seed(base, "attention", path)):
+                    module = create_attention(attention, c, reduction, **knobs)
                 layers.append((attn_name, module))
-                insertions.append(Insertion(b, f"features.block{b}.{attn_name}", c, h, h, module.hidden))
+                insertions.append(Insertion(b, path, c, h, h, module.hidden))
         blocks.append((f"block{b}", nn.Sequential(OrderedDict(layers))))
         channels, size = widths[-1], pooled
 
     features = nn.Sequential(OrderedDict(blocks))
-    head_module = make_head(spec, head or spec.default_head, channels, (size, size), num_classes)
+    with seeded(derive_seed(base, "backbone", "head")):  # the head is the same in every arm of a backbone
+        head_module = make_head(spec, head or spec.default_head, channels, (size, size), num_classes)
     return AttentionNet(features, head_module, insertions)
 
 

@@ -30,7 +30,8 @@ from .figures import (
 )
 from .markdown import Sections, render
 from .output import replace_manifest, write_csv, write_text
-from .tables import arm_table, cost_view, factor_pivot, factor_table, summary_view, swept_factors
+from .tables import (arm_table, cost_view, factor_pivot, factor_table, image_view, provenance_view, summary_view,
+                     swept_factors)
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]
 
@@ -102,7 +103,8 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
     else:
         notes.append("visual diagnostics were turned off (--no-diagnostics).")
 
-    sections = Sections(summary=summary_view(t, sizes), costs=cost_view(t, sizes), factors=factors,
+    sections = Sections(summary=summary_view(t, sizes, c.study.min_effect_pp), costs=cost_view(t, sizes),
+                        images=image_view(t), provenance=provenance_view(t), factors=factors,
                         factor_figures=factor_figures, figures=figures, diagnostics=diag_figures,
                         diagnostic_arms=diag_arms, notes=notes, tables=list(csvs))
     report = out / "report.md"

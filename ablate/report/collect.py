@@ -9,7 +9,6 @@ dead workers (`ablate.workqueue.is_ignored`) are not results and are skipped.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,14 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import AblateError
 from ..spec import Study
 from ..storage import FAIL_ATTR, mask_url, open_storage
-from ..study import phase_name, tuning_groups
+from ..costs import batch_sizes_of
+from ..study import phase_name, profile_trials, tuning_groups, wanted_seeds
 from ..workqueue import claimed
 
 FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
 ITEM_KEYS = ("arm", "seed")
-CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr", "epoch_time_s", "train_time_s")
-LATENCY_RE = re.compile(r"^latency_b(\d+)_ms_median$")
+CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
+              "epoch_time_s", "train_time_s")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Collected:
     tuning: dict[str, optuna.Study] = field(default_factory=dict)  # group -> tuning study (existing ones)
     attrs: dict[str, Any] = field(default_factory=dict)  # the final study's user attrs
     extra_arms: tuple[str, ...] = ()  # arms with results in storage that the study file no longer has
+    timing: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbone -> per-round record (host, rounds)
 
     @property
     def eval_split(self) -> str:
@@ -51,9 +52,8 @@ class Collected:
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
-        """Batch sizes that latency was measured at (from the cost columns), ascending."""
-        found = (LATENCY_RE.match(str(c)) for c in self.arms.columns)
-        return tuple(sorted({int(m.group(1)) for m in found if m}))
+        """Batch sizes that latency was measured at, ascending."""
+        return batch_sizes_of(self.arms)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -93,9 +93,10 @@ def collect(study: Study) -> Collected:
     owners = claimed(final, ITEM_KEYS) if final is not None else {}
     complete = [t for t in owners.values() if t.state == TrialState.COMPLETE and t.params.get("arm") in spec_arms]
     stored_arms = {t.params.get("arm") for t in final_trials if t.state == TrialState.COMPLETE}
+    sessions = profile_trials(profile) if profile is not None else {}
     return Collected(
         study=study,
-        arms=_arm_frame(study, profile, complete),
+        arms=_arm_frame(study, sessions, complete),
         runs=_run_frame(complete),
         curves=_curve_frame(complete),
         iters=_iter_frame(complete),
@@ -103,18 +104,17 @@ def collect(study: Study) -> Collected:
         tuning=tuning,
         attrs=dict(final.user_attrs) if final is not None else {},
         extra_arms=tuple(sorted(str(a) for a in stored_arms - set(spec_arms) if a is not None)),
+        timing={label: dict(t.user_attrs.get("rounds") or {}) for label, t in sessions.items()},
     )
 
 
-def _arm_frame(study: Study, profile: optuna.Study | None, complete: list[FrozenTrial]) -> pd.DataFrame:
-    """Factors of every spec arm, plus its cost row: the profile phase's, else a final trial's copy."""
+def _arm_frame(study: Study, sessions: dict[str, FrozenTrial], complete: list[FrozenTrial]) -> pd.DataFrame:
+    """Factors of every spec arm, plus its cost row: its backbone's profile session, else a final trial's copy."""
     costs: dict[str, dict[str, Any]] = {}
     for t in complete:
         costs.setdefault(t.params["arm"], dict(t.user_attrs.get("cost") or {}))
-    if profile is not None:
-        for t in profile.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("cost"):
-                costs[str(t.user_attrs.get("arm"))] = dict(t.user_attrs["cost"])
+    for t in sessions.values():
+        costs.update({arm: dict(row) for arm, row in t.user_attrs["costs"].items()})
     rows = []
     for arm in study.arms:
         cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}
@@ -150,11 +150,16 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
             "checkpoint": a.get("checkpoint"),
             "spec_fingerprint": a.get("spec_fingerprint"),
             "hyperparameters": json.dumps(a.get("hyperparameters") or {}, sort_keys=True),
+            "hp_source": a.get("hp_source"),
+            "train_threads": a.get("train_threads"),
+            "trials_sharing_host": a.get("trials_sharing_host"),
+            "test_correct": a.get("test_correct"),
             "completed": t.datetime_complete,
         })
     columns = ["arm", "seed", "trial", "acc", "best_acc", "best_epoch", "epochs_run", "total_time_s",
                "train_s_per_epoch", "train_img_s", "peak_mem_train_mib", "device", "eval_split", "checkpoint",
-               "spec_fingerprint", "hyperparameters", "completed"]
+               "spec_fingerprint", "hyperparameters", "hp_source", "train_threads", "trials_sharing_host",
+               "test_correct", "completed"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -186,8 +191,13 @@ def _item_frame(study: Study, owners: dict[tuple, FrozenTrial]) -> pd.DataFrame:
     state_names = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
                    TrialState.WAITING: "running"}
     rows = []
+    results = {}
+    for (arm_id, seed), t in owners.items():
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            results.setdefault(str(arm_id), {})[int(seed)] = float(t.value)
+    wanted = wanted_seeds(study, results)
     for arm in study.arms:
-        for seed in study.seeds:
+        for seed in (s for s in study.seeds if s in wanted[arm.id]):
             t = owners.get((arm.id, seed))
             rows.append({
                 "arm": arm.id,

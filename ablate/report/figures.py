@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 
 from .. import stats
 from ..attention import ATTENTION
+from ..costs import Columns
 from .collect import Collected
 from .output import Figure, save_figure, slug
 
@@ -142,13 +143,14 @@ def forest(table: pd.DataFrame, out: Path) -> list[Figure]:
         ax.errorbar(r["diff"], i, xerr=err, fmt="o", color=colors.get(r["verdict"], "0.4"), capsize=3)
     ax.axvline(0, color="black", lw=1)
     ax.set_yticks(y, list(arms["arm"]), fontsize=8)
-    ax.set_xlabel("test accuracy − baseline (percentage points), 95% Welch CI")
+    ax.set_xlabel("test accuracy − baseline (percentage points), 95% CI (paired t over seeds, else Welch)")
     ax.set_title("Effect of each arm vs its baseline")
     ax.legend(handles=[Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items()],
               loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return [save_figure(fig, out, "effect_vs_baseline", "Effect vs baseline",
-                        "Difference in mean test accuracy from the same backbone's baseline, with its Welch 95% CI; "
+                        "Difference in mean test accuracy from the same backbone's baseline, with the 95% CI of the "
+                        "test in the results table (paired over seeds; Welch where seeds are not shared); "
                         "colour = verdict after Holm correction across all arms.")]
 
 
@@ -168,7 +170,10 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
         sub = arms[(arms["backbone"] == backbone)
                    & (arms["reduction"].isna() | (arms["reduction"] == ratio) if ratio is not None else True)]
         grid = sub.groupby(["attention", "position"])["diff"].mean().unstack()
-        signif = sub.assign(s=sub["p_holm"] < stats.ALPHA).groupby(["attention", "position"])["s"].any().unstack()
+        # a star claims the cell's mean: only when every arm averaged into it is significant, in the same direction
+        signs = sub.assign(s=np.where(sub["p_holm"] < stats.ALPHA, np.sign(sub["diff"]), 0.0))
+        signif = signs.groupby(["attention", "position"])["s"].agg(lambda v: bool(len(v)) and abs(v.sum()) == len(v)
+                                                                   ).unstack()
         labels = grid.map(lambda v: "" if not math.isfinite(v) else f"{v:+.2f}")
         labels = labels + signif.reindex_like(grid).map(lambda s: "*" if isinstance(s, (bool, np.bool_)) and s else "")
         with warnings.catch_warnings():  # seaborn 0.13 calls a colormap method matplotlib 3.11 deprecates
@@ -182,7 +187,8 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
     return [save_figure(fig, out, "accuracy_diff_heatmap", "Accuracy difference heatmap",
                         "Mean test-accuracy difference from the baseline (percentage points) by attention type and "
                         "position, one panel per backbone and reduction ratio (types without a ratio appear in every "
-                        "panel; other factors averaged). * = significant after Holm correction (alpha 0.05).")]
+                        "panel; other factors averaged). * = every arm averaged into the cell is significant after "
+                        "Holm correction (alpha 0.05), in the same direction.")]
 
 
 def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
@@ -198,9 +204,12 @@ def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
         sub = arms[arms["backbone"] == backbone]
         pos_style = {p: styles[i % len(styles)] for i, p in enumerate(dict.fromkeys(sub["position"].fillna("-")))}
         for (attention, position), g in sub.groupby(["attention", sub["position"].fillna("-")]):
-            g = g.groupby("reduction").agg(acc=("acc_mean", "mean"), lo=("acc_ci_low", "mean"),
-                                           hi=("acc_ci_high", "mean")).reset_index().sort_values("reduction")
-            err = ((g["hi"] - g["lo"]) / 2).fillna(0)
+            # one arm per ratio: its own CI; several (other factors vary): their mean, no band (an average of
+            # CI bounds is not a CI)
+            g = g.groupby("reduction").agg(acc=("acc_mean", "mean"), lo=("acc_ci_low", "first"),
+                                           hi=("acc_ci_high", "first"), k=("arm", "count")
+                                           ).reset_index().sort_values("reduction")
+            err = ((g["hi"] - g["lo"]) / 2).where(g["k"] == 1).fillna(0)
             ax.errorbar(g["reduction"].astype(float), g["acc"], yerr=err, capsize=3, marker="o",
                         ls=pos_style[position], color=colors.get(attention, "grey"), label=f"{attention} @ {position}")
         base = table[table["is_baseline"] & (table["backbone"] == backbone) & (table["n"] > 0)]
@@ -221,21 +230,27 @@ def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
     fig.tight_layout()
     return [save_figure(fig, out, "accuracy_vs_reduction", "Accuracy vs reduction ratio",
                         "Mean test accuracy with 95% CI against the reduction ratio, one line per attention type and "
-                        "position (other factors averaged); the black line and band are the baseline.")]
+                        "position; where other factors vary, the point is the mean over those arms, drawn without "
+                        "a band. The black line and band are the baseline.")]
+
+
+MIN_IMPORTANCE_TRIALS = 20  # fANOVA on a handful of trials ranks noise
 
 
 # ---------------------------------------------------------------- cost
 
 
 def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) -> list[Figure]:
-    """% params, % MACs (both policies) and % latency per attention type, side by side."""
+    """% params, % MACs (both policies), % latency per batch size and % training step per attention type.
+
+    Measured overheads are the medians of per-round ratios (ablate.timing); the bars show them without
+    their CIs, which the cost table prints."""
     arms = table[~table["is_baseline"]]
     metrics = {"params_vs_none_pct": "params", "macs_fvcore_default_vs_none_pct": "MACs (fvcore default)",
                "macs_full_vs_none_pct": "MACs (full)"}
-    if batch_sizes:
-        metrics["latency_vs_none_pct"] = f"latency b{min(batch_sizes)}"
-        if max(batch_sizes) != min(batch_sizes):
-            metrics["latency_large_vs_none_pct"] = f"latency b{max(batch_sizes)}"
+    for b in batch_sizes:
+        metrics[Columns.overhead(Columns.latency_metric(b))[0]] = f"latency b{b}"
+    metrics[Columns.overhead(Columns.TRAIN_STEP)[0]] = "training step"
     metrics = {k: v for k, v in metrics.items() if k in arms}
     long = arms.melt(id_vars=["backbone", "attention"], value_vars=list(metrics), var_name="metric", value_name="pct")
     long = long.dropna(subset=["pct"]).assign(metric=lambda d: d["metric"].map(metrics))
@@ -260,7 +275,9 @@ def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) 
     return [save_figure(fig, out, "cost_overhead", "Cost overhead per attention type",
                         "Relative cost over the same backbone's baseline, averaged over each type's arms: parameters, "
                         "MACs under both counting policies (fvcore's default counts elementwise gating as zero), "
-                        "and measured latency. When latency bars dwarf MAC bars, FLOPs hide the real cost.")]
+                        "measured latency per batch size and training-step time (medians of per-round ratios to the "
+                        "baseline timed in the same interleaved round; CIs in the cost table). When latency bars "
+                        "dwarf MAC bars, FLOPs hide the real cost.")]
 
 
 # ---------------------------------------------------------------- training dynamics
@@ -375,8 +392,10 @@ def _tuning_plots(ovm: Any, tuning: Mapping[str, optuna.Study], out: Path) -> tu
         figures.append(save_figure(ax.figure, out, f"tune_history_{slug(group)}", f"Tuning history: {group}",
                                    f"Validation accuracy (%) of each tuning trial of group {group} and the best "
                                    "so far."))
-        if len(done) < 2 or not done[0].params:
-            notes.append(f"tuning group {group}: fewer than 2 completed trials, no parameter importances.")
+        if len(done) < MIN_IMPORTANCE_TRIALS or not done[0].params:
+            notes.append(f"tuning group {group}: {len(done)} completed trial(s); parameter importances are drawn "
+                         f"from {MIN_IMPORTANCE_TRIALS} or more only (fewer say nothing about which parameter "
+                         "matters).")
             continue
         try:
             ax = ovm.plot_param_importances(tune)

@@ -22,7 +22,8 @@ import torch
 from .. import stats
 from ..data import dataset_info
 from ..errors import AblateError
-from ..measure import MAC_POLICY_TEXT
+from ..costs import overhead_text
+from ..macs import MAC_POLICY_TEXT
 from ..storage import mask_url
 from .collect import Collected
 from .output import Figure
@@ -61,6 +62,8 @@ class Sections:
 
     summary: pd.DataFrame
     costs: pd.DataFrame
+    images: pd.DataFrame = field(default_factory=pd.DataFrame)  # per-image paired view
+    provenance: pd.DataFrame = field(default_factory=pd.DataFrame)  # hyperparameter source, time to target
     factors: dict[str, pd.DataFrame] = field(default_factory=dict)  # factor -> pivot table
     factor_figures: dict[str, list[Figure]] = field(default_factory=dict)
     figures: dict[str, list[Figure]] = field(default_factory=dict)  # section title -> figures
@@ -80,9 +83,15 @@ def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
         return f"{escape(r['arm'])}, with {acc}"
     ci = f" (95% CI {r['diff_ci_low']:+.2f} to {r['diff_ci_high']:+.2f})" if math.isfinite(r["diff_ci_low"]) else ""
     return (f"{escape(r['arm'])}, with {acc}: {r['diff']:+.2f} pp{ci} vs the baseline's "
-            f"{fmt(base['acc_mean'])}% (Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}), at "
+            f"{fmt(base['acc_mean'])}% ({r['test']} test, Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}; "
+            f"MDE {fmt(r['mde'])} pp), at "
             f"{fmt(r['params_vs_none_pct'], '+.1f')}% parameters, {fmt(r['macs_full_vs_none_pct'], '+.1f')}% MACs "
-            f"(full policy) and {fmt(r['latency_vs_none_pct'], '+.1f')}% latency")
+            f"(full policy) and {overhead_text(r['latency_overhead_pct'], r['latency_overhead_ci_low_pct'], r['latency_overhead_ci_high_pct'])} latency (95% CI)")
+
+
+def _n_text(arms: pd.DataFrame) -> str:
+    ns = sorted({int(v) for v in arms["n"]})
+    return str(ns[0]) if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
 
 
 def _names(arms: pd.DataFrame, limit: int = 5) -> str:
@@ -96,7 +105,9 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
     """The key findings, computed from the arm table: completeness, best arm, significance, cost."""
     items = c.items
     done = int((items["status"] == "complete").sum())
-    parts = [f"This study trains {len(t)} arms x {len(c.study.seeds)} seeds on {escape(c.study.dataset.name)}; "
+    seeds = (f"{c.study.seed_plan.min} to {c.study.seed_plan.max} seeds (precision-targeted)" if c.study.seed_plan
+             else f"{len(c.study.seeds)} seeds")
+    parts = [f"This study trains {len(t)} arms x {seeds} on {escape(c.study.dataset.name)}; "
              f"{done} of {len(items)} runs are complete."]
     if done == 0:
         return " ".join(parts + ["No final results yet: the tables below hold costs only."])
@@ -111,21 +122,45 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
             parts.append(f"On {escape(backbone)} the baseline {why}, so no arm is compared with it.")
         if arms.empty:
             continue
-        parts.append(f"On {escape(backbone)}, the most accurate attention arm is {_arm_sentence(arms.iloc[0], base)}.")
+        parts.append(f"On {escape(backbone)}, the highest point estimate among {len(arms)} attention arm(s) is "
+                     f"{_arm_sentence(arms.iloc[0], base)}. Picking the top of {len(arms)} noisy estimates favours "
+                     "an arm that was lucky: its Δ is optimistic, and only its Holm-corrected test speaks for it.")
     tested = t[~t["is_baseline"] & t["p_holm"].notna()]
     better, worse = tested[tested["verdict"] == stats.BETTER], tested[tested["verdict"] == stats.WORSE]
     if len(tested):
         parts.append(f"After Holm correction across {len(tested)} comparisons, {len(better)} arm(s) are better than "
                      f"their baseline{_names(better)} and {len(worse)} worse{_names(worse)}; the rest show no "
                      "detectable difference at alpha = 0.05 with this many seeds.")
+        mde = tested["mde"].dropna()
+        if len(mde):
+            need = [int(v) for v in tested["seeds_needed"] if v is not None and v == v]
+            parts.append(f"What this design could detect: with {_n_text(tested)} seed(s) the minimum detectable effect "
+                         f"at 80% power is {mde.min():.2f} to {mde.max():.2f} pp at alpha 0.05 "
+                         f"({tested['mde_holm'].min():.2f} to {tested['mde_holm'].max():.2f} pp at Holm's first "
+                         f"step); detecting {c.study.min_effect_pp:g} pp would need "
+                         + (f"{min(need)} to {max(need)} seeds per arm." if need else "more than 1000 seeds per arm.")
+                         + " A \"no detectable difference\" smaller than the MDE says nothing either way.")
     attn = t[~t["is_baseline"]]
-    lat, mac = attn["latency_vs_none_pct"].dropna(), attn["macs_full_vs_none_pct"].dropna()
+    lat, mac = attn["latency_overhead_pct"].dropna(), attn["macs_full_vs_none_pct"].dropna()
     if len(lat) and len(mac):
         parts.append(f"Across attention arms, the median latency overhead at the smallest batch is "
                      f"{lat.median():+.1f}% "
                      f"against a median MAC overhead of {mac.median():+.1f}% (full policy) and "
                      f"{attn['macs_fvcore_default_vs_none_pct'].median():+.1f}% (fvcore default).")
+    noisy = attn[[_covers_zero(r) for _, r in attn.iterrows()]]
+    if len(noisy):
+        parts.append(f"{len(noisy)} arm(s) are within timing noise of their baseline at the smallest batch (the "
+                     f"overhead's 95% CI covers zero){_names(noisy)}.")
+    warned = attn[attn["timing_warnings"].map(len) > 0]
+    if len(warned):
+        parts.append(f"WARNING: {len(warned)} arm(s) that do strictly more work than their baseline read faster "
+                     f"beyond timing noise{_names(warned)}; their timings are not trustworthy (see Cost).")
     return " ".join(parts)
+
+
+def _covers_zero(r: pd.Series) -> bool:
+    low, high = r.get("latency_overhead_ci_low_pct"), r.get("latency_overhead_ci_high_pct")
+    return bool(pd.notna(low) and pd.notna(high) and low <= 0 <= high)
 
 
 def _git_commit() -> str:
@@ -151,18 +186,31 @@ def _cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def timing_environment(c: Collected) -> list[str]:
+    """Where and under what each backbone's costs were timed: host, device, threads, precision, rounds, load."""
+    lines = []
+    for label, record in c.timing.items():
+        metrics = record.get("metrics") or {}
+        if not metrics:
+            continue
+        first = next(iter(metrics.values()))["conditions"]
+        loads = "; ".join(f"{name}: {m['conditions'].get('load_before')} -> {m['conditions'].get('load_after')}"
+                          for name, m in metrics.items())
+        device = str(record.get("device_name") or first.get("device"))
+        lines.append(
+            f"- costs of {escape(label)} timed on host {escape(record.get('host', '?'))}, {escape(device)}: "
+            f"{first.get('threads')} thread(s), precision {first.get('precision')}, channels_last "
+            f"{first.get('channels_last')}, {first.get('rounds')} interleaved rounds of {first.get('blocks')} "
+            f"block(s) of ~{first.get('block_time')} s per arm"
+            + (", CUDA graphs" if first.get("cuda_graph") else "") + f"; 1-min load average before -> after: {loads}"
+        )
+    return lines or ["- costs: not measured yet (profile phase)"]
+
+
 def environment(c: Collected) -> list[str]:
     runs, arms = c.runs, c.arms
     devices = sorted({str(d) for d in runs["device"].dropna()}) if len(runs) else []
-    cost_devices = sorted({str(d) for d in arms.get("device_name", pd.Series(dtype=object)).dropna()})
-    lines = [
-        f"- trained on: {', '.join(escape(d) for d in devices) or '-'}",
-        f"- costs measured on: {', '.join(escape(d) for d in cost_devices) or '-'}"
-        + (f" (threads {', '.join(sorted({str(v) for v in arms['threads'].dropna()}))}, "
-           f"amp {', '.join(sorted({str(v) for v in arms['amp'].dropna()}))}, "
-           f"channels_last {', '.join(sorted({str(v) for v in arms['channels_last'].dropna()}))})"
-           if "threads" in arms and arms["threads"].notna().any() else ""),
-    ]
+    lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(c)]
     if len(runs) and runs["completed"].notna().any():
         lines.append(f"- final trials completed: {runs['completed'].min():%Y-%m-%d %H:%M} to "
                      f"{runs['completed'].max():%Y-%m-%d %H:%M}")
@@ -226,6 +274,16 @@ def completeness(c: Collected, t: pd.DataFrame) -> list[str]:
     return lines
 
 
+def seed_plan_caveat(c: Collected) -> list[str]:
+    plan = c.study.seed_plan
+    if plan is None:
+        return []
+    return [f"- **Precision-targeted seeds.** Every arm got {plan.min} seeds; an arm (with its baseline, so the "
+            f"comparison stays paired) got one more while the 95% CI half-width of its paired differences exceeded "
+            f"{plan.target_ci_pp:g} pp, up to {plan.max}. The rule reads precision only, never a p-value, so adding "
+            "seeds cannot steer a test towards significance."]
+
+
 def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
     n = sorted({int(v) for v in t["n"] if v > 0})
     try:
@@ -239,19 +297,30 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
         "- **MAC counting policy.** " + escape(first),
         *(f"  - {escape(line.removeprefix('- '))}" for line in policies),
         f"- **Seeds.** {', '.join(map(str, n)) or 'no'} seed(s) per arm. The 95% CIs use Student's t with n-1 "
-        "degrees of freedom and the arm-vs-baseline tests are Welch's t-tests, Holm-corrected across all arms "
-        "of the study; with few seeds they are wide (and not clipped to [0, 100]), and \"no detectable "
-        "difference\" is not evidence of no difference.",
+        "degrees of freedom; arm-vs-baseline tests are paired t-tests over seeds (Welch where seeds are not "
+        "shared), Holm-corrected across all arms of the study. With few seeds they are wide (and not clipped to "
+        "[0, 100]), and \"no detectable difference\" is not evidence of no difference: read it beside the MDE.",
+        *seed_plan_caveat(c),
+        "- **Test data decides nothing.** The plateau schedule, pruning and time-to-target read the validation "
+        "split only; the test split is evaluated every epoch and recorded, and the final number is the last "
+        "epoch's test accuracy.",
     ]
     if test_count:
         se = 100 * math.sqrt(max(p * (1 - p), 1e-9) / test_count)
         lines.append(f"- **Test-set noise.** {test_count} test images: one image is {100 / test_count:.3g} pp, and "
                      f"the binomial standard error of an accuracy near {100 * p:.0f}% is about {se:.2f} pp.")
     lines += [
-        "- **Hardware and timing.** Latency and throughput are medians over timed blocks on the device named "
-        "above, after warm-up, with the IQR beside them; they hold for that device, thread count and batch size "
-        "only, and a shared or busy machine adds noise. Training time to the baseline's accuracy is measured "
-        "per epoch (training only, evaluation excluded), so its resolution is one epoch.",
+        "- **Hardware and timing.** All arms of a backbone are timed together, on one host, in interleaved rounds: "
+        "after a warm-up of every arm, each round times every arm once (a few short torch.utils.benchmark blocks, "
+        "CUDA events on GPU) in a fresh random order. An arm's time is the median over rounds (IQR over rounds "
+        "beside it); its overhead is the median of its per-round ratios to the baseline timed in the same round, "
+        "with a distribution-free 95% CI from binomial order statistics. Load that drifts between rounds cancels in "
+        "the ratios; '~' marks an overhead whose CI covers zero (within timing noise). The training step "
+        "(forward + backward + optimizer step at the recipe's batch size on a synthetic batch) is timed the same "
+        "way; the final runs' seconds per epoch are wall-clock under whatever else ran on the host and are shown "
+        "for reference only. Figures hold for the host, thread count, precision and batch size named above. "
+        "Training time to the baseline's accuracy is measured per epoch (training only, evaluation excluded), so "
+        "its resolution is one epoch.",
         f"- **Tuning.** scope {escape(c.study.tuning.scope)}"
         + (f", {c.study.tuning.n_trials} trials of {c.study.tuning.epochs} epoch(s) on the validation split; arms "
            "tuned by another group's optimum may be slightly disadvantaged." if c.study.tuning.enabled
@@ -261,6 +330,12 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
 
 
 # ---------------------------------------------------------------- the document
+
+
+def timing_warnings(t: pd.DataFrame) -> list[str]:
+    """A warning paragraph per arm that does more work than its baseline but reads faster beyond noise."""
+    texts = [w for ws in t["timing_warnings"] for w in ws]
+    return [f"**Timing warning.** {escape(w)}." for w in texts] + ([""] if texts else [])
 
 
 def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int]) -> str:
@@ -281,13 +356,34 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
             f"- evaluation split of the final runs: {escape(c.eval_split)}", ""]
     out += ["## How to reproduce", "", reproduce(c), ""]
     out += ["## Results", "",
-            "Test accuracy per arm over seeds; Δ is the difference from the same backbone's baseline with its Welch "
-            "95% CI; p is Welch's two-sided p-value after Holm correction across all arms. Costs are % over the "
-            "baseline. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
-            table(s.summary), "", "### Cost", "",
-            f"Latency at batch {min(batch_sizes) if batch_sizes else '-'} and throughput at batch "
-            f"{max(batch_sizes) if batch_sizes else '-'} (median ± IQR); MACs per image under both counting "
-            "policies (see Caveats).", "", table(s.costs), ""]
+            "Test accuracy per arm over seeds (the last epoch's, never a best-of-epochs; the 95% CI's spread is "
+            "floored by the test set's binomial noise). Δ is the difference from the same backbone's baseline with "
+            "its 95% CI, from the test named in 'test': *paired* t over seeds (at one seed every arm of a backbone "
+            "sees the same data order, augmentation draws and initial shared weights), Welch when fewer than two "
+            "seeds are shared; p is that test's two-sided p-value after Holm correction across all arms. MDE is "
+            "the minimum detectable effect at 80% power with this n and the observed spread, at alpha 0.05 and at "
+            "Holm's first step (alpha / number of arms compared); 'seeds for' is how many seeds that test would "
+            f"need to detect {c.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % over the "
+            "baseline, measured overheads with their CIs. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
+            table(s.summary), ""]
+    if not s.images.empty:
+        out += ["### Second view: the shared test images", "",
+                "Per-seed noise (which run you got) and per-image noise (which images the test set happens to hold) "
+                "are different things. Here the arm and its baseline are compared image by image on the same test "
+                "set, pooled over the seeds both have: the accuracy difference with a paired bootstrap CI over "
+                "images, and McNemar's exact test on the images only one of them gets right.", "",
+                table(s.images), ""]
+    if not s.provenance.empty:
+        out += ["### Hyperparameters and time to the baseline's accuracy", "",
+                "Where each arm's hyperparameters came from, and the epochs and training seconds (evaluation "
+                "excluded) until its *validation* accuracy first reached the baseline's mean final validation "
+                "accuracy: median over seeds, where a run that never got there counts as longer than it ran "
+                "('>N': censored, never dropped).", "", table(s.provenance), ""]
+    out += ["### Cost", "",
+            "Latency per batch size and the training step: median over interleaved rounds (IQR over rounds), and "
+            "the overhead vs the baseline as the median per-round ratio with its 95% CI ('~': CI covers zero, within "
+            "timing noise); MACs per image under both counting policies (see Caveats).", "", table(s.costs), "",
+            *timing_warnings(t)]
     out += ["## Figures", ""]
     for title, figs in s.figures.items():
         if figs:

@@ -1,0 +1,355 @@
+"""Cost rows: what every arm of one backbone costs, with one column schema for every reader.
+
+A cost row holds the static costs (parameters, MACs under both policies, feature maps, bottleneck
+widths) and the measured ones: inference latency per batch size and the training-step time, each
+as a median over interleaved rounds with the overhead vs the same backbone's baseline and its CI
+(`ablate.timing`). All arms of a backbone are timed together, because only arms timed in the same
+rounds can be compared; the baseline is always timed as their reference, whether or not it is an
+arm. Column names are built here and nowhere else: `ablate profile`, the study's profile phase and
+the report all use `Columns`, never a regex over names.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .arms import Arm, BackboneChoice, enumerate_arms, position_signature
+from .attention import check_reduction, get_attention, resolve_knobs
+from .errors import AblateError
+from .macs import POLICIES, POLICY_COLUMN, attention_macs, attention_params, attention_paths, check_shape, \
+    count_macs, count_params
+from .models import build_model, get_backbone, resolve_stages
+from .models.positions import check_position
+from .timing import RoundSummary, Setting, faster_beyond_noise, infer_block, peak_memory_mib, time_interleaved, \
+    train_block
+
+OVERHEAD_NOTE = ("overhead = median over rounds of (arm time / baseline time in the same round), with a "
+                 "distribution-free 95% CI [low, high]")
+
+
+class Columns:
+    """The names of every measured cost column; one place, so nobody parses them back."""
+
+    @staticmethod
+    def latency(b: int) -> str:
+        return f"latency_b{b}_ms_median"
+
+    @staticmethod
+    def latency_iqr(b: int) -> str:
+        return f"latency_b{b}_ms_iqr"
+
+    @staticmethod
+    def throughput(b: int) -> str:
+        return f"throughput_b{b}_img_s"
+
+    @staticmethod
+    def peak_mem(b: int) -> str:
+        return f"peak_mem_b{b}_mib"
+
+    @staticmethod
+    def overhead(metric: str) -> tuple[str, str, str]:
+        """(overhead %, CI low %, CI high %) for a metric prefix such as 'latency_b1' or 'train_step'."""
+        return f"{metric}_overhead_pct", f"{metric}_overhead_ci_low_pct", f"{metric}_overhead_ci_high_pct"
+
+    @staticmethod
+    def latency_metric(b: int) -> str:
+        return f"latency_b{b}"
+
+    TRAIN_STEP = "train_step"
+    TRAIN_STEP_MS = "train_step_ms_median"
+    TRAIN_STEP_IQR = "train_step_ms_iqr"
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def overhead_text(pct: Any, low: Any, high: Any) -> str:
+    """'+26.1% [+19.0, +29.3]': an overhead with its 95% CI; '~' in front when the CI covers zero
+    (within timing noise); '-' where there is none (the baseline, or nothing timed)."""
+    if not _finite(pct):
+        return "-"
+    if not (_finite(low) and _finite(high)):
+        return f"{float(pct):+.1f}%"
+    noise = "~" if float(low) <= 0 <= float(high) else ""
+    return f"{noise}{float(pct):+.1f}% [{float(low):+.1f}, {float(high):+.1f}]"
+
+
+def batch_sizes_of(row: Mapping[str, Any] | pd.DataFrame) -> tuple[int, ...]:
+    """The batch sizes a row (or frame of rows) was timed at, from its `batch_sizes` field."""
+    if isinstance(row, pd.DataFrame):
+        found = {int(b) for value in row.get("batch_sizes", pd.Series(dtype=object)).dropna() for b in value}
+        return tuple(sorted(found))
+    return tuple(sorted(int(b) for b in row.get("batch_sizes") or ()))
+
+
+# ---------------------------------------------------------------------------------------------
+# static costs
+
+
+def _join(values: Sequence[Any]) -> str | None:
+    """'a,b,c' (None items as '-'); None for no items, so tables show n/a rather than an empty cell."""
+    return ",".join("-" if v is None else str(v) for v in values) or None
+
+
+def static_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Parameters, MACs per image under both policies (whole model and attention only), maps, widths."""
+    shape = check_shape(input_shape)
+    row: dict[str, Any] = {"params": count_params(model), "attn_params": attention_params(model)}
+    for policy in POLICIES:
+        total, by_module = count_macs(model, shape, policy)  # type: ignore[arg-type]
+        row[f"macs_{POLICY_COLUMN[policy]}"] = total
+        row[f"attn_macs_{POLICY_COLUMN[policy]}"] = attention_macs(model, by_module)
+    insertions = getattr(model, "insertions", None)
+    row["insertions"] = len(attention_paths(model))
+    row["feature_maps"] = _join([f"{i.height}x{i.width}" for i in insertions]) if insertions is not None else None
+    row["hidden"] = _join([i.hidden for i in insertions]) if insertions is not None else None
+    return row
+
+
+def does_more_work(baseline: nn.Module, model: nn.Module) -> bool:
+    """True when `model` holds every layer of `baseline` (same names and shapes) and more besides.
+
+    Such an arm can never be faster than its baseline beyond timing noise: if it reads so, the
+    timing is broken or the machine was disturbed, and the report says so.
+    """
+    base = {k: tuple(v.shape) for k, v in baseline.state_dict().items()}
+    arm = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    extra_modules = len(list(model.modules())) > len(list(baseline.modules()))
+    return all(arm.get(k) == s for k, s in base.items()) and (len(arm) > len(base) or extra_modules)
+
+
+# ---------------------------------------------------------------------------------------------
+# one backbone's arms, timed together
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """How to time a training step: the recipe's batch size and its optimizer for a model."""
+
+    batch_size: int
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
+
+
+def _timing_columns(metric: str, s: RoundSummary) -> dict[str, Any]:
+    pct, low, high = Columns.overhead(metric)
+    ci = s.overhead_ci_pct
+    return {pct: s.overhead_pct, low: ci[0] if ci else None, high: ci[1] if ci else None}
+
+
+def warning_text(arm_id: str, what: str, s: RoundSummary) -> str:
+    low, high = s.overhead_ci_pct or (float("nan"), float("nan"))
+    return (f"{arm_id}: {what} reads {s.overhead_pct:+.1f}% [{low:+.1f}, {high:+.1f}] vs its baseline although it "
+            "does strictly more work (a superset of its layers); the timing was disturbed, do not trust it")
+
+
+def profile_backbone(
+    arms: Sequence[Arm],
+    input_shape: Sequence[int],
+    *,
+    num_classes: int = 10,
+    setting: Setting = Setting(),
+    batch_sizes: Sequence[int] = (1, 64),
+    train_step: TrainStep | None = None,
+    timing: bool = True,
+    host: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Cost rows for `arms` (all of one backbone) and the raw per-round record for storage.
+
+    The baseline (`none`) of the backbone is always built and timed as the reference; its row is
+    returned first. Timing: for each batch size, then for the training step, all arms in
+    interleaved rounds (see ablate.timing). Returns (rows, record) where record holds the per-round
+    times and ratios and the conditions, so a report can recompute every figure.
+    """
+    choices = {a.backbone for a in arms}
+    if len(choices) != 1:
+        raise AblateError(f"profile_backbone takes the arms of one backbone, got {sorted(c.label for c in choices)}.")
+    c, h, w = image_shape(input_shape)
+    baseline = Arm(next(iter(choices)), "none")
+    ordered = [baseline] + [a for a in dict.fromkeys(arms) if not a.is_baseline]
+    models = {a.id: build_model(**a.build_kwargs(), num_classes=num_classes, in_channels=c, input_size=h)
+              for a in ordered}
+    base_id = baseline.id
+    rows: dict[str, dict[str, Any]] = {}
+    for a in ordered:
+        rows[a.id] = {**a.factors(), **static_costs(models[a.id], (c, h, w)), "input": f"{c}x{h}x{w}",
+                      "batch_sizes": list(batch_sizes) if timing else [], "device": setting.device,
+                      "precision": setting.precision, "channels_last": setting.channels_last,
+                      "threads": setting.threads if timing else None, "rounds": setting.rounds if timing else None,
+                      "host": host or socket.gethostname(), "timing_warnings": []}
+    record: dict[str, Any] = {"baseline": base_id, "host": host or socket.gethostname(), "metrics": {}}
+    if not timing:
+        return list(rows.values()), record
+
+    superset = {a.id: does_more_work(models[base_id], models[a.id]) for a in ordered}
+    metrics: list[tuple[str, int, str]] = [(Columns.latency_metric(b), b, "infer") for b in batch_sizes]
+    if train_step is not None:
+        metrics.append((Columns.TRAIN_STEP, train_step.batch_size, "train"))
+    for metric, batch, kind in metrics:
+        blocks = {}
+        for a in ordered:
+            model = copy.deepcopy(models[a.id])
+            blocks[a.id] = (infer_block(model, batch, (c, h, w), setting) if kind == "infer" else
+                            train_block(model, batch, (c, h, w), num_classes, setting, train_step.make_optimizer))
+        summaries, conditions = time_interleaved(blocks, setting, base_id)
+        record["metrics"][metric] = {
+            "batch_size": batch, "kind": kind, "conditions": conditions,
+            "times_s": {k: s.times_s for k, s in summaries.items()},
+        }
+        for arm_id, s in summaries.items():
+            row = rows[arm_id]
+            if kind == "infer":
+                row[Columns.latency(batch)] = s.median_s * 1e3
+                row[Columns.latency_iqr(batch)] = s.iqr_s * 1e3
+                row[Columns.throughput(batch)] = batch / s.median_s
+                row[Columns.peak_mem(batch)] = peak_memory_mib(models[arm_id], batch, (c, h, w), setting)
+            else:
+                row[Columns.TRAIN_STEP_MS] = s.median_s * 1e3
+                row[Columns.TRAIN_STEP_IQR] = s.iqr_s * 1e3
+                row["train_step_batch"] = batch
+            row.update(_timing_columns(metric, s) if arm_id != base_id else
+                       dict.fromkeys(Columns.overhead(metric)))
+            row[f"load_before_{metric}"] = conditions["load_before"]
+            row[f"load_after_{metric}"] = conditions["load_after"]
+            if superset[arm_id] and faster_beyond_noise(s):
+                row["timing_warnings"].append(warning_text(arm_id, metric.replace("_", " "), s))
+    return list(rows.values()), record
+
+
+# ---------------------------------------------------------------------------------------------
+# arms from `ablate profile`'s lists
+
+
+def arm_from_kwargs(arm: Mapping[str, Any]) -> Arm:
+    """build_model keyword arguments -> `ablate.arms.Arm`, with factors that do not apply dropped,
+    so profile rows carry the same ids and factor columns as the study's tables."""
+    attention = arm.get("attention", "none")
+    cls = get_attention(attention)
+    backbone = BackboneChoice(arm["backbone"], arm.get("head"), arm.get("bn", True))
+    if attention == "none":
+        return Arm(backbone, "none")
+    defaults = resolve_knobs(attention, {})
+    given = resolve_knobs(attention, {k: v for k, v in arm.items() if k in defaults})
+    return Arm(
+        backbone,
+        attention,
+        check_position(arm.get("position", "after_relu")),
+        check_reduction(arm.get("reduction", 16)) if cls.uses_reduction else None,
+        resolve_stages(arm.get("stages", "all"), len(get_backbone(backbone.name).blocks)),
+        tuple((k, v) for k, v in given.items() if v != defaults[k]),
+    )
+
+
+def arm_label(arm: Mapping[str, Any]) -> str:
+    """The arm's stable id, e.g. 'cnn/none', 'vgg16/se/after_relu/r16/s1-5' (see ablate.arms)."""
+    return arm_from_kwargs(arm).id
+
+
+def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """C x H x W of one square image; anything else is a user error."""
+    shape = check_shape(input_shape)
+    if len(shape) != 3:
+        raise AblateError(f"input shape must be C x H x W (one image), got {'x'.join(map(str, shape))}.")
+    c, h, w = shape
+    if h != w:
+        raise AblateError(f"the backbones take square inputs; got {h}x{w}.")
+    return c, h, w
+
+
+_SHAPE_RE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """'3x32x32' -> (3, 32, 32): channels x height x width of one image."""
+    match = _SHAPE_RE.fullmatch(text)
+    if not match or any(int(g) < 1 for g in match.groups()):
+        raise AblateError(f"input shape must look like CxHxW with positive integers, e.g. 3x32x32; got {text!r}.")
+    c, h, w = (int(g) for g in match.groups())
+    return c, h, w
+
+
+def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, str]:
+    """{dropped: kept} for positions that put modules in the same slots on `backbone` (same model)."""
+    choice = BackboneChoice(backbone)
+    seen: dict[tuple[Any, ...], str] = {}
+    dropped: dict[str, str] = {}
+    for position in dict.fromkeys(positions):
+        signature = position_signature(choice, position)
+        if signature in seen:
+            dropped[position] = seen[signature]
+        else:
+            seen[signature] = position
+    return dropped
+
+
+def enumerate_profile_arms(
+    backbones: Sequence[str],
+    attentions: Sequence[str],
+    positions: Sequence[str] = ("after_relu",),
+    reductions: Sequence[int] = (16,),
+    stages: str | Sequence[int] = "all",
+) -> list[Arm]:
+    """The cartesian product of the lists, with factors that do not apply collapsed (no duplicates).
+
+    `none` appears once per backbone with no position or ratio; modules without a reduction ratio
+    appear once per position; positions that build the same model on a backbone are kept once
+    (`ablate.arms.enumerate_arms` does the collapsing). Knobs stay at their defaults.
+    """
+    for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
+        if not values:
+            raise AblateError(f"at least one {name} is needed.")
+    if not reductions:
+        raise AblateError("at least one reduction ratio is needed.")
+    for b in backbones:
+        get_backbone(b)
+    for a in attentions:
+        get_attention(a)
+    for p in positions:
+        check_position(p)
+    for r in reductions:
+        check_reduction(r)
+    choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]
+    return list(enumerate_arms(choices, attentions, positions, reductions, [stages]))
+
+
+# ---------------------------------------------------------------------------------------------
+# frames
+
+
+def add_baseline_deltas(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Add `<col>_vs_none_pct`: % change over the same-backbone `none` row, for static columns.
+
+    Measured times get their overhead from per-round ratios instead (Columns.overhead); a ratio of
+    two medians taken in different windows is exactly what this module exists to avoid.
+    """
+    out = df.copy()
+    base = df[df["attention"] == "none"].drop_duplicates("backbone").set_index("backbone")
+    for col in columns:
+        if col not in df or base.empty:
+            out[f"{col}_vs_none_pct"] = float("nan")
+            continue
+        reference = pd.to_numeric(out["backbone"].map(base[col]), errors="coerce")
+        delta = (pd.to_numeric(out[col], errors="coerce") / reference - 1.0) * 100.0
+        out.insert(out.columns.get_loc(col) + 1, f"{col}_vs_none_pct", delta)
+    return out
+
+
+def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows (dicts from profile_backbone) -> DataFrame; integer columns with gaps stay integers (Int64)."""
+    df = pd.DataFrame(list(rows))
+    if "reduction" in df.columns:
+        df["reduction"] = df["reduction"].astype("Int64")
+    return df

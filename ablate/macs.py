@@ -1,0 +1,193 @@
+"""What an arm costs in parameters and MACs, under two stated counting policies.
+
+Counting policy matters for attention: fvcore's default op set counts zero for the elementwise work
+(gating multiplies, sigmoids, channel means) that *is* most of what attention modules do, so SimAM
+reads 0 MACs and SE reads little more than its two FCs. Every MAC column therefore names its policy,
+and `MAC_POLICY` holds the words a report prints next to it. Time is measured elsewhere
+(`ablate.timing`): attention gates are memory-bound, and their latency cost exceeds their MAC share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .errors import AblateError, unknown
+from .models import attention_modules
+
+with warnings.catch_warnings():  # fvcore's import warns about torch.jit.script; nothing to act on
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
+
+Policy = Literal["fvcore", "full"]
+POLICIES: tuple[str, ...] = ("fvcore", "full")
+# column-name suffix of each policy: macs_fvcore_default, macs_full, attn_macs_...
+POLICY_COLUMN: Mapping[str, str] = {"fvcore": "fvcore_default", "full": "full"}
+
+_ELEMENTWISE = (
+    "add", "sub", "rsub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "abs",
+    "square", "sigmoid", "tanh", "relu", "relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "gelu",
+    "leaky_relu", "elu", "clamp", "clamp_min", "clamp_max", "maximum", "minimum", "where",
+)  # fmt: skip
+_INPLACE = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt", "reciprocal", "sigmoid", "tanh",
+            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp", "clamp_min"}  # fmt: skip
+_REDUCTIONS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
+_WINDOWS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+
+MAC_POLICY: Mapping[str, str] = {
+    "fvcore": (
+        "macs_fvcore_default: fvcore 0.1.5 with its default op set. One multiply-add = 1 MAC for conv, "
+        "linear, matmul/bmm/einsum (bias adds not counted); batch_norm 2 per element in eval (fvcore's "
+        "rule), layer/group_norm 5 per element, adaptive_avg_pool2d 1 per input element. Every other op "
+        "counts 0: elementwise mul/add/sigmoid, mean, amax, softmax, max_pool2d, relu."
+    ),
+    "full": (
+        "macs_full: the fvcore counts above plus handles for the ops fvcore leaves at zero, in "
+        "MAC-equivalents (one element touched = 1, whatever the op's arithmetic cost): elementwise ops "
+        f"({', '.join(_ELEMENTWISE)}; in-place forms too) count 1 per output element; reductions "
+        f"({', '.join(_REDUCTIONS + ('max', 'min'))}) count 1 per input element; windowed pools "
+        f"({', '.join(_WINDOWS)}) count output elements x kernel area. 0-dim results (shape arithmetic "
+        "traced by the JIT) count 0."
+    ),
+}
+MAC_POLICY_TEXT = (
+    "MACs are per image (batch 1), counted on the eager model in eval mode.\n"
+    + "\n".join(f"- {text}" for text in MAC_POLICY.values())
+    + "\nattn_macs_*: the same counts summed over the inserted attention modules only (fvcore by_module)."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters (trainable or not); buffers such as BN running stats are not parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def attention_paths(model: nn.Module) -> list[str]:
+    """Module paths of the attention modules, outermost only so nothing is counted twice."""
+    insertions = getattr(model, "insertions", None)
+    if insertions is not None:
+        return [ins.path for ins in insertions]
+    paths: list[str] = []
+    for path, _ in attention_modules(model):
+        if not any(path.startswith(p + ".") for p in paths):
+            paths.append(path)
+    return paths
+
+
+def attention_params(model: nn.Module) -> int:
+    """Parameters that live inside the inserted attention modules."""
+    modules = dict(model.named_modules())
+    return sum(count_params(modules[path]) for path in attention_paths(model))
+
+
+# ---------------------------------------------------------------------------------------------
+# MACs
+
+
+def _numel(shape: Sequence[int] | None) -> int:
+    # None: not a tensor (a scalar argument); []: a 0-dim result, which in a trace is shape arithmetic
+    return math.prod(shape) if shape else 0
+
+
+def _per_output(inputs: list[Any], outputs: list[Any]) -> int:
+    """Elementwise op: one MAC-equivalent per output element."""
+    return _numel(get_shape(outputs[0]))
+
+
+def _per_input(inputs: list[Any], outputs: list[Any]) -> int:
+    """Reduction: one MAC-equivalent per input element read."""
+    return _numel(get_shape(inputs[0]))
+
+
+def _max_or_min(inputs: list[Any], outputs: list[Any]) -> int:
+    """aten::max/min is a reduction (one tensor) or elementwise (two): count whichever is larger."""
+    return max(_per_input(inputs, outputs), _per_output(inputs, outputs))
+
+
+def _window_pool(inputs: list[Any], outputs: list[Any]) -> int:
+    """max/avg_pool: every output element reads a kernel window."""
+    out = _numel(get_shape(outputs[0]))
+    try:
+        kernel = inputs[1].toIValue()
+        area = math.prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel)
+    except Exception:  # kernel not a constant in the trace: fall back to reading the input once
+        return _per_input(inputs, outputs)
+    return out * area
+
+
+def full_policy_handles() -> dict[str, Callable[[list[Any], list[Any]], int]]:
+    """fvcore op handles for the ops its default set counts as zero (see MAC_POLICY['full'])."""
+    handles: dict[str, Callable[[list[Any], list[Any]], int]] = {}
+    for op in _ELEMENTWISE:
+        handles[f"aten::{op}"] = _per_output
+        if op in _INPLACE:
+            handles[f"aten::{op}_"] = _per_output
+    for op in _REDUCTIONS:
+        handles[f"aten::{op}"] = _per_input
+    for op in _WINDOWS:
+        handles[f"aten::{op}"] = _window_pool
+    handles["aten::max"] = handles["aten::min"] = _max_or_min
+    # fvcore already counts adaptive_avg_pool2d as 1 per input element; keep its handle as is
+    handles.pop("aten::adaptive_avg_pool2d")
+    return handles
+
+
+def check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    """One sample's shape as positive integers, e.g. (3, 32, 32); anything else is a user error."""
+    shape = tuple(input_shape)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise AblateError(f"input shape must be positive integers per image, e.g. (3, 32, 32); got {input_shape!r}.")
+    return shape
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval for the duration (BN counts and dropout depend on it), then the caller's mode back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def count_macs(
+    model: nn.Module, input_shape: Sequence[int], policy: Policy = "fvcore", *, batch_size: int = 1
+) -> tuple[int, dict[str, int]]:
+    """MACs of one forward pass at `batch_size` (1: per image) under `policy` ('fvcore' | 'full').
+
+    `input_shape` is one sample's shape, e.g. (3, 32, 32). Returns the total and fvcore's per-module
+    counts keyed by module path ('' is the whole model). Counted in eval mode on the eager model.
+    """
+    if policy not in POLICIES:
+        raise unknown("MAC counting policy", policy, POLICIES)
+    shape = check_shape(input_shape)
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.zeros((batch_size, *shape), device=device, dtype=dtype)
+    with _eval_mode(model), torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        if policy == "full":
+            analysis.set_op_handle(**full_policy_handles())
+        by_module = {name: int(count) for name, count in analysis.by_module().items()}
+    return by_module[""], by_module
+
+
+def attention_macs(model: nn.Module, by_module: Mapping[str, int]) -> int:
+    """Sum of `count_macs`'s per-module counts over the inserted attention modules."""
+    return sum(by_module.get(path, 0) for path in attention_paths(model))
