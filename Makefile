@@ -39,7 +39,7 @@ test-slow: setup ## run the slow tests (multi-process workers, kill/resume, Post
 test-all: setup ## every test but the GPU ones
 	$(BIN)/python -m pytest -q -m "not gpu"
 
-demo: setup data ## the main job on CPU: studies/demo.yaml (Fashion-MNIST, 7 attention types, 2 seeds) + its report
+demo: setup data ## the main job on CPU: studies/demo.yaml (Fashion-MNIST, 5 arms x 3 paired seeds) + its report
 	$(ABLATE) plan studies/demo.yaml --no-timing
 	$(ABLATE) run studies/demo.yaml
 	$(ABLATE) report studies/demo.yaml

@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 from .augment import Normalize, to_unit_float
 from .data import Data, DataConfig, load_data
 from .device import device_name, resolve_device
-from .train import Recipe, Runtime, autocast, make_optimizer, model_factory, synchronize, torch_settings, train
+from .timing import autocast, synchronize
+from .train import Recipe, Runtime, make_optimizer, model_factory, torch_settings, train
 
 # images per backbone when --train-size is not given: a few minutes in all on a 2-core CPU
 DEFAULT_TRAIN_SIZE = {"cpu": {"cnn": 4096, "vgg16": 1280}, "cuda": {"cnn": 10000, "vgg16": 10000}}
@@ -116,7 +117,7 @@ def bare_loop(model: nn.Module, data: Data, recipe: Recipe, runtime: Runtime, de
     """The least a loop over device tensors can do, with the engine's switches; returns samples/s."""
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    fmt, amp = runtime.memory_format, runtime.amp_on(device)
+    fmt, precision = runtime.memory_format, runtime.precision(device)
     model = model.to(device=device, memory_format=fmt)
     optimizer = make_optimizer(model, recipe, device)
     criterion = nn.CrossEntropyLoss()
@@ -131,7 +132,7 @@ def bare_loop(model: nn.Module, data: Data, recipe: Recipe, runtime: Runtime, de
         for i in range(math.ceil(n / bs)):
             idx = order[i * bs:(i + 1) * bs]
             x = normalize(to_unit_float(images[idx])).contiguous(memory_format=fmt)
-            with autocast(device, amp):
+            with autocast(device, precision):
                 loss = criterion(model(x), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -144,8 +145,8 @@ def _warm_up(model: nn.Module, data: Data, device: torch.device, batch_size: int
     """One forward/backward in each loop's format and precision, so one-time kernel set-up (oneDNN
     primitives, cuDNN autotuning) is charged to no loop."""
     x = to_unit_float(data.train.images[:batch_size]).to(device)
-    for memory_format, precision in ((torch.contiguous_format, False), (runtime.memory_format,
-                                                                          runtime.amp_on(device))):
+    for memory_format, precision in ((torch.contiguous_format, "fp32"), (runtime.memory_format,
+                                                                         runtime.precision(device))):
         m = model.to(device=device, memory_format=memory_format)
         with autocast(device, precision):
             loss = m(x.contiguous(memory_format=memory_format)).float().sum()

@@ -28,7 +28,7 @@ def step_times_ms(study: Study, shape: tuple[int, int, int], num_classes: int) -
     A rough plan, so a few short rounds; the study's training threads and precision, as the runs use.
     """
     device = resolve_device(study.runtime.device)
-    setting = Setting(device=str(device), precision="bf16" if study.runtime.amp_on(device) else "fp32",
+    setting = Setting(device=str(device), precision=study.runtime.precision(device),
                       channels_last=study.runtime.channels_last, threads=study.runtime.threads or available_cores(),
                       rounds=3, blocks=1, block_time=0.05, warmup=2)
     out: dict[str, float] = {}
@@ -65,17 +65,21 @@ def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
 def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     info = dataset_info(study.dataset)
     n_arms, n_seeds = len(study.arms), len(study.seeds)
+    n_backbones = len({a.backbone.label for a in study.arms})
+    plan = study.seed_plan
+    seeds_text = (f"{plan.min} to {plan.max} per arm, precision-targeted (CI half-width {plan.target_ci_pp:g} pp); "
+                  f"counts and times below assume the worst case, {plan.max}" if plan else str(n_seeds))
     train_n = info.train_count
     steps_per_epoch = math.ceil(train_n / study.recipe.batch_size)
     t = study.tuning
     groups = len(tuning_groups(study))
     tune_trials = groups * t.n_trials if t.enabled else 0
     lines = [
-        f"arms: {n_arms}; seeds: {n_seeds}; dataset: {study.dataset.name} ({train_n} train images per epoch, "
+        f"arms: {n_arms}; seeds: {seeds_text}; dataset: {study.dataset.name} ({train_n} train images per epoch, "
         f"{info.in_channels}x{info.input_size}x{info.input_size}, {info.num_classes} classes)",
-        f"trials: {n_arms} profile + {tune_trials} tuning ({groups} group(s) x {t.n_trials}, scope {t.scope}, "
+        f"trials: {n_backbones} profile (one per backbone, its arms timed together) + {tune_trials} tuning ({groups} group(s) x {t.n_trials}, scope {t.scope}, "
         f"{t.epochs} epoch(s) each) + {n_arms * n_seeds} final ({study.recipe.epochs} epochs each)"
-        if t.enabled else f"trials: {n_arms} profile + 0 tuning (off) + {n_arms * n_seeds} final "
+        if t.enabled else f"trials: {n_backbones} profile (one per backbone) + 0 tuning (off) + {n_arms * n_seeds} final "
         f"({study.recipe.epochs} epochs each)",
     ]
     train_macs = 3 * frame["macs_full"] * train_n * study.recipe.epochs * n_seeds  # fwd + ~2x for backward

@@ -170,7 +170,7 @@ class Runner:
         precision and memory layout the arms are trained in (bf16 + channels_last on CUDA)."""
         m = self.study.measure
         device = self.device if m.device == "auto" else resolve_device(m.device)
-        trained = "bf16" if self.study.runtime.amp_on(device) else "fp32"
+        trained = self.study.runtime.precision(device)
         return Setting(device=str(device), precision=trained if m.precision == "as_trained" else m.precision,
                        channels_last=self.study.runtime.channels_last if m.channels_last is None else m.channels_last,
                        threads=m.threads, rounds=m.rounds, block_time=m.block_time, cuda_graph=m.cuda_graph,

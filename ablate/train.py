@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from .data import Data, DataMeta, Split
 from .device import device_name, resolve_device
 from .errors import AblateError
 from .models import build_model
+from .timing import autocast, available_cores, synchronize
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
@@ -141,9 +142,11 @@ class Runtime:
     def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Runtime:
         return config_from_dict(cls, d, where)
 
-    def amp_on(self, device: torch.device) -> bool:
-        """bf16 autocast as set, else on for CUDA only (CPU bf16 changes numerics for little gain)."""
-        return self.amp if self.amp is not None else device.type == "cuda"
+    def precision(self, device: torch.device) -> str:
+        """'bf16' (autocast) as set, else on CUDA only (CPU bf16 changes numerics for little gain); else
+        'fp32'. The words are ablate.timing's, so a cost row says the precision its arms were trained in."""
+        on = self.amp if self.amp is not None else device.type == "cuda"
+        return "bf16" if on else "fp32"
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -153,18 +156,13 @@ class Runtime:
         return asdict(self)
 
 
-def default_threads() -> int:
-    """The cores this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 @contextmanager
 def torch_settings(runtime: Runtime, device: torch.device) -> Iterator[None]:
     """Apply the runtime's process-wide torch switches for one run, and put them back afterwards."""
     saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     try:
-        torch.set_num_threads(runtime.threads or default_threads())
+        torch.set_num_threads(runtime.threads or available_cores())
         if device.type == "cuda":
             bench = runtime.cudnn_benchmark if runtime.cudnn_benchmark is not None else not runtime.deterministic
             torch.backends.cudnn.benchmark = bench
@@ -179,15 +177,6 @@ def torch_settings(runtime: Runtime, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
         if runtime.deterministic:  # only undo what was done: the call imports torch._inductor lazily,
             torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])  # which an interrupt can break
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast(device: torch.device, enabled: bool) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +261,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_e
 
 @torch.no_grad()
 def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
-                    channels_last: bool = True, amp: bool = False) -> tuple[float, float, torch.Tensor]:
+                    channels_last: bool = True, precision: str = "fp32") -> tuple[float, float, torch.Tensor]:
     """(mean cross-entropy, accuracy in %, per-image correctness) over a whole split, one host sync.
 
     The correctness vector (bool, in split order, on the split's device) is what a paired
@@ -286,7 +275,7 @@ def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, bat
     for start in range(0, len(split), batch_size):
         x = normalize(to_unit_float(split.images[start:start + batch_size])).contiguous(memory_format=fmt)
         y = split.labels[start:start + batch_size]
-        with autocast(device, amp):
+        with autocast(device, precision):
             out = model(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         hits[start:start + batch_size] = out.argmax(1) == y
@@ -295,10 +284,10 @@ def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, bat
 
 
 def evaluate(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
-             channels_last: bool = True, amp: bool = False) -> tuple[float, float]:
+             channels_last: bool = True, precision: str = "fp32") -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) over a whole split."""
     loss, acc, _ = evaluate_images(model, split, normalize, batch_size=batch_size, channels_last=channels_last,
-                                   amp=amp)
+                                   precision=precision)
     return loss, acc
 
 
@@ -534,7 +523,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
     net = initial_model(model, data.meta, seed)  # initialisation; then torch's global generator drives dropout
     gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and per-image augmentation
     host_gen = torch.Generator().manual_seed(seed)  # per-batch augmentation choices, drawn on the CPU
-    fmt, amp = runtime.memory_format, runtime.amp_on(device)
+    fmt, precision = runtime.memory_format, runtime.precision(device)
     net = net.to(device=device, memory_format=fmt)
     fwd = torch.compile(net) if runtime.compile else net
     data = data.to(device)
@@ -557,7 +546,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
 
     def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
         return evaluate_images(fwd, split, normalize, batch_size=runtime.eval_batch_size,
-                               channels_last=runtime.channels_last, amp=amp)
+                               channels_last=runtime.channels_last, precision=precision)
 
     start = 1
     if checkpoint_path is not None and checkpoint_path.exists():
@@ -585,7 +574,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
             idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
             x = normalize(augment(train_split.images[idx], gen, host_gen)).contiguous(memory_format=fmt)
             y = train_split.labels[idx]
-            with autocast(device, amp):
+            with autocast(device, precision):
                 out = fwd(x)
                 loss = criterion(out, y)
             optimizer.zero_grad(set_to_none=True)

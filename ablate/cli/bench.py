@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
                      epochs=args.epochs, batch_size=args.batch_size, runtime=runtime, repeats=args.repeats,
                      root=args.data_dir)
     print(f"device: {rows[0].device}; dataset {args.dataset}, batch {args.batch_size}; engine: channels_last "
-          f"{runtime.channels_last}, bf16 autocast {runtime.amp_on(device)}, compile {runtime.compile}")
+          f"{runtime.channels_last}, precision {runtime.precision(device)}, compile {runtime.compile}")
     headers, body = bench_table(rows)
     print(tabulate(body, headers=headers, tablefmt="github"))
     target = RATIO_TARGET.get(device.type)
