@@ -144,6 +144,18 @@ class TrainStep:
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]
 
 
+def _maker(model: nn.Module, kind: str, batch: int, shape: tuple[int, int, int], num_classes: int,
+           setting: Setting, train_step: TrainStep | None) -> Callable[[], Callable[[], None]]:
+    """A function that builds a fresh block (a new copy of `model`) for interleaved timing."""
+    def make() -> Callable[[], None]:
+        fresh = copy.deepcopy(model)
+        if kind == "infer":
+            return infer_block(fresh, batch, shape, setting)
+        assert train_step is not None
+        return train_block(fresh, batch, shape, num_classes, setting, train_step.make_optimizer)
+    return make
+
+
 def _timing_columns(metric: str, s: RoundSummary) -> dict[str, Any]:
     pct, low, high = Columns.overhead(metric)
     ci = s.overhead_ci_pct
@@ -199,12 +211,9 @@ def profile_backbone(
     if train_step is not None:
         metrics.append((Columns.TRAIN_STEP, train_step.batch_size, "train"))
     for metric, batch, kind in metrics:
-        blocks = {}
-        for a in ordered:
-            model = copy.deepcopy(models[a.id])
-            blocks[a.id] = (infer_block(model, batch, (c, h, w), setting) if kind == "infer" else
-                            train_block(model, batch, (c, h, w), num_classes, setting, train_step.make_optimizer))
-        summaries, conditions = time_interleaved(blocks, setting, base_id)
+        makers = {a.id: _maker(models[a.id], kind, batch, (c, h, w), num_classes, setting, train_step)
+                  for a in ordered}
+        summaries, conditions = time_interleaved(makers, setting, base_id)
         record["metrics"][metric] = {
             "batch_size": batch, "kind": kind, "conditions": conditions,
             "times_s": {k: s.times_s for k, s in summaries.items()},

@@ -8,10 +8,12 @@ rounds by ablate.timing) by the number of steps every phase will take. MACs alon
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
+from .arms import Arm
 from .data import dataset_info
 from .device import resolve_device
 from .macs import count_macs, count_params
@@ -30,14 +32,17 @@ def step_times_ms(study: Study, shape: tuple[int, int, int], num_classes: int) -
     device = resolve_device(study.runtime.device)
     setting = Setting(device=str(device), precision=study.runtime.precision(device),
                       channels_last=study.runtime.channels_last, threads=study.runtime.threads or available_cores(),
-                      rounds=3, blocks=1, block_time=0.05, warmup=2)
+                      rounds=3, blocks=1, block_time=0.05, warmup=2, fresh=False)
     out: dict[str, float] = {}
     for label in dict.fromkeys(a.backbone.label for a in study.arms):
         arms = [a for a in study.arms if a.backbone.label == label]
-        blocks = {a.id: train_block(build_model(**a.build_kwargs(), num_classes=num_classes, in_channels=shape[0],
-                                                input_size=shape[1]), study.recipe.batch_size, shape, num_classes,
-                                    setting, lambda m: make_optimizer(m, study.recipe, device)) for a in arms}
-        summaries, _ = time_interleaved(blocks, setting)
+        def maker(arm: Arm) -> Callable[[], Callable[[], None]]:
+            model = build_model(**arm.build_kwargs(), num_classes=num_classes, in_channels=shape[0],
+                                input_size=shape[1])
+            return lambda: train_block(model, study.recipe.batch_size, shape, num_classes, setting,
+                                       lambda m: make_optimizer(m, study.recipe, device))
+
+        summaries, _ = time_interleaved({a.id: maker(a) for a in arms}, setting)
         out.update({arm_id: s.median_s * 1e3 for arm_id, s in summaries.items()})
     return out
 

@@ -54,6 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: 10)")
     p.add_argument("--block-time", "--min-run-time", dest="block_time", type=float, default=None, metavar="SECONDS",
                    help="seconds per timed block (default: 0.05 on cpu, 0.02 on cuda)")
+    p.add_argument("--blocks", type=int, default=3,
+                   help="timed blocks per arm per round; the fastest counts (default: 3)")
     p.add_argument("--train-batch", type=int, default=64, metavar="B",
                    help="batch size of the timed training step (forward + backward + Adam step); 0 skips it "
                         "(default: 64)")
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
         raise AblateError(f"--batch-sizes must be positive integers, got {args.batch_sizes}.")
     for name, value, low in (("--num-classes", args.num_classes, 1), ("--threads", args.threads, 0),
-                             ("--rounds", args.rounds, 1), ("--train-batch", args.train_batch, 0)):
+                             ("--rounds", args.rounds, 1), ("--train-batch", args.train_batch, 0),
+                             ("--blocks", args.blocks, 1)):
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
     stages = _stages(args.stages)
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     setting = Setting(
         device=str(device), precision=check_precision(args.precision), channels_last=args.channels_last,
-        threads=args.threads or _all_cores(), rounds=args.rounds,
+        threads=args.threads or _all_cores(), rounds=args.rounds, blocks=args.blocks,
         block_time=args.block_time or (0.02 if device.type == "cuda" else 0.05), cuda_graph=args.cuda_graph,
     )
     sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
