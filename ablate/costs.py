@@ -184,7 +184,7 @@ def profile_backbone(
     The baseline (`none`) of the backbone is always built and timed as the reference; its row is
     returned first. Timing: for each batch size, then for the training step, all arms in
     interleaved rounds (see ablate.timing). Returns (rows, record) where record holds the per-round
-    times and ratios and the conditions, so a report can recompute every figure.
+    times (ratios follow from them) and the conditions, so a report can recompute every figure.
     """
     choices = {a.backbone for a in arms}
     if len(choices) != 1:
@@ -194,15 +194,15 @@ def profile_backbone(
     ordered = [baseline] + [a for a in dict.fromkeys(arms) if not a.is_baseline]
     models = {a.id: build_model(**a.build_kwargs(), num_classes=num_classes, in_channels=c, input_size=h)
               for a in ordered}
-    base_id = baseline.id
+    base_id, host = baseline.id, host or socket.gethostname()
     rows: dict[str, dict[str, Any]] = {}
     for a in ordered:
         rows[a.id] = {**a.factors(), **static_costs(models[a.id], (c, h, w)), "input": f"{c}x{h}x{w}",
                       "batch_sizes": list(batch_sizes) if timing else [], "device": setting.device,
                       "precision": setting.precision, "channels_last": setting.channels_last,
                       "threads": setting.threads if timing else None, "rounds": setting.rounds if timing else None,
-                      "host": host or socket.gethostname(), "timing_warnings": []}
-    record: dict[str, Any] = {"baseline": base_id, "host": host or socket.gethostname(), "metrics": {}}
+                      "host": host, "timing_warnings": []}
+    record: dict[str, Any] = {"baseline": base_id, "host": host, "metrics": {}}
     if not timing:
         return list(rows.values()), record
 
@@ -229,8 +229,7 @@ def profile_backbone(
                 row[Columns.TRAIN_STEP_MS] = s.median_s * 1e3
                 row[Columns.TRAIN_STEP_IQR] = s.iqr_s * 1e3
                 row["train_step_batch"] = batch
-            row.update(_timing_columns(metric, s) if arm_id != base_id else
-                       dict.fromkeys(Columns.overhead(metric)))
+            row.update(_timing_columns(metric, s))  # None for the baseline: it is the reference
             row[f"load_before_{metric}"] = conditions["load_before"]
             row[f"load_after_{metric}"] = conditions["load_after"]
             if superset[arm_id] and faster_beyond_noise(s):

@@ -24,7 +24,6 @@ schedule); the test split is for final numbers only.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import pickle
 import shutil
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 from .augment import AUGMENTATIONS, SEED000_AUGMENT, Augment
 from .config import check_choice, check_range, check_types, config_from_dict
 from .errors import AblateError
+from .rng import derive_seed
 
 DATA_ENV = "ABLATE_DATA"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -615,12 +615,6 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # ---------------------------------------------------------------------------------------------
 
 
-def stream_seed(split_seed: int, stream: str) -> int:
-    """A 63-bit seed for one named random stream of a split seed (independent streams, fixed forever)."""
-    digest = hashlib.sha256(f"{split_seed}\x1f{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
 def load_data(config: DataConfig, root: str | Path | None = None, device: torch.device | str = "cpu", *,
               fetch_missing: bool = False) -> Data:
     """Read, subset, split, size and move a dataset to `device`, as uint8 tensors.
@@ -639,7 +633,7 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
     n_val = _split_counts(len(drawn), config.val_fraction)[1]
     val_pos, fit_pos = stratified_split(raw.train_y[drawn], n_val, gen) if n_val else (None, torch.arange(len(drawn)))
     test_idx = _subset(raw.test_y, config.test_size, "test_size",
-                       torch.Generator().manual_seed(stream_seed(config.split_seed, TEST_STREAM)))
+                       torch.Generator().manual_seed(derive_seed(config.split_seed, TEST_STREAM)))
     size = config.input_size or int(max(raw.train_x.shape[-2:]))
 
     def split(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Split:

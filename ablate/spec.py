@@ -26,7 +26,7 @@ from .errors import AblateError, did_you_mean, unknown
 from .models import BACKBONES, POSITIONS, get_backbone
 from .storage import check_storage_url
 from .timing import PRECISIONS, available_cores
-from .train import Recipe, Runtime
+from .train import Recipe, Runtime, check_schedule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 SCOPES = ("per_arm", "baseline", "per_attention")
@@ -193,10 +193,10 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
         runtime = c.nested("runtime", Runtime.from_dict, {**(doc.get("runtime") or {}), "threads": threads})
-    if recipe.scheduler == "plateau" and dataset.val_fraction == 0:
-        raise c.error("dataset.val_fraction", "is 0, but the plateau schedule steps on the validation loss (the test "
-                      "split never decides anything): set val_fraction > 0, or recipe.scheduler to cosine, onecycle "
-                      "or none.")
+    try:
+        check_schedule(recipe, has_validation=dataset.val_fraction > 0)
+    except AblateError as err:
+        raise c.error("dataset.val_fraction", f"is {dataset.val_fraction:g}: {err}") from None
     arms = _parse_grid(c, doc["grid"])
     seeds, seed_plan = _parse_seeds(c, doc.get("seeds", [0]))
     min_effect = c.number(doc.get("min_effect_pp", 0.5), "min_effect_pp")

@@ -157,13 +157,6 @@ class Runner:
             self._data = load_data(self.study.dataset, self.data_dir, self.device)
         return self._data
 
-    def build(self, arm: Arm) -> torch.nn.Module:
-        return model_factory(**arm.build_kwargs())(self.data().meta)
-
-    def input_shape(self) -> tuple[int, int, int]:
-        meta = self.data().meta
-        return (meta.in_channels, meta.input_size, meta.input_size)
-
     # -- phase 1: cost, once per backbone: all its arms timed together in interleaved rounds
     def timing_setting(self) -> Setting:
         """The profile phase's timing conditions: the study's measure section, defaulting to the
@@ -423,10 +416,13 @@ def wanted_seeds(study: Study, results: dict[str, dict[int, float]]) -> dict[str
 
 def final_results(ostudy: optuna.Study | None) -> dict[str, dict[int, float]]:
     """arm -> seed -> test accuracy of the complete final trials that own their item."""
+    return results_of(claimed(ostudy, ["arm", "seed"])) if ostudy is not None else {}
+
+
+def results_of(owners: dict[tuple, optuna.trial.FrozenTrial]) -> dict[str, dict[int, float]]:
+    """arm -> seed -> test accuracy, from the owning trial of each (arm, seed) item."""
     out: dict[str, dict[int, float]] = {}
-    if ostudy is None:
-        return out
-    for t in claimed(ostudy, ["arm", "seed"]).values():
+    for t in owners.values():
         if t.state == TrialState.COMPLETE and t.value is not None:
             out.setdefault(str(t.params["arm"]), {})[int(t.params["seed"])] = float(t.value)
     return out
@@ -539,16 +535,16 @@ def status_frame(study: Study) -> pd.DataFrame:
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     rows = []
-    final = (optuna.load_study(study_name=phase_name(study, "final"), storage=storage)
-             if phase_name(study, "final") in names else None)
-    items = {"profile": profile_items(study), "final": final_items(study, final_results(final))}
     wanted = [phase_name(study, "profile")]
     if study.tuning.enabled:
         wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]
     wanted.append(phase_name(study, "final"))
+    loaded = {name: optuna.load_study(study_name=name, storage=storage) if name in names else None for name in wanted}
+    items = {"profile": profile_items(study),
+             "final": final_items(study, final_results(loaded[phase_name(study, "final")]))}
     for name in wanted:
         row: dict[str, Any] = {"phase": name}
-        ostudy = optuna.load_study(study_name=name, storage=storage) if name in names else None
+        ostudy = loaded[name]
         trials = ostudy.get_trials(deepcopy=False) if ostudy is not None else []
         for state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED, TrialState.WAITING):
             row[state.name.lower()] = sum(t.state == state for t in trials)

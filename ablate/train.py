@@ -466,6 +466,14 @@ def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> float:
     return mean
 
 
+def check_schedule(recipe: Recipe, has_validation: bool) -> None:
+    """The plateau schedule steps on the validation loss: without a validation split it cannot run
+    (stepping on test would leak it). The one rule, for study files and single runs alike."""
+    if recipe.scheduler == "plateau" and not has_validation:
+        raise AblateError("the plateau scheduler steps on the validation loss, so it needs a validation split: set "
+                          "val_fraction > 0 (the test split never decides), or use scheduler cosine, onecycle or none.")
+
+
 def check_decisions(recipe: Recipe, data: Data, eval_split: str, on_epoch_end: EpochCallback | None) -> None:
     """Refuse a run that would have to decide on the test split: everything that steers a run reads
     the validation split, so without one only schedules that read no data can run."""
@@ -474,9 +482,7 @@ def check_decisions(recipe: Recipe, data: Data, eval_split: str, on_epoch_end: E
         return
     if eval_split == "val":
         data.split("val")  # raises: evaluation on 'val' needs a validation split
-    if recipe.scheduler == "plateau":
-        raise AblateError("scheduler 'plateau' steps on the validation loss, so it needs a validation split: set "
-                          "val_fraction > 0 (the test split never decides), or use scheduler cosine, onecycle or none.")
+    check_schedule(recipe, has_validation=False)
     if on_epoch_end is not None:
         raise AblateError("an epoch callback can stop or prune a run, so it sees validation metrics only and needs "
                           "a validation split: set val_fraction > 0.")

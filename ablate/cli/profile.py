@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..errors import AblateError
     from ..macs import MAC_POLICY
-    from ..timing import CI_METHOD, Setting, check_precision
+    from ..timing import CI_METHOD, Setting, available_cores, check_precision
 
     shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
 
     setting = Setting(
         device=str(device), precision=check_precision(args.precision), channels_last=args.channels_last,
-        threads=args.threads or _all_cores(), rounds=args.rounds, blocks=args.blocks,
+        threads=args.threads or available_cores(), rounds=args.rounds, blocks=args.blocks,
         block_time=args.block_time or (0.02 if device.type == "cuda" else 0.05), cuda_graph=args.cuda_graph,
     )
     sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
@@ -150,12 +150,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _all_cores() -> int:
-    from ..timing import available_cores
-
-    return available_cores()
 
 
 def _fmt(column: str, value: Any) -> str:

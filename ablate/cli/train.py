@@ -23,7 +23,7 @@ from ..data import DATA_ENV, DataConfig, list_datasets, load_data
 from ..errors import AblateError
 from ..models import POSITIONS, list_backbones
 from ..train import (EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, NonFiniteLossError, Recipe, Runtime, TrainResult,
-                     model_factory, train)
+                     check_schedule, model_factory, train)
 from . import csv_list, int_list
 
 
@@ -129,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
     recipe = Recipe.from_dict(_given(args, {k: k for k in (
         "optimizer", "lr", "weight_decay", "momentum", "nesterov", "batch_size", "epochs", "scheduler",
         "label_smoothing", "grad_clip")}), "options")
-    if recipe.scheduler == "plateau" and args.val_fraction == 0:
-        raise AblateError("--val-fraction 0 leaves no validation split, and the plateau scheduler steps on the "
-                          "validation loss (never on test): give --val-fraction > 0, or use --scheduler cosine, "
-                          "onecycle or none.")
+    try:
+        check_schedule(recipe, has_validation=args.val_fraction != 0)
+    except AblateError as err:
+        raise AblateError(f"--val-fraction 0 leaves no validation split: {err}") from None
     data_opts = _given(args, {"name": "dataset", "train_size": "train_size", "test_size": "test_size",
                               "val_fraction": "val_fraction", "input_size": "input_size",
                               "split_seed": "split_seed"})

@@ -13,10 +13,8 @@ keep their own initialisation (e.g. non-local's zero-initialised output BN).
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
@@ -26,6 +24,7 @@ from torch import nn
 
 from ..attention import Attention, check_reduction, create_attention, get_attention, resolve_knobs
 from ..errors import AblateError
+from ..rng import derive_seed, seeded
 from .backbones import get_backbone, make_head
 from .positions import Slot, block_slots, check_position
 
@@ -58,21 +57,6 @@ class AttentionNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def derive_seed(base: int, *key: str) -> int:
-    """A 63-bit seed from `base` and a key (e.g. a stream name and a module path): the same key gets
-    the same seed whatever else a model holds, and different keys get unrelated seeds."""
-    digest = hashlib.sha256("\x1f".join((str(base), *key)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block on torch's CPU generator seeded with `seed`; the caller's generator state is untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        yield
 
 
 def draw_init_seed() -> int:

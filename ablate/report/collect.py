@@ -22,7 +22,7 @@ from ..errors import AblateError
 from ..spec import Study
 from ..storage import FAIL_ATTR, mask_url, open_storage
 from ..costs import batch_sizes_of
-from ..study import phase_name, profile_trials, tuning_groups, wanted_seeds
+from ..study import phase_name, profile_trials, results_of, tuning_groups, wanted_seeds
 from ..workqueue import claimed
 
 FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
@@ -191,11 +191,7 @@ def _item_frame(study: Study, owners: dict[tuple, FrozenTrial]) -> pd.DataFrame:
     state_names = {TrialState.COMPLETE: "complete", TrialState.FAIL: "failed", TrialState.RUNNING: "running",
                    TrialState.WAITING: "running"}
     rows = []
-    results = {}
-    for (arm_id, seed), t in owners.items():
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            results.setdefault(str(arm_id), {})[int(seed)] = float(t.value)
-    wanted = wanted_seeds(study, results)
+    wanted = wanted_seeds(study, results_of(owners))
     for arm in study.arms:
         for seed in (s for s in study.seeds if s in wanted[arm.id]):
             t = owners.get((arm.id, seed))

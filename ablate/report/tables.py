@@ -40,13 +40,14 @@ def timed_columns(batch_sizes: Sequence[int]) -> list[str]:
 SMALL_BATCH = ("latency", "latency_overhead_pct", "latency_overhead_ci_low_pct", "latency_overhead_ci_high_pct")
 
 
-def _to_target(curves: pd.DataFrame, target: float) -> tuple[int | None, float | None, bool, int]:
-    """One run: (epochs, training seconds, censored, epochs run) to reach `target` on its validation
-    curve (the one definition, ablate.train.time_to_target; evaluation time excluded)."""
+def _to_target(curves: pd.DataFrame, target: float) -> tuple[int | None, float | None, bool, int, float]:
+    """One run: (epochs, training seconds, censored, epochs run, training seconds run) to reach
+    `target` on its validation curve (the one definition, ablate.train.time_to_target; evaluation
+    time excluded). The last two are what a censored run is known to have taken at least."""
     curve = curves["val_acc"] if curves["val_acc"].notna().all() else curves["eval_acc"]
-    epochs, seconds, censored = time_to_target([float(a) for a in curve],
-                                               [float(s or 0.0) for s in curves["train_time_s"]], target)
-    return epochs, seconds, censored, len(curves)
+    seconds_per_epoch = [float(s or 0.0) for s in curves["train_time_s"]]
+    epochs, seconds, censored = time_to_target([float(a) for a in curve], seconds_per_epoch, target)
+    return epochs, seconds, censored, len(curves), sum(seconds_per_epoch)
 
 
 def _censored_median(values: list[float | None], bounds: list[float]) -> tuple[float, bool]:
@@ -146,9 +147,7 @@ def arm_table(c: Collected) -> pd.DataFrame:
         reach = [_to_target(g.sort_values("epoch"), target) for _, g in c.curves[c.curves["arm"] == arm["arm"]]
                  .groupby("seed")] if math.isfinite(target) else []
         epochs, ep_cens = _censored_median([r[0] for r in reach], [r[3] for r in reach])
-        seconds, s_cens = _censored_median([r[1] for r in reach],
-                                           [sum(float(x or 0) for x in g["train_time_s"]) for _, g in
-                                            c.curves[c.curves["arm"] == arm["arm"]].groupby("seed")])
+        seconds, s_cens = _censored_median([r[1] for r in reach], [r[4] for r in reach])
         n_done, n_wanted = int(done.get(arm["arm"], 0)), int(wanted.get(arm["arm"], 0))
         sources = sorted({str(v) for v in runs["hp_source"].dropna()}) if "hp_source" in runs else []
         rows.append({
