@@ -17,7 +17,7 @@ REDUCTION ?= 16
 INPUT     ?= 3x32x32
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all demo data study plan status report dashboard profile bench clean
+.PHONY: help setup test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ test-slow: setup ## run the slow tests (multi-process workers, kill/resume, Post
 
 test-all: setup ## every test but the GPU ones
 	$(BIN)/python -m pytest -q -m "not gpu"
+
+gpu-check: setup ## CUDA machines, about a minute: profile 2 arms, train 1 epoch on the GPU vs the CPU, print figures
+	$(BIN)/python -m ablate.gpu_check
 
 demo: setup data ## the main job on CPU: studies/demo.yaml (Fashion-MNIST, 5 arms x 3 paired seeds) + its report
 	$(ABLATE) plan studies/demo.yaml --no-timing

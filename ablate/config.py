@@ -6,6 +6,7 @@ one from a mapping and every mistake names where it came from, the key and what 
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -15,6 +16,40 @@ from .errors import AblateError, did_you_mean
 
 
 C = TypeVar("C")
+
+INT64_MAX = 2**63 - 1  # seeds, sizes and counts end up in torch, numpy and SQLite as 64-bit integers
+INT64_MIN = -(2**63)
+
+
+def is_unusable_number(value: Any) -> bool:
+    """NaN, an infinity, or an integer beyond 64 bits: values YAML and Python parse but nothing can compute with.
+
+    NaN compares false with every bound, so a range check alone lets it through.
+    """
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return False
+
+
+def unusable_note(value: Any) -> str:
+    """' (NaN, infinities and integers beyond 64 bits cannot work)' after such a value, else ''."""
+    if isinstance(value, (list, tuple)):
+        return unusable_note(next((v for v in value if is_unusable_number(v)), None))
+    return " (NaN, infinities and integers beyond 64 bits cannot work)" if is_unusable_number(value) else ""
+
+
+def is_integer(value: Any) -> bool:
+    """A 64-bit int that is not a bool (True is an int in Python, and 1 in a study file is rarely `true`)."""
+    return isinstance(value, int) and not isinstance(value, bool) and not is_unusable_number(value)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not is_unusable_number(value)
 
 
 def _accepts(value: Any, hint: Any) -> bool:
@@ -32,14 +67,23 @@ def _accepts(value: Any, hint: Any) -> bool:
             return all(_accepts(v, args[0]) for v in value)
         return len(value) == len(args) and all(_accepts(v, a) for v, a in zip(value, args))
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return is_number(value)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_integer(value)
     return isinstance(value, hint)
 
 
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("NoneType", "None")
+def type_name(hint: Any) -> str:
+    """'float', 'int | None', 'list[str]': a type hint in the words of a YAML study file (tuples are lists)."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(arg) for arg in get_args(hint))
+    if origin is tuple:
+        args = get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list[{type_name(args[0])}]"
+        return f"list[{', '.join(type_name(a) for a in args)}]"
+    return "None" if hint is type(None) else getattr(hint, "__name__", None) or str(hint)
 
 
 def _coerce(value: Any, hint: Any) -> Any:
@@ -47,14 +91,20 @@ def _coerce(value: Any, hint: Any) -> Any:
     if isinstance(value, list):
         return tuple(value)
     wants_float = hint is float or (get_origin(hint) in (Union, types.UnionType) and float in get_args(hint))
-    if wants_float and isinstance(value, str):
+    return as_float(value) if wants_float else value
+
+
+def as_float(value: Any) -> Any:
+    """'1e-3' -> 0.001 and 3 -> 3.0 (PyYAML reads 1e-3, without a dot, as a string); anything else unchanged.
+
+    An int beyond 64 bits stays an int, so the type check refuses it rather than float() overflowing.
+    """
+    if isinstance(value, str):
         try:
-            return float(value)  # PyYAML reads 1e-3 (no dot) as a string
+            return float(value)
         except ValueError:
             return value
-    if wants_float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
+    return float(value) if is_integer(value) else value
 
 
 def check_types(obj: Any) -> None:
@@ -63,7 +113,7 @@ def check_types(obj: Any) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
         if not _accepts(value, hints[f.name]):
-            raise AblateError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}.")
+            raise AblateError(f"{f.name} must be {type_name(hints[f.name])}, got {value!r}{unusable_note(value)}.")
 
 
 def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:

@@ -19,15 +19,31 @@ subset is drawn from its own generator, so it depends on `test_size` and `split_
 with another train_size or val_fraction are scored on the very same test images, in the same
 order (what a per-image paired comparison needs). Validation decides (tuning, learning-rate
 schedule); the test split is for final numbers only.
+
+Cache: decoding is the slow part of loading (Fashion-MNIST: about 1.7 s on a 2-core CPU, most of
+it torchvision's imports; an image folder: PIL per image), and N workers on one machine would each
+pay it. So the decoded full splits (uint8 images and labels, before any subset, split or resize of
+load_data's own) are saved once under `<data root>/.cache/<key>/` ($ABLATE_DATA_CACHE moves it, or
+'off' disables it) and memory-mapped by every later load. The key holds the dataset name, what
+changes the decoded content (input_size and resize for image folders, which are decoded at that
+size) and the size and mtime of every source file, so a changed file is a new key. Entries are
+written into a temporary folder and renamed into place, so a concurrent reader sees a whole entry
+or none; workers that start together on a cold cache queue on a lock file, so one decodes and the
+others read its entry. Old entries are not deleted by themselves: `ablate data cache --clear`.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
 import pickle
+import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -40,10 +56,15 @@ import torch.nn.functional as F
 
 from .augment import AUGMENTATIONS, SEED000_AUGMENT, Augment
 from .config import check_choice, check_range, check_types, config_from_dict
+from .device import DataDoesNotFit, check_fits
 from .errors import AblateError
 from .rng import derive_seed
 
 DATA_ENV = "ABLATE_DATA"
+CACHE_ENV = "ABLATE_DATA_CACHE"  # a folder for the decoded-dataset cache, or 'off'; default <data root>/.cache
+CACHE_FOLDER = ".cache"
+CACHE_OFF = ("off", "0", "false", "no")
+CACHE_VERSION = 1  # bump when a reader's output changes for the same source files
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 RESIZE_MODES = ("pad", "bilinear")
 IMAGEFOLDER = "imagefolder:"
@@ -160,11 +181,25 @@ class Data:
             return self.val
         return self.test
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the images and labels of every split take."""
+        splits = [s for s in (self.train, self.val, self.test) if s is not None]
+        return sum(t.numel() * t.element_size() for s in splits for t in (s.images, s.labels))
+
     def to(self, device: torch.device | str) -> Data:
-        if torch.device(device) == self.device:
+        """This dataset on `device`, checked to fit first (ablate.device.check_fits). An out-of-memory
+        error while moving it is the dataset's (DataDoesNotFit), so no arm records it as its own failure."""
+        device = torch.device(device)
+        if device == self.device:
             return self
-        val = self.val.to(device) if self.val is not None else None
-        return replace(self, train=self.train.to(device), val=val, test=self.test.to(device))
+        check_fits(self.nbytes, device)
+        try:
+            val = self.val.to(device) if self.val is not None else None
+            return replace(self, train=self.train.to(device), val=val, test=self.test.to(device))
+        except torch.OutOfMemoryError as err:
+            raise DataDoesNotFit(f"the dataset ({self.nbytes / 2**30:.2f} GiB) does not fit on {device}: "
+                                 f"{str(err).splitlines()[0]}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,6 +582,146 @@ def fetch(name: str, root: str | Path | None = None, *, local_copy: str | Path |
 
 
 # ---------------------------------------------------------------------------------------------
+# the decoded-dataset cache (see the module docstring)
+# ---------------------------------------------------------------------------------------------
+
+_CACHED_TENSORS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def cache_root(root: str | Path | None = None) -> Path | None:
+    """Where decoded datasets are cached: $ABLATE_DATA_CACHE (a folder, or 'off'), else <data root>/.cache."""
+    value = os.environ.get(CACHE_ENV, "").strip()
+    if value.lower() in CACHE_OFF:
+        return None
+    return Path(value).expanduser() if value else data_root(root) / CACHE_FOLDER
+
+
+def _source_files(source: Source, root: Path) -> list[Path]:
+    """The files a reader decodes: the Source's list, or every file under an image folder."""
+    base = source.path(root)
+    if source.files:
+        return [base / f for f in source.files]
+    return sorted(p for p in base.rglob("*") if p.is_file())
+
+
+def _cache_key(config: DataConfig, source: Source, root: Path) -> dict[str, Any]:
+    """Everything the decoded content depends on. Not split_seed: the cache holds the full splits
+    (an image folder's carved test split uses a fixed seed of its own)."""
+    base = source.path(root)
+    sized = source.name.startswith(IMAGEFOLDER)  # decoded at input_size; named datasets are decoded natively
+    files = []
+    for path in _source_files(source, root):
+        st = path.stat()
+        files.append([str(path.relative_to(base)), st.st_size, st.st_mtime_ns])
+    return {"version": CACHE_VERSION, "name": config.name, "input_size": config.input_size if sized else None,
+            "resize": config.resize if sized and config.input_size else None, "files": files}
+
+
+def _cache_slot(config: DataConfig, source: Source, root: Path) -> tuple[Path, dict[str, Any]] | None:
+    """(cache folder, key) for this config's decoded data; None when there is nothing to cache
+    (generated data, cache off) or the source files are not there."""
+    folder = cache_root(root)
+    if folder is None or source.folder is None or not source.present(root):
+        return None
+    key = _cache_key(config, source, root)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    label = "imagefolder-" + Path(source.folder).name if source.name.startswith(IMAGEFOLDER) else source.name
+    return folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', label)}-{digest}", key
+
+
+def cache_entry(config: DataConfig, root: str | Path | None = None) -> Path | None:
+    """The cache folder `load_data(config, root)` reads or writes (it may not exist yet); None: no caching."""
+    slot = _cache_slot(config, get_source(config.name, config.input_size, config.resize), data_root(root))
+    return slot[0] if slot is not None else None
+
+
+def _read_cache(entry: Path) -> Raw | None:
+    """The cached Raw, memory-mapped (pages shared by every worker on the machine); None if unreadable."""
+    try:
+        tensors = torch.load(entry / "tensors.pt", mmap=True, weights_only=True)
+        classes = json.loads((entry / "meta.json").read_text())["classes"]
+        return Raw(*(tensors[k] for k in _CACHED_TENSORS), tuple(classes))
+    except (OSError, RuntimeError, KeyError, ValueError, pickle.UnpicklingError):
+        return None
+
+
+def _write_cache(entry: Path, raw: Raw, key: dict[str, Any]) -> None:
+    """Write into a temporary sibling folder, then rename: a reader sees a whole entry or none. A
+    concurrent writer that renamed first wins; a cache that cannot be written is skipped."""
+    tmp: Path | None = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+        with open(tmp / "tensors.pt", "wb") as f:
+            torch.save({k: getattr(raw, k).contiguous() for k in _CACHED_TENSORS}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        (tmp / "meta.json").write_text(json.dumps({"classes": list(raw.classes), "key": key}, indent=1))
+        os.rename(tmp, entry)
+    except OSError:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _decode_lock(entry: Path) -> Iterator[None]:
+    """One decoder per cache entry at a time (an flock on a lock file beside it: released when its
+    process dies; where the filesystem refuses locks, processes simply decode side by side)."""
+    try:
+        import fcntl
+
+        lock = open(entry.parent / f".{entry.name}.lock", "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+
+
+def read_raw(config: DataConfig, root: str | Path | None = None, source: Source | None = None) -> Raw:
+    """The full decoded splits: from the cache when it holds exactly these source files, else decoded
+    (and cached for the next load)."""
+    base = data_root(root)
+    source = source or get_source(config.name, config.input_size, config.resize)
+    slot = _cache_slot(config, source, base)
+    if slot is None:
+        return source.read(base)
+    entry, key = slot  # the key is taken before decoding: a file changed meanwhile misses next time
+    raw = _read_cache(entry) if entry.is_dir() else None
+    if raw is not None:
+        return raw
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return source.read(base)  # a cache folder that cannot be made: decode, cache nothing
+    with _decode_lock(entry):
+        raw = _read_cache(entry) if entry.is_dir() else None  # written while we waited for the lock
+        if raw is None:
+            raw = source.read(base)
+            _write_cache(entry, raw, key)
+    return raw
+
+
+def cache_entries(root: str | Path | None = None) -> list[tuple[Path, int, str]]:
+    """(folder, bytes, dataset name) of every cache entry, for `ablate data cache`."""
+    folder = cache_root(root)
+    if folder is None or not folder.is_dir():
+        return []
+    rows = []
+    for entry in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            name = str(json.loads((entry / "meta.json").read_text())["key"]["name"])
+        except (OSError, KeyError, ValueError):
+            name = "?"
+        rows.append((entry, sum(p.stat().st_size for p in entry.iterdir() if p.is_file()), name))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # subsets, splits, sizes, statistics
 # ---------------------------------------------------------------------------------------------
 
@@ -617,17 +792,18 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 def load_data(config: DataConfig, root: str | Path | None = None, device: torch.device | str = "cpu", *,
               fetch_missing: bool = False) -> Data:
-    """Read, subset, split, size and move a dataset to `device`, as uint8 tensors.
+    """Read (through the cache), subset, split, size and move a dataset to `device`, as uint8 tensors.
 
     `fetch_missing=True` runs `fetch` when the files are absent (the CLI does; a study may prefer
-    to fail fast). Everything random here depends on `config.split_seed` only.
+    to fail fast). Everything random here depends on `config.split_seed` only. All the work is done
+    on the CPU; the splits move to `device` in one step at the end.
     """
     source, base = get_source(config.name, config.input_size, config.resize), data_root(root)
     if not source.present(base):
         if not fetch_missing or (source.download is None and source.local_copy is None):
             raise _missing(source, base)
         fetch(config.name, base)
-    raw = source.read(base)
+    raw = read_raw(config, base, source)
     gen = torch.Generator().manual_seed(config.split_seed)
     drawn = _subset(raw.train_y, config.train_size, "train_size", gen)
     n_val = _split_counts(len(drawn), config.val_fraction)[1]
@@ -637,7 +813,7 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
     size = config.input_size or int(max(raw.train_x.shape[-2:]))
 
     def split(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Split:
-        return Split(fit_size(x[idx], size, config.resize).contiguous(), y[idx].clone()).to(device)
+        return Split(fit_size(x[idx], size, config.resize).contiguous(), y[idx].clone())
 
     train = split(raw.train_x, raw.train_y, drawn[fit_pos])
     val = split(raw.train_x, raw.train_y, drawn[val_pos]) if val_pos is not None else None
@@ -645,7 +821,7 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
     if source.mean is not None and source.std is not None:
         mean, std = source.mean, source.std
     else:
-        mean, std = channel_stats(train.images.cpu())
+        mean, std = channel_stats(train.images)
     meta = DataMeta(
         name=config.name,
         num_classes=len(raw.classes),
@@ -656,7 +832,8 @@ def load_data(config: DataConfig, root: str | Path | None = None, device: torch.
         classes=raw.classes,
         sizes=(len(train), len(val) if val is not None else 0, len(test)),
     )
-    return Data(config, meta, train, val, test)
+    data = Data(config, meta, train, val, test)
+    return data.to(device)  # the one move, checked to fit first
 
 
 def dataset_status(root: str | Path | None = None) -> list[tuple[str, bool, str, str]]:

@@ -10,9 +10,13 @@ from .errors import AblateError
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'; a clear error for what is not here."""
+    """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'; a clear error for what is not here.
+
+    A CUDA device comes back with its index ('cuda' -> 'cuda:0' on the current device): tensors
+    report the indexed name, so only then does `tensor.device == device` say whether data is there.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -27,7 +31,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise AblateError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible.")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+class DataDoesNotFit(AblateError):
+    """The dataset does not fit in the device's memory: a failure of the set-up, never of an arm."""
+
+
+DATA_MEMORY_FRACTION = 0.8  # of the free device memory; the rest is for weights, activations and workspaces
+
+
+def check_fits(nbytes: int, device: torch.device, what: str = "the dataset") -> None:
+    """Raise DataDoesNotFit when `nbytes` would not fit on CUDA `device` with room left to train.
+
+    Moving a dataset that does not fit fails with an out-of-memory error that looks like the model's;
+    comparing with the free memory first (torch.cuda.mem_get_info) names the real cause. On CPU
+    nothing is checked: host memory is the operating system's to manage.
+    """
+    if device.type != "cuda":
+        return
+    free, total = torch.cuda.mem_get_info(device)
+    if nbytes > DATA_MEMORY_FRACTION * free:
+        gib = 2**30
+        raise DataDoesNotFit(
+            f"{what} needs {nbytes / gib:.2f} GiB on {device}, but only {free / gib:.2f} GiB of its {total / gib:.2f} "
+            f"GiB are free and at most {DATA_MEMORY_FRACTION:.0%} of that goes to data (the rest is for the model "
+            "and its activations): use a smaller train_size or input_size, free the GPU, or run on device cpu.")
 
 
 def device_name(device: torch.device) -> str:

@@ -2,7 +2,9 @@
 
 The estimate multiplies a measured training-step time (forward + backward + optimizer step on a
 random batch of the recipe's batch size, on the study's device, the arms timed in interleaved
-rounds by ablate.timing) by the number of steps every phase will take. MACs alone mislead (attention gates are memory-bound), so the time is measured.
+rounds by ablate.timing) by the number of steps every phase will take. MACs alone mislead (attention
+gates are memory-bound), so the time is measured. Image counts come from the dataset's metadata and
+are checked against what it holds, so a plan never promises images that do not exist.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 import pandas as pd
 
 from .arms import Arm
-from .data import dataset_info
+from .data import DatasetInfo
 from .device import resolve_device
 from .macs import count_macs, count_params
 from .models import build_model
-from .spec import Study
+from .spec import Study, check_dataset_sizes
 from .study import tuning_groups
 from .timing import Setting, available_cores, time_interleaved, train_block
 from .train import make_optimizer
@@ -47,8 +49,13 @@ def step_times_ms(study: Study, shape: tuple[int, int, int], num_classes: int) -
     return out
 
 
+def dataset_counts(study: Study) -> DatasetInfo:
+    """What the study's dataset config gives, checked against what the dataset holds (imagefolders included)."""
+    return check_dataset_sizes(study.dataset, f"{study.path}: dataset.")
+
+
 def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
-    info = dataset_info(study.dataset)
+    info = dataset_counts(study)
     shape = (info.in_channels, info.input_size, info.input_size)
     rows: list[dict[str, Any]] = []
     for arm in study.arms:
@@ -67,8 +74,19 @@ def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
     return frame.drop(columns=["knobs"] if all(r["knobs"] is None for r in rows) else [])
 
 
+def plan_notes(study: Study) -> list[str]:
+    """What the reader should know about the grid: collapsed arms, and backbones without a baseline."""
+    with_baseline = set(study.baselines)
+    missing = [label for label in dict.fromkeys(a.backbone.label for a in study.arms) if label not in with_baseline]
+    notes = list(study.notes)
+    if missing:
+        notes.append(f"no 'none' arm for {', '.join(missing)}: there is no baseline there, so no difference "
+                     "against it is computed; add 'none' to grid.attention to compare with it.")
+    return notes
+
+
 def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
-    info = dataset_info(study.dataset)
+    info = dataset_counts(study)
     n_arms, n_seeds = len(study.arms), len(study.seeds)
     n_backbones = len({a.backbone.label for a in study.arms})
     plan = study.seed_plan
@@ -77,8 +95,8 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     train_n = info.train_count
     steps_per_epoch = math.ceil(train_n / study.recipe.batch_size)
     t = study.tuning
-    groups = len(tuning_groups(study))
-    tune_trials = groups * t.n_trials if t.enabled else 0
+    groups = len(tuning_groups(study)) if t.enabled else 0  # scope 'baseline' needs a baseline: only when tuning
+    tune_trials = groups * t.n_trials
     lines = [
         f"arms: {n_arms}; seeds: {seeds_text}; dataset: {study.dataset.name} ({train_n} train images per epoch, "
         f"{info.in_channels}x{info.input_size}x{info.input_size}, {info.num_classes} classes)",

@@ -1,7 +1,10 @@
 """The study file: YAML in studies/, validated on load, the single source of truth for a study.
 
-Loading is safe (yaml.safe_load, no code from YAML) and strict: an unknown key, name, type or range
-raises AblateError naming the file, the key path and what is allowed, before anything is written.
+Loading is safe (PyYAML's SafeLoader, no code from YAML) and strict: an unknown key, name, type or
+range raises AblateError naming the file, the key path and what is allowed, before anything is
+written. Values that parse but cannot work are refused too: a key given twice (YAML keeps the last
+silently), anchors and aliases (nested aliases expand a small file to gigabytes), non-UTF-8 or binary
+files, NaN, infinities, integers beyond 64 bits, and image counts beyond what the dataset holds.
 The validated spec has a fingerprint, stored with every trial, so a changed file is detected.
 """
 
@@ -10,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,21 +21,33 @@ from typing import Any
 
 import yaml
 
-from .arms import Arm, BackboneChoice, enumerate_arms
+from .arms import Arm, BackboneChoice, collapse_notes, enumerate_arms
 from .attention import ATTENTION, get_attention
-from .data import DataConfig
+from .config import INT64_MAX, as_float, is_integer, is_number, is_unusable_number, unusable_note
+from .data import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
 from .errors import AblateError, did_you_mean, unknown
 from .models import BACKBONES, POSITIONS, get_backbone
 from .storage import check_storage_url
 from .timing import PRECISIONS, available_cores
 from .train import Recipe, Runtime, check_schedule
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # always fullmatch: '$' also matches before a final newline
+CUDA_DEVICE_RE = re.compile(r"cuda:[0-9]+")  # [0-9], not \d, which also matches non-ASCII digits
 SCOPES = ("per_arm", "baseline", "per_attention")
 PRUNERS = ("median", "hyperband", "none")
 TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure", "runtime",
             "storage", "output")
-MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
+BACKBONE_KEYS = ("name", "head", "bn")
+SEED_PLAN_KEYS = ("min", "max", "target_ci_pp")
+PARAM_KEYS = ("low", "high", "log", "choices")
+MEASURE_DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
+MEASURE_PRECISIONS = ("as_trained", *PRECISIONS)
+MAX_SEED = INT64_MAX  # torch.manual_seed's range
+MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, behind Optuna's TPE sampler
+MAX_PLAN_SEEDS = 1000  # seeds.max of a precision-targeted seed plan
+MAX_STUDY_BYTES = 1 << 20  # study files are a few KiB; a bigger file is a mistake (or an attack on the parser)
+REPORTS_DIR = Path("reports")  # every report folder lives under it
 
 
 @dataclass(frozen=True)
@@ -50,13 +64,15 @@ class Param:
 
 @dataclass(frozen=True)
 class Tuning:
-    enabled: bool = False
-    scope: str = "baseline"
-    n_trials: int = 8
-    epochs: int = 2
-    sampler_seed: int = 0
-    pruner: str = "median"
-    space: tuple[Param, ...] = ()
+    """Optuna tuning on the validation split before the final runs; the tuned values replace the recipe's."""
+
+    enabled: bool = False  # default: true when a tuning section is given
+    scope: str = "baseline"  # baseline: each backbone's 'none' arm, shared; per_attention; per_arm
+    n_trials: int = 8  # trials per tuning group
+    epochs: int = 2  # epochs per tuning trial
+    sampler_seed: int = 0  # TPE sampler seed, 0 to 2**32-1
+    pruner: str = "median"  # stops unpromising trials early; none keeps every trial
+    space: tuple[Param, ...] = ()  # recipe key -> {low, high, log} or {choices}
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class Study:
     document: Mapping[str, Any]
     seed_plan: SeedPlan | None = None  # None: every arm gets every seed
     min_effect_pp: float = 0.5  # the effect the report asks "how many seeds would detect it?" about
+    notes: tuple[str, ...] = ()  # what the grid listed but collapsed (same model under two names), for `plan`
 
     @property
     def baselines(self) -> dict[str, Arm]:
@@ -118,7 +135,7 @@ class _Checker:
         self.path = path
 
     def error(self, key: str, message: str) -> AblateError:
-        return AblateError(f"{self.path}: {key}: {message}")
+        return AblateError(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
 
     def mapping(self, value: Any, key: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict[str, Any]:
         if not isinstance(value, Mapping):
@@ -141,17 +158,36 @@ class _Checker:
             raise self.error(key, "must not be empty.")
         return list(value)
 
-    def integer(self, value: Any, key: str, low: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer, got {value!r}.")
+    def integer(self, value: Any, key: str, low: int | None = None, high: int = INT64_MAX) -> int:
+        if not is_integer(value):
+            raise self.error(key, f"expected an integer, got {value!r}{unusable_note(value)}.")
         if low is not None and value < low:
             raise self.error(key, f"must be >= {low}, got {value}.")
+        if value > high:
+            raise self.error(key, f"must be <= {high}, got {value}.")
         return value
 
     def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(key, f"expected a number, got {value!r}.")
+        value = as_float(value)
+        if not is_number(value):
+            raise self.error(key, f"expected a finite number, got {value!r}{unusable_note(value)}.")
         return float(value)
+
+    def usable_numbers(self, value: Any, key: str = "") -> None:
+        """Refuse NaN, infinities and integers beyond 64 bits anywhere in the document, naming the key path.
+
+        Every section checks its own numbers too; this walk also covers values handed on unchecked
+        (attention knobs, tuning choices) and gives every such mistake the same message.
+        """
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                self.usable_numbers(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                self.usable_numbers(v, f"{key}[{i}]")
+        elif is_unusable_number(value):
+            raise self.error(key, f"{value!r} is not a usable number: NaN, infinities and integers beyond 64 bits "
+                                  "cannot work.")
 
     def choice(self, value: Any, key: str, allowed: Sequence[str]) -> str:
         if value not in allowed:
@@ -166,29 +202,140 @@ class _Checker:
             raise AblateError(f"{self.path}: {err}") from None
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses what a study file never needs and PyYAML would accept silently.
+
+    A key given twice is an error (PyYAML keeps the last one). Anchors and aliases are refused while
+    composing, before anything is built or converted to a string: a few nested aliases ("billion
+    laughs") expand a small file to gigabytes. The pure-Python loader, because the C one composes in C.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name, <<: *name) are not allowed in a study file; "
+                "write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (YAML would keep only the last value)", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_study_text(path: Path) -> str:
+    """The file's text: a readable regular file of UTF-8 (a BOM is fine), with no NUL byte, under 1 MiB."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_STUDY_BYTES + 1)
+    except FileNotFoundError:
+        raise AblateError(f"{path}: study file not found.") from None
+    except IsADirectoryError:
+        raise AblateError(f"{path}: is a folder; give a study file (studies/*.yaml).") from None
+    except OSError as err:
+        raise AblateError(f"{path}: cannot read the study file: {err.strerror or err}.") from None
+    if len(data) > MAX_STUDY_BYTES:
+        raise AblateError(f"{path}: larger than {MAX_STUDY_BYTES / 2**20:g} MiB; a study file is a short YAML file.")
+    if b"\x00" in data:
+        raise AblateError(f"{path}: not a UTF-8 text file (it holds NUL bytes: binary, or UTF-16/UTF-32 text); "
+                          "save the study file as UTF-8 YAML.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise AblateError(f"{path}: not a UTF-8 text file (byte 0x{data[err.start]:02x} at offset {err.start} is "
+                          "not UTF-8); save the study file as UTF-8 YAML.") from None
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """One YAML document through StrictLoader; every YAML error becomes one line naming the file and line."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = "; ".join(str(p) for p in (err.context, err.problem) if p)
+        raise AblateError(f"{path}{where}: invalid YAML: {problem}.") from None
+    except yaml.reader.ReaderError as err:
+        raise AblateError(f"{path}: invalid YAML: character #x{err.character:04x} at position {err.position} is "
+                          "not allowed in YAML.") from None
+    except yaml.YAMLError as err:
+        raise AblateError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise AblateError(f"{path}: invalid YAML: nested too deeply for a study file.") from None
+    except (ValueError, OverflowError) as err:  # a scalar PyYAML cannot build: a 5000-digit int, a 13th month
+        raise AblateError(f"{path}: invalid YAML: a value cannot be read: {err}.") from None
+
+
 def load_study(path: str | Path, storage: str | None = None, threads: int | None = None) -> Study:
     """Load and validate a study file. Raises AblateError; never writes anything.
 
     `storage` and `threads` (training threads) override the file's; threads are part of the fingerprint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AblateError(f"{path}: study file not found.")
+    return parse_study(parse_yaml(read_study_text(path), path), path, storage, threads)
+
+
+def check_dataset_sizes(config: DataConfig, where: str) -> DatasetInfo:
+    """Requested image counts against what the dataset holds, from its metadata alone (no image is read).
+
+    Raises AblateError naming `where` + the key, the requested and the available count, so a study
+    asking for 100,000 of Fashion-MNIST's 60,000 training images fails before anything is written.
+    """
+    source = get_source(config.name)
+    for key, split, size, available in (("train_size", "training", config.train_size, source.counts[0]),
+                                        ("test_size", "test", config.test_size, source.counts[1])):
+        if size is not None and not source.num_classes <= size <= available:
+            raise AblateError(f"{where}{key}: {size} images requested, but {config.name} has {available} {split} "
+                              f"images; allowed: {source.num_classes} (one per class) to {available}.")
     try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise AblateError(f"{path}: invalid YAML: {err}") from None
-    return parse_study(document, path, storage, threads)
+        return dataset_info(config)  # raises when val_fraction leaves no image to train or validate on
+    except AblateError as err:
+        raise AblateError(f"{where}val_fraction: {err}") from None
+
+
+def check_output_dir(value: Any, where: str) -> Path:
+    """A report folder: a relative path under reports/, at least one level down, that resolves inside it.
+
+    Never '.', the project root or reports/ itself (they hold other things, and a report removes the
+    files its previous run wrote), never '..' or a symlink out. Another study's folder is refused
+    when written (see ablate.report.output.check_output_folder).
+    """
+    path = Path(value) if isinstance(value, (str, Path)) and "\x00" not in str(value) else None
+    ok = (path is not None and not path.is_absolute() and ".." not in path.parts and len(path.parts) >= 2
+          and path.parts[0] == REPORTS_DIR.name)
+    if ok and path is not None:
+        try:
+            ok = (Path.cwd() / REPORTS_DIR).resolve() in (Path.cwd() / path).resolve().parents
+        except (OSError, RuntimeError):  # a symlink loop
+            ok = False
+    if not ok or path is None:
+        raise AblateError(f"{where}: {str(value)!r} is not a report folder: give a relative path without '..' "
+                          f"under {REPORTS_DIR}/ (e.g. {REPORTS_DIR}/my_study); never '.', the project root or "
+                          f"{REPORTS_DIR}/ itself.")
+    return path
 
 
 def parse_study(document: Any, path: Path, storage: str | None = None, threads: int | None = None) -> Study:
     c = _Checker(path)
     doc = c.mapping(document, "", TOP_KEYS, required=("name", "dataset", "grid"))
+    c.usable_numbers(doc)
     name = doc["name"]
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise c.error("name", f"{name!r} is not a valid study name: use letters, digits, '_', '-', '.' (max 80).")
 
     dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
+    if dataset.name in SOURCES:  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs
+        check_dataset_sizes(dataset, f"{path}: dataset.")
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
@@ -197,18 +344,20 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         check_schedule(recipe, has_validation=dataset.val_fraction > 0)
     except AblateError as err:
         raise c.error("dataset.val_fraction", f"is {dataset.val_fraction:g}: {err}") from None
-    arms = _parse_grid(c, doc["grid"])
+    arms, notes = _parse_grid(c, doc["grid"])
     seeds, seed_plan = _parse_seeds(c, doc.get("seeds", [0]))
     min_effect = c.number(doc.get("min_effect_pp", 0.5), "min_effect_pp")
-    if not (math.isfinite(min_effect) and 0 < min_effect <= 100):
+    if not 0 < min_effect <= 100:
         raise c.error("min_effect_pp", f"must be a finite number of percentage points in (0, 100], got {min_effect!r}.")
     tuning = _parse_tuning(c, doc.get("tuning") or {})
+    _check_tuned_baselines(c, tuning, arms)
     measure = _parse_measure(c, doc.get("measure") or {})
 
     run_dir = Path("runs") / name
     storage_url = storage or doc.get("storage") or f"sqlite:///{run_dir / 'optuna.db'}"
     check_storage_url(storage_url, f"{path}: storage")
-    output = _safe_relative(c, doc.get("output"), "output") if doc.get("output") else Path("reports") / name
+    output = (check_output_dir(doc["output"], f"{path}: output") if doc.get("output") is not None
+              else REPORTS_DIR / name)
     fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output")}
     # threads change float results (training) and timing conditions: part of what a result means
     runtime_doc = {k: v for k, v in (doc.get("runtime") or {}).items() if k != "threads"}  # threads: resolved below
@@ -235,47 +384,35 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         document=doc,
         seed_plan=seed_plan,
         min_effect_pp=min_effect,
+        notes=tuple(notes),
     )
 
 
 def _parse_seeds(c: _Checker, value: Any) -> tuple[tuple[int, ...], SeedPlan | None]:
     """A list of distinct seeds, or {min, max, target_ci_pp} (seeds 0 .. max-1, added on demand)."""
     if isinstance(value, Mapping):
-        m = c.mapping(value, "seeds", ("min", "max", "target_ci_pp"), required=("min", "max", "target_ci_pp"))
-        low = c.integer(m["min"], "seeds.min", 2)
-        high = c.integer(m["max"], "seeds.max", low)
-        if high > 1000:
-            raise c.error("seeds.max", f"must be <= 1000, got {high}.")
+        m = c.mapping(value, "seeds", SEED_PLAN_KEYS, required=SEED_PLAN_KEYS)
+        low = c.integer(m["min"], "seeds.min", 2, MAX_PLAN_SEEDS)
+        high = c.integer(m["max"], "seeds.max", low, MAX_PLAN_SEEDS)
         target = c.number(m["target_ci_pp"], "seeds.target_ci_pp")
-        if not (math.isfinite(target) and target > 0):
+        if not target > 0:
             raise c.error("seeds.target_ci_pp", f"must be a finite number of percentage points > 0, got {target!r}.")
         return tuple(range(high)), SeedPlan(low, high, target)
-    seeds = tuple(c.integer(s, f"seeds[{i}]", 0) for i, s in enumerate(c.seq(value, "seeds")))
-    for i, s in enumerate(seeds):
-        if s > MAX_SEED:
-            raise c.error(f"seeds[{i}]", f"{s} is beyond the largest seed torch accepts (2**63 - 1).")
+    seeds = tuple(c.integer(s, f"seeds[{i}]", 0, MAX_SEED) for i, s in enumerate(c.seq(value, "seeds")))
     if len(set(seeds)) != len(seeds):
         raise c.error("seeds", f"seeds must be distinct, got {list(seeds)}.")
     return seeds, None
 
 
-def _safe_relative(c: _Checker, value: Any, key: str) -> Path:
-    """A relative path inside the project (no absolute paths, no '..'): reports never escape."""
-    path = Path(str(value))
-    if not isinstance(value, str) or path.is_absolute() or ".." in path.parts:
-        raise c.error(key, f"{value!r} must be a relative path without '..' (e.g. reports/my_study).")
-    return path
-
-
-def _parse_grid(c: _Checker, value: Any) -> list[Arm]:
-    grid = c.mapping(value, "grid", ("backbones", "attention", "positions", "reductions", "stages", "knobs"),
-                     required=("backbones", "attention"))
+def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
+    """The distinct arms of the grid, and notes on what collapsed (listed twice under two names)."""
+    grid = c.mapping(value, "grid", GRID_KEYS, required=("backbones", "attention"))
     backbones = []
     for i, entry in enumerate(c.seq(grid["backbones"], "grid.backbones")):
         key = f"grid.backbones[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
-        entry = c.mapping(entry, key, ("name", "head", "bn"), required=("name",))
+        entry = c.mapping(entry, key, BACKBONE_KEYS, required=("name",))
         bb_name = c.choice(entry["name"], f"{key}.name", list(BACKBONES))
         head = entry.get("head")
         if head is not None:
@@ -310,15 +447,27 @@ def _parse_grid(c: _Checker, value: Any) -> list[Arm]:
             raise c.error("grid.positions", f"'after_bn' does not exist on {bb.label} (built without BatchNorm).")
     try:
         arms = enumerate_arms(backbones, attentions, positions, reductions, stages, knobs)
+        notes = collapse_notes(backbones, attentions, positions, reductions, stages)
     except AblateError as err:
         raise c.error("grid", str(err)) from None
     if not arms:
         raise c.error("grid", "the grid is empty.")
-    return arms
+    return arms, notes
+
+
+def _check_tuned_baselines(c: _Checker, tuning: Tuning, arms: Sequence[Arm]) -> None:
+    """Scope 'baseline' tunes each backbone's `none` arm and shares the result: every backbone needs one."""
+    if not (tuning.enabled and tuning.scope == "baseline"):
+        return
+    with_baseline = {a.backbone.label for a in arms if a.is_baseline}
+    missing = [label for label in dict.fromkeys(a.backbone.label for a in arms) if label not in with_baseline]
+    if missing:
+        raise c.error("tuning.scope", f"'baseline' tunes each backbone's 'none' arm, but {', '.join(missing)} has "
+                                      "none; add 'none' to grid.attention or use scope per_arm or per_attention.")
 
 
 def _parse_tuning(c: _Checker, value: Any) -> Tuning:
-    t = c.mapping(value, "tuning", ("enabled", "scope", "n_trials", "epochs", "sampler_seed", "pruner", "space"))
+    t = c.mapping(value, "tuning", [f.name for f in dataclasses.fields(Tuning)])
     enabled = t.get("enabled", bool(t))
     if not isinstance(enabled, bool):
         raise c.error("tuning.enabled", f"expected true or false, got {enabled!r}.")
@@ -326,7 +475,7 @@ def _parse_tuning(c: _Checker, value: Any) -> Tuning:
     space = []
     for pname, pdoc in c.mapping(t.get("space") or {}, "tuning.space", list(recipe_fields)).items():
         key = f"tuning.space.{pname}"
-        p = c.mapping(pdoc, key, ("low", "high", "log", "choices"))
+        p = c.mapping(pdoc, key, PARAM_KEYS)
         if "choices" in p:
             if len(p) > 1:
                 raise c.error(key, "give either choices or low/high, not both.")
@@ -354,7 +503,7 @@ def _parse_tuning(c: _Checker, value: Any) -> Tuning:
         scope=c.choice(t.get("scope", "baseline"), "tuning.scope", SCOPES),
         n_trials=c.integer(t.get("n_trials", 8), "tuning.n_trials", 1),
         epochs=c.integer(t.get("epochs", 2), "tuning.epochs", 1),
-        sampler_seed=c.integer(t.get("sampler_seed", 0), "tuning.sampler_seed", 0),
+        sampler_seed=c.integer(t.get("sampler_seed", 0), "tuning.sampler_seed", 0, MAX_SAMPLER_SEED),
         pruner=c.choice(t.get("pruner", "median"), "tuning.pruner", PRUNERS),
         space=tuple(space),
     )
@@ -370,11 +519,11 @@ def _parse_measure(c: _Checker, value: Any) -> Measure:
     sizes = tuple(c.integer(b, f"measure.batch_sizes[{i}]", 1)
                   for i, b in enumerate(c.seq(m.get("batch_sizes", list(d.batch_sizes)), "measure.batch_sizes")))
     block = c.number(m.get("block_time", d.block_time), "measure.block_time")
-    if not (math.isfinite(block) and 0 < block <= 60):
+    if not 0 < block <= 60:
         raise c.error("measure.block_time", f"must be a finite number of seconds in (0, 60], got {block!r}.")
     device = m.get("device", d.device)
-    if not (device in ("auto", "cpu", "cuda") or isinstance(device, str) and re.fullmatch(r"cuda:\d+", device)):
-        raise c.error("measure.device", f"unknown value {device!r}; allowed: auto, cpu, cuda, cuda:<index>.")
+    if not (device in MEASURE_DEVICES[:-1] or isinstance(device, str) and CUDA_DEVICE_RE.fullmatch(device)):
+        raise c.error("measure.device", f"unknown value {device!r}; allowed: {', '.join(MEASURE_DEVICES)}.")
     flags = {}
     for key in ("train_step", "cuda_graph"):
         flags[key] = m.get(key, getattr(d, key))
@@ -390,7 +539,7 @@ def _parse_measure(c: _Checker, value: Any) -> Measure:
         rounds=c.integer(m.get("rounds", d.rounds), "measure.rounds", 1),
         threads=c.integer(m.get("threads", d.threads), "measure.threads", 1),
         train_step=flags["train_step"],
-        precision=c.choice(m.get("precision", d.precision), "measure.precision", ("as_trained", *PRECISIONS)),
+        precision=c.choice(m.get("precision", d.precision), "measure.precision", MEASURE_PRECISIONS),
         channels_last=channels_last,
         cuda_graph=flags["cuda_graph"],
     )

@@ -4,7 +4,11 @@ SQLite gets a busy timeout (several writers and a dashboard reader share one fil
 get heartbeats (a killed worker's RUNNING trial becomes FAIL), and a `journal:PATH` URL opens a
 JournalFileBackend for shared filesystems. Every trial ablate runs records its worker
 (host:pid); a RUNNING trial whose local process is gone is failed at once instead of waiting for
-the heartbeat's grace period.
+the heartbeat's grace period. `mask_url` hides passwords in anything printed or stored.
+
+Environment: ABLATE_HOST overrides the host name workers record (two processes on one machine can
+act as two hosts); ABLATE_HEARTBEAT_S and ABLATE_GRACE_S set the heartbeat interval (default 20 s)
+and the grace period after which a silent RDB worker's trial counts as dead (default 90 s).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -29,8 +34,9 @@ STORAGE_SCHEMES = (
     "sqlite:///", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://",
     "journal:",
 )
-HEARTBEAT_S = 20
-GRACE_S = 90
+HEARTBEAT_S = 20  # default seconds between heartbeats (ABLATE_HEARTBEAT_S)
+GRACE_S = 90  # default seconds without a heartbeat before a trial's worker counts as dead (ABLATE_GRACE_S)
+STORAGE_ENV = "ABLATE_STORAGE"  # `ablate run` reads its storage URL from here when set (workers get it so)
 WORKER_ATTR = "ablate:worker"
 FAIL_ATTR = "fail_reason"
 RETRY_ATTR = "ablate:retry"  # a FAIL that should be re-run (killed worker, interrupt)
@@ -45,9 +51,83 @@ def check_storage_url(url: str, where: str) -> str:
     return url
 
 
-def mask_url(url: str) -> str:
-    """Hide the password of a database URL (postgresql://user:***@host/db)."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
+_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd)=)[^&#\s'\"]*", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """Hide the passwords of every URL in `text` (a URL or a message naming one), so none is printed or stored.
+
+    Userinfo passwords (`u:pw@`, `:pw@`, and unescaped `@` in the password: everything up to the last `@`
+    before the host) and query-string ones (`?password=`, `&passwd=`, any case) become `***`.
+    """
+    return _URL.sub(lambda m: _mask_one(m.group(0)), text)
+
+
+def _mask_one(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, query)
+    if at < 0:  # a password with '?' or '#' in it: the host follows the last '@'
+        at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
+    return f"{scheme}://" + _QUERY_PASSWORD.sub(r"\1***", rest)
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind a SQLite or journal URL (None for a database server)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            return Path(url.removeprefix(prefix))
+    return None
+
+
+def storage_missing(url: str) -> bool:
+    """True when nothing has run on `url` yet: its SQLite/journal file, or Optuna's tables in it, do not
+    exist. Only looks: creates nothing (a database is connected to and inspected)."""
+    path = storage_file(url)
+    if path is not None and not path.is_file():
+        return True
+    if url.startswith("journal:"):
+        return False
+    with _driver_errors(url):  # an SQLite file or a server: does it hold Optuna's tables?
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        try:
+            return not sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _driver_errors(url: str) -> Iterator[None]:
+    """sqlalchemy / driver errors (a bad URL, an unreachable server) as one masked AblateError line."""
+    try:
+        yield
+    except AblateError:
+        raise
+    except Exception as err:
+        message = f"cannot open storage {url!r}: {type(err).__name__}: {err}".split("\n")[0]
+        raise AblateError(mask_url(message)) from None
+
+
+def _seconds_from_env(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise AblateError(f"${name} must be a whole number of seconds >= 1, got {text!r}.")
+    return int(text)
+
+
+def heartbeat_interval() -> int:
+    """Seconds between a running trial's heartbeats ($ABLATE_HEARTBEAT_S, default 20)."""
+    return _seconds_from_env("ABLATE_HEARTBEAT_S", HEARTBEAT_S)
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which an RDB trial's worker counts as dead ($ABLATE_GRACE_S, default 90)."""
+    return _seconds_from_env("ABLATE_GRACE_S", GRACE_S)
 
 
 def quiet_optuna() -> None:
@@ -58,19 +138,29 @@ def quiet_optuna() -> None:
 
 
 def worker_host() -> str:
-    """This machine's name as workers record it (costs name the host they were timed on)."""
-    return socket.gethostname()
+    """This machine's name as workers record it (costs name the host they were timed on).
+
+    $ABLATE_HOST overrides it, so two processes on one machine can stand for two hosts.
+    """
+    return os.environ.get("ABLATE_HOST", "").strip() or socket.gethostname()
 
 
 def worker_id() -> str:
     return f"{worker_host()}:{os.getpid()}"
 
 
-def open_storage(url: str) -> BaseStorage:
-    """The Optuna storage behind `url`; creates the SQLite/journal file's folder if needed."""
+def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
+    """The Optuna storage behind `url`.
+
+    Writers get the SQLite/journal file's folder created if needed. `read_only` (status, dashboard)
+    never creates anything: a missing file is an error (check `storage_missing` first to say
+    "not run yet") and a database server's tables are not created.
+    """
     check_storage_url(url, "storage")
     quiet_optuna()
-    try:
+    if read_only and storage_missing(url):
+        raise AblateError(f"storage {mask_url(url)!r} does not exist yet: nothing has run on it.")
+    with _driver_errors(url):
         if url.startswith("journal:"):
             path = Path(url.removeprefix("journal:"))
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,16 +171,18 @@ def open_storage(url: str) -> BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 120}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except AblateError:
-        raise
-    except Exception as err:  # sqlalchemy / driver errors: a bad URL or an unreachable server
-        raise AblateError(f"cannot open storage {mask_url(url)!r}: {type(err).__name__}: {err}".split("\n")[0]) from None
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
+                          grace_period=grace_period(), skip_table_creation=read_only)
+
+
+def _worker_of(trial: FrozenTrial) -> tuple[str, str]:
+    """(host, pid) of the worker that claimed `trial` (empty strings when unknown)."""
+    host, _, pid = str(trial.system_attrs.get(WORKER_ATTR, "")).rpartition(":")
+    return host, pid
 
 
 def _local_process_gone(trial: FrozenTrial) -> bool:
-    owner = str(trial.system_attrs.get(WORKER_ATTR, ""))
-    host, _, pid = owner.rpartition(":")
+    host, pid = _worker_of(trial)
     if host != worker_host() or not pid.isdigit():
         return False
     try:
@@ -100,6 +192,37 @@ def _local_process_gone(trial: FrozenTrial) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def has_heartbeats(storage: BaseStorage) -> bool:
+    """RDB storages record heartbeats, so a silent remote worker can be told from a slow one.
+
+    Duck-typed: a study's storage is an RDBStorage wrapped in Optuna's private cache class.
+    """
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+def _is_local(trial: FrozenTrial) -> bool:
+    return _worker_of(trial)[0] == worker_host()
+
+
+def death_detectable(storage: BaseStorage, trial: FrozenTrial) -> bool:
+    """Can this process tell when `trial`'s worker dies? (its pid is local, or the storage has heartbeats)"""
+    return _is_local(trial) or has_heartbeats(storage)
+
+
+def dead_trial_ids(study: optuna.Study) -> set[int]:
+    """RUNNING trials whose worker is dead: local pid gone, or (RDB) no heartbeat within the grace period.
+
+    Only reads storage: `ablate status` shows these as dead without failing them.
+    """
+    storage = study._storage
+    dead = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if _local_process_gone(t)}
+    if has_heartbeats(storage):
+        dead |= set(storage._get_stale_trial_ids(study._study_id))  # a SELECT: compares heartbeats with now()
+    return dead
 
 
 def reap_dead_trials(study: optuna.Study) -> int:
@@ -115,7 +238,7 @@ def reap_dead_trials(study: optuna.Study) -> int:
                 reaped += 1
             except RuntimeError:
                 pass  # finished by someone else meanwhile
-    if isinstance(storage, RDBStorage):
+    if has_heartbeats(storage):
         optuna.storages.fail_stale_trials(study)
     return reaped
 
@@ -123,10 +246,11 @@ def reap_dead_trials(study: optuna.Study) -> int:
 @contextmanager
 def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
     """Record heartbeats for a trial run through ask/tell (optimize() does this by itself)."""
-    if not isinstance(storage, RDBStorage):
+    if not has_heartbeats(storage):
         yield
         return
     stop = threading.Event()
+    interval = storage.get_heartbeat_interval()
 
     def beat() -> None:
         while not stop.is_set():
@@ -134,7 +258,7 @@ def heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
                 storage.record_heartbeat(trial_id)
             except Exception:  # a transient DB error must not kill training
                 pass
-            stop.wait(HEARTBEAT_S)
+            stop.wait(interval)
 
     thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
     thread.start()

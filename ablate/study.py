@@ -34,12 +34,15 @@ from .errors import AblateError
 from .costs import TrainStep, profile_backbone
 from .timing import Setting, available_cores
 from .spec import Param, Study
-from .storage import WORKER_ATTR, mask_url, open_storage, reap_dead_trials, worker_host, worker_id
+from .storage import (STORAGE_ENV, WORKER_ATTR, dead_trial_ids, mask_url, open_storage, reap_dead_trials,
+                      worker_host, worker_id)
 from .device import device_name, resolve_device
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
-from .workqueue import ItemFailed, claimed, counts, run_items, supersede, superseded, wait_until_idle
+from .workqueue import (DUPLICATE_ATTR, ItemFailed, claimed, counts, item_key, run_items, supersede, superseded,
+                        wait_until_idle)
 
 PHASES = ("profile", "tune", "final")
+DEVICE_ATTR = "worker_device"  # trial user attr: the device its worker ran on, e.g. 'cuda:0 (physical 2)'
 
 
 def phase_name(study: Study, phase: str, group: str | None = None) -> str:
@@ -60,9 +63,11 @@ def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_cha
         final.set_user_attr("study_file", path)
         final.set_user_attr("fingerprint", study.fingerprint)
         final.set_user_attr("fingerprints", [study.fingerprint])
-        final.set_user_attr("spec", json.loads(json.dumps(study.document, default=str)))
+        final.set_user_attr("spec", stored_document(study))
         return final
     if attrs["fingerprint"] == study.fingerprint:
+        if attrs.get("spec") != stored_document(study):  # e.g. a password stored by an older version: masked now
+            final.set_user_attr("spec", stored_document(study))
         return final
     if attrs.get("study_file") != path and not allow_changed_spec:
         raise AblateError(
@@ -79,8 +84,14 @@ def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_cha
     history = list(attrs.get("fingerprints", [attrs["fingerprint"]]))
     final.set_user_attr("fingerprints", history + [study.fingerprint])
     final.set_user_attr("fingerprint", study.fingerprint)
-    final.set_user_attr("spec", json.loads(json.dumps(study.document, default=str)))
+    final.set_user_attr("spec", stored_document(study))
     return final
+
+
+def stored_document(study: Study) -> dict[str, Any]:
+    """The study file as the final study keeps it: JSON, every URL's password masked (storage is readable
+    by everyone who can open the dashboard; the password must not be)."""
+    return json.loads(mask_url(json.dumps(study.document, default=str)))
 
 
 # ---------------------------------------------------------------- tuning
@@ -152,8 +163,14 @@ class Runner:
     def device(self) -> torch.device:
         return resolve_device(self.study.runtime.device)
 
+    @property
+    def worker_device(self) -> str:
+        return describe_device(self.device)
+
     def data(self) -> Any:
         if self._data is None:
+            # moved after a fit check (Data.to): a dataset that does not fit fails as DataDoesNotFit
+            # (an AblateError: retried by the next run), never as an arm's own "out of memory"
             self._data = load_data(self.study.dataset, self.data_dir, self.device)
         return self._data
 
@@ -196,7 +213,8 @@ class Runner:
             wanted = {a.id for a in self.study.arms if a.backbone.label == label}  # never mixed with old rows
             if not wanted <= set(t.user_attrs["costs"]):
                 supersede(ostudy, t)
-        run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("profile"))
+        run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("profile"),
+                  claim_attrs={DEVICE_ATTR: describe_device(torch.device(self.timing_setting().device))})
 
     # -- phase 2: hyperparameters on the validation split
     def tune(self) -> None:
@@ -230,6 +248,7 @@ class Runner:
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
         def objective(trial: Trial) -> float:
             trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, worker_id())
+            trial.set_user_attr(DEVICE_ATTR, self.worker_device)
             params = suggest(trial, self.study.tuning.space)
             recipe = dataclasses.replace(self.study.recipe, epochs=self.study.tuning.epochs, **params)
 
@@ -282,7 +301,8 @@ class Runner:
             return float(result.final_acc), attrs  # the last epoch's test accuracy, never a best-of-epochs
 
         while True:  # with a SeedPlan, seeds are added as results show which arms still lack precision
-            run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"))
+            run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"),
+                      claim_attrs={DEVICE_ATTR: self.worker_device})
             if self.study.seed_plan is None:
                 return
             wait_until_idle([ostudy])  # other workers' results decide what comes next, too
@@ -443,44 +463,235 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+# ---------------------------------------------------------------- worker devices
+
+
+def cuda_device_count() -> int:
+    """CUDA GPUs this process sees (one function, so tests can fake a host with several)."""
+    return torch.cuda.device_count()
+
+
+def visible_devices() -> list[str]:
+    """This process's CUDA_VISIBLE_DEVICES entries ([] when unset): how its cuda:i map to physical GPUs."""
+    return [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+
+
+def describe_device(device: torch.device) -> str:
+    """'cpu', 'cuda:0', or 'cuda:0 (physical 2)' where CUDA_VISIBLE_DEVICES renumbers the GPUs: which GPU a
+    trial really ran on, recorded on the trial and shown by `ablate status`."""
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = visible_devices()
+    return f"cuda:{index}" + (f" (physical {visible[index]})" if index < len(visible) else "")
+
+
+def placeable_gpus(study: Study) -> int:
+    """GPUs local workers can be spread over: none when the study pins its device (cpu, or one cuda:N)."""
+    return cuda_device_count() if study.runtime.device in ("auto", "cuda") else 0
+
+
+def worker_gpus(workers: int | None, gpus: list[int] | None, per_gpu: int | None, count: int) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES for each local worker; None for a CPU worker (its environment left alone).
+
+    Worker i gets GPU i mod k of the k chosen ones (`gpus`, numbered as this process sees them; default
+    all `count`), so each child sees one GPU, as cuda:0. Workers share a GPU only when asked: up to
+    `per_gpu` on each, and `workers` then defaults to per_gpu x k.
+    """
+    if workers is not None and workers < 1:
+        raise AblateError(f"--workers must be >= 1, got {workers}.")
+    if per_gpu is not None and per_gpu < 1:
+        raise AblateError(f"--workers-per-gpu must be >= 1, got {per_gpu}.")
+    if count == 0:
+        if gpus or per_gpu is not None:
+            raise AblateError("--gpus / --workers-per-gpu: no CUDA GPU to place workers on (none is visible, or the "
+                              "study's runtime.device is cpu or one fixed cuda:N).")
+        return [None] * (workers or 1)
+    chosen = list(gpus) if gpus else list(range(count))
+    bad = [g for g in chosen if not 0 <= g < count]
+    if bad or len(set(chosen)) != len(chosen):
+        raise AblateError(f"--gpus {','.join(map(str, chosen))}: give distinct GPU numbers from 0 to {count - 1} "
+                          f"(this host shows {count} GPU(s)).")
+    k = len(chosen)
+    if per_gpu is None:
+        n = workers or 1
+        if n > k:
+            raise AblateError(f"--workers {n} is more than the {k} GPU(s) in use, and each worker gets a GPU of "
+                              "its own: pass --workers-per-gpu M to run up to M workers on each GPU (--workers then "
+                              f"defaults to M x {k}), or choose GPUs with --gpus.")
+    else:
+        n = workers or per_gpu * k
+        if n > per_gpu * k:
+            raise AblateError(f"--workers {n} is more than --workers-per-gpu {per_gpu} x {k} GPU(s) = {per_gpu * k}.")
+    visible = visible_devices()
+    ids = visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
+    return [ids[chosen[i % k]] for i in range(n)]
+
+
+# ---------------------------------------------------------------- what a run leaves behind
+
+
+@dataclass(frozen=True)
+class PhaseOutcome:
+    """One phase after a run, in work items (tuning: trials; it replaces its failed trials, so none counts as
+    failed). `failed_now`: items not complete whose trial failed during this run (earlier failures that
+    this run completed do not count)."""
+
+    phase: str
+    total: int
+    complete: int
+    failed: int = 0
+    failed_now: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.total - self.complete - self.failed
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """Every phase after a run: the closing summary, and `ablate run`'s exit code (1 unless `ok`)."""
+
+    study: Study
+    phases: tuple[PhaseOutcome, ...]
+    failed_workers: int = 0  # local worker processes that exited 1
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_workers == 0 and not any(p.failed_now for p in self.phases)
+
+
+def phase_studies(study: Study, storage: optuna.storages.BaseStorage) -> dict[str, optuna.Study | None]:
+    """Phase study name -> its Optuna study, None where it does not exist yet. Loads, never creates."""
+    names = set(optuna.get_all_study_names(storage=storage))
+    wanted = [phase_name(study, "profile")]
+    if study.tuning.enabled:
+        wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]
+    wanted.append(phase_name(study, "final"))
+    return {name: optuna.load_study(study_name=name, storage=storage) if name in names else None for name in wanted}
+
+
+def trial_counts(study: Study, storage: optuna.storages.BaseStorage) -> dict[str, int]:
+    """Trials per phase study now: trials numbered from there on were created during the run that follows."""
+    return {name: len(s.get_trials(deepcopy=False)) if s else 0 for name, s in phase_studies(study, storage).items()}
+
+
+def items_outcome(phase: str, ostudy: optuna.Study | None, items: list[dict[str, Any]], first: int) -> PhaseOutcome:
+    """Complete / failed / failed-in-this-run items of a work-item phase (profile, final)."""
+    if ostudy is None or not items:
+        return PhaseOutcome(phase, len(items), 0)
+    keys = list(items[0])
+    owners = claimed(ostudy, keys)
+    failed_since = {item_key(t.params, keys) for t in ostudy.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                    if t.number >= first and DUPLICATE_ATTR not in t.user_attrs}
+    states = {k: owners[k].state for k in (item_key(i, keys) for i in items) if k in owners}
+    complete = {k for k, state in states.items() if state == TrialState.COMPLETE}
+    return PhaseOutcome(phase, len(items), len(complete), sum(state == TrialState.FAIL for state in states.values()),
+                        len(failed_since - complete))
+
+
+def run_outcome(study: Study, storage: optuna.storages.BaseStorage, first: dict[str, int],
+                failed_workers: int = 0) -> RunOutcome:
+    """What storage holds for every phase after a run that started when the phases had `first` trials."""
+    loaded = phase_studies(study, storage)
+    final = loaded[phase_name(study, "final")]
+    phases = [items_outcome("profile", loaded[phase_name(study, "profile")], profile_items(study),
+                            first.get(phase_name(study, "profile"), 0))]
+    if study.tuning.enabled:
+        n = study.tuning.n_trials
+        done = [len(s.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))) if s else 0
+                for name, s in loaded.items() if name.startswith(phase_name(study, "tune") + "/")]
+        phases.append(PhaseOutcome("tune", n * len(done), sum(min(n, d) for d in done)))
+    phases.append(items_outcome("final", final, final_items(study, final_results(final)),
+                                first.get(phase_name(study, "final"), 0)))
+    return RunOutcome(study, tuple(phases), failed_workers)
+
+
+def summary_text(outcome: RunOutcome) -> str:
+    """The paragraph `ablate run` ends with: where each phase stands and the command to type next."""
+    study = outcome.study
+    parts = []
+    for p in outcome.phases:
+        unit = "trials" if p.phase == "tune" else "items"
+        text = f"{p.phase} {p.complete}/{p.total} {unit} complete"
+        if p.failed:
+            text += f", {p.failed} failed"
+        if p.missing:
+            text += f", {p.missing} missing"
+        parts.append(text)
+    lines = [f"ablate run {study.name}: " + "; ".join(parts) + "."]
+    failed_now = sum(p.failed_now for p in outcome.phases)
+    if failed_now:
+        lines.append(f"{failed_now} item(s) failed in this run (their reasons: the report, or the dashboard).")
+    if outcome.failed_workers:
+        lines.append(f"{outcome.failed_workers} worker process(es) exited with an error (see above).")
+    same = " (with the same --storage or $ABLATE_STORAGE)" if storage_overridden(study) else ""
+    missing = sum(p.missing for p in outcome.phases)
+    failed = sum(p.failed for p in outcome.phases)
+    if missing:
+        lines.append(f"next: ablate run {study.path}{same} to run the {missing} missing item(s) (it resumes)"
+                     + (", with --retry-failed to try the failed ones again too." if failed else "."))
+    elif failed:
+        lines.append(f"next: ablate report {study.path}{same} (failed items are listed there), or ablate run "
+                     f"{study.path} --retry-failed to try them again.")
+    else:
+        lines.append(f"next: ablate report {study.path}{same}")
+    return " ".join(lines)
+
+
+def storage_overridden(study: Study) -> bool:
+    """Does the study use a storage other than its file's (so commands must name it again)?"""
+    return study.storage not in (f"sqlite:///{study.run_dir / 'optuna.db'}", study.document.get("storage"))
+
+
 # ---------------------------------------------------------------- entry points
 
 
 def run_study(
     study: Study,
     *,
-    workers: int = 1,
+    workers: int | None = 1,
+    gpus: list[int] | None = None,
+    workers_per_gpu: int | None = None,
     allow_changed_spec: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
     data_dir: str | None = None,
     phases: tuple[str, ...] = PHASES,
-) -> None:
-    """The whole study in this process (workers=1) or in N local worker processes."""
+) -> RunOutcome:
+    """The whole study in this process (one worker) or in local worker processes, one per device slot.
+
+    Returns what storage holds afterwards (see `RunOutcome.ok`: did anything fail in this run?).
+    """
+    devices = worker_gpus(workers, gpus, workers_per_gpu, placeable_gpus(study))  # refused before anything runs
+    in_process = len(devices) == 1 and gpus is None and workers_per_gpu is None
     if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
         require_present(study.dataset, data_dir)
     storage = open_storage(study.storage)
     guard_identity(study, storage, allow_changed_spec)
+    first = trial_counts(study, storage)
     runner = Runner(study, storage, retry_failed=retry_failed, progress=progress, data_dir=data_dir)
     if "profile" in phases:
         runner.profile()  # before workers start, so timings are not taken on a loaded machine
     rest = tuple(p for p in phases if p != "profile")
-    warn_oversubscribed(study, workers, progress)
-    if workers <= 1:
+    warn_oversubscribed(study, len(devices), progress)
+    failed_workers = 0
+    if in_process:
         if "tune" in rest:
             runner.tune()
         if "final" in rest:
             runner.final()
-        return
-    spawn_workers(study, workers, rest, allow_changed_spec, retry_failed, data_dir, progress)
+    elif rest:
+        failed_workers = spawn_workers(study, devices, rest, allow_changed_spec, retry_failed, data_dir, progress)
+    return run_outcome(study, storage, first, failed_workers)
 
 
 def watch(procs: list[subprocess.Popen], study: Study, progress: bool, poll_s: float = 5.0) -> list[int]:
     """Wait for the worker processes, printing the final phase's progress line when it changes."""
-    storage, last = open_storage(study.storage), ""
+    storage, last = open_storage(study.storage) if progress else None, ""
     while any(p.poll() is None for p in procs):
         time.sleep(poll_s)
-        if progress and phase_name(study, "final") in optuna.get_all_study_names(storage=storage):
+        if storage is not None and phase_name(study, "final") in optuna.get_all_study_names(storage=storage):
             final = optuna.load_study(study_name=phase_name(study, "final"), storage=storage)
             line = progress_line("final", final, final_items(study, final_results(final)))
             if line != last:
@@ -503,11 +714,12 @@ def warn_oversubscribed(study: Study, workers: int, progress: bool = True) -> bo
     return True
 
 
-def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_changed_spec: bool,
-                  retry_failed: bool, data_dir: str | None, progress: bool = True) -> None:
-    """N local `ablate run` processes on the same storage, each with the study's own thread count."""
-    cmd = [sys.executable, "-m", "ablate", "run", str(study.path), "--storage", study.storage,
-           "--phases", ",".join(phases), "--quiet"]
+def worker_command(study: Study, phases: tuple[str, ...], allow_changed_spec: bool, retry_failed: bool,
+                   data_dir: str | None) -> list[str]:
+    """A local worker's argv. The storage URL is not on it (argv is readable by every user of the host
+    through ps and /proc): it travels in the worker's environment, see `worker_env`."""
+    cmd = [sys.executable, "-m", "ablate", "run", str(study.path), "--phases", ",".join(phases), "--quiet",
+           "--worker-process"]
     if study.runtime.threads is not None:  # the file's value or a --threads override: the same fingerprint
         cmd += ["--threads", str(study.runtime.threads)]
     if allow_changed_spec:
@@ -516,7 +728,23 @@ def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_cha
         cmd.append("--retry-failed")
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    procs = [subprocess.Popen(cmd) for _ in range(workers)]
+    return cmd
+
+
+def worker_env(study: Study, gpu: str | None) -> dict[str, str]:
+    """A local worker's environment: the storage URL ($ABLATE_STORAGE) and, on a GPU host, its one GPU."""
+    env = {**os.environ, STORAGE_ENV: study.storage}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
+def spawn_workers(study: Study, devices: list[str | None], phases: tuple[str, ...], allow_changed_spec: bool,
+                  retry_failed: bool, data_dir: str | None, progress: bool = True) -> int:
+    """One local `ablate run` process per entry of `devices` (its CUDA_VISIBLE_DEVICES, or None: CPU), on
+    the same storage, each with the study's own thread count. Returns how many exited 1 (items failed)."""
+    cmd = worker_command(study, phases, allow_changed_spec, retry_failed, data_dir)
+    procs = [subprocess.Popen(cmd, env=worker_env(study, gpu)) for gpu in devices]
     try:
         codes = watch(procs, study, progress)
     except KeyboardInterrupt:
@@ -525,29 +753,32 @@ def spawn_workers(study: Study, workers: int, phases: tuple[str, ...], allow_cha
         for p in procs:
             p.wait()
         raise
-    if any(codes):
-        raise AblateError(f"{sum(1 for c in codes if c)} of {workers} workers failed (exit codes {codes}); "
+    if any(c not in (0, 1) for c in codes):
+        raise AblateError(f"{sum(1 for c in codes if c)} of {len(procs)} workers failed (exit codes {codes}); "
                           "re-run the same command to resume.")
+    return sum(1 for c in codes if c == 1)
 
 
-def status_frame(study: Study) -> pd.DataFrame:
-    """Per phase: trials complete / running / failed / pruned / waiting, and work items left."""
-    storage = open_storage(study.storage)
-    names = set(optuna.get_all_study_names(storage=storage))
-    rows = []
-    wanted = [phase_name(study, "profile")]
-    if study.tuning.enabled:
-        wanted += [phase_name(study, "tune", g) for g in tuning_groups(study)]
-    wanted.append(phase_name(study, "final"))
-    loaded = {name: optuna.load_study(study_name=name, storage=storage) if name in names else None for name in wanted}
+def status_frame(study: Study, storage: optuna.storages.BaseStorage | None = None) -> pd.DataFrame:
+    """Per phase: trials complete / running / dead / failed / pruned / waiting, and work items left.
+
+    Read-only: a RUNNING trial whose worker is gone (local pid, or a heartbeat older than the grace
+    period) is counted as dead, not failed; the next `ablate run` fails and re-runs it.
+    """
+    storage = storage or open_storage(study.storage, read_only=True)
+    loaded = phase_studies(study, storage)
     items = {"profile": profile_items(study),
              "final": final_items(study, final_results(loaded[phase_name(study, "final")]))}
-    for name in wanted:
+    rows = []
+    for name, ostudy in loaded.items():
         row: dict[str, Any] = {"phase": name}
-        ostudy = loaded[name]
         trials = ostudy.get_trials(deepcopy=False) if ostudy is not None else []
+        dead = dead_trial_ids(ostudy) if ostudy is not None else set()
         for state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED, TrialState.WAITING):
             row[state.name.lower()] = sum(t.state == state for t in trials)
+            if state == TrialState.RUNNING:
+                row["running"] -= len(dead)
+                row["dead"] = len(dead)
         phase_items = items.get(name.split("/")[1])
         if phase_items is not None:
             row["items"] = len(phase_items)
@@ -557,3 +788,20 @@ def status_frame(study: Study) -> pd.DataFrame:
             row["items_left"] = max(0, study.tuning.n_trials - row["complete"] - row["pruned"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def running_frame(study: Study, storage: optuna.storages.BaseStorage | None = None) -> pd.DataFrame:
+    """Every RUNNING trial: its item, worker (host:pid), device, and whether that worker is alive. Read-only."""
+    storage = storage or open_storage(study.storage, read_only=True)
+    rows = []
+    for name, ostudy in phase_studies(study, storage).items():
+        if ostudy is None:
+            continue
+        dead = dead_trial_ids(ostudy)
+        for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            rows.append({"phase": name, "trial": t.number,
+                         "item": " ".join(f"{k}={v}" for k, v in t.params.items()),
+                         "worker": t.system_attrs.get(WORKER_ATTR, "?"), "device": t.user_attrs.get(DEVICE_ATTR, "?"),
+                         "state": "dead" if t._trial_id in dead else "running",
+                         "started": t.datetime_start.strftime("%Y-%m-%d %H:%M:%S") if t.datetime_start else "?"})
+    return pd.DataFrame(rows, columns=["phase", "trial", "item", "worker", "device", "state", "started"])

@@ -31,7 +31,9 @@ import contextlib
 import logging
 import math
 import os
+import re
 import statistics
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -79,6 +81,72 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """torch.autocast for bf16/fp16, nothing for fp32."""
     dtype = AUTOCAST_DTYPES.get(check_precision(precision))
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether `device` runs bf16 in hardware: CPUs (autocast), ROCm GPUs, CUDA compute capability >= 8.0.
+
+    `torch.cuda.is_bf16_supported()` also says True on sm_75 (Turing) because bf16 can be emulated
+    there, slowly: ask the capability of this very device instead (is_bf16_supported reads the
+    current device, and including_emulation=False exists only in recent torch).
+    """
+    if device.type != "cuda":
+        return True
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def mixed_precision(device: torch.device) -> str:
+    """The autocast precision for a run that asked for mixed precision: bf16 where the hardware has
+    it, else fp16 (pre-Ampere CUDA GPUs have fp16 tensor cores; training then needs a GradScaler)."""
+    return "bf16" if bf16_native(device) else "fp16"
+
+
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def set_cublas_workspace() -> None:
+    """Set CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS) unless the user did: cuBLAS reads it once per
+    process, when it is first used, so this must run before any CUDA work (the CLI calls it first)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+
+
+NONDETERMINISTIC_ALERT = " does not have a deterministic implementation"
+
+
+def nondeterministic_op(message: str) -> str | None:
+    """The op a torch determinism alert names ('X does not have a deterministic implementation, but
+    you set ...'), or None for any other warning."""
+    head, found, _ = message.partition(NONDETERMINISTIC_ALERT)
+    return head.strip() if found and head.strip() else None
+
+
+@contextlib.contextmanager
+def record_nondeterministic_ops() -> Iterator[list[str]]:
+    """Collect, in first-seen order, the ops that had no deterministic kernel while inside.
+
+    With `use_deterministic_algorithms(True, warn_only=True)` torch warns, and carries on, when an op
+    has no deterministic implementation (on CUDA: adaptive_max_pool2d_backward for CAM, CBAM and SE
+    with max squeeze, _adaptive_avg_pool2d_backward, ...). Those alerts are turned into a list a run
+    can store, so a report can say which arms could not be deterministic; every alert is seen (not
+    only the first per place), and other warnings are shown as usual.
+    """
+    ops: list[str] = []
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.filterwarnings("always", message=".*" + re.escape(NONDETERMINISTIC_ALERT))
+        previous = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+            op = nondeterministic_op(str(message))
+            if op is None:
+                previous(message, category, filename, lineno, file, line)
+            elif op not in ops:
+                ops.append(op)
+
+        warnings.showwarning = show
+        yield ops
 
 
 def synchronize(device: torch.device) -> None:

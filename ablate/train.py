@@ -5,6 +5,9 @@ Defaults reproduce seed 000 (Adam 1e-3, batch 64, ReduceLROnPlateau with patienc
 on the device as uint8 (data.py), batches are augmented there (augment.py), and the loop never
 waits for the device inside an epoch except for one non-finite-loss check every
 `Runtime.check_every` steps. Epoch times are taken after a device synchronisation, so they are real.
+With `Runtime(compile=True)` the model is compiled before the first epoch's clock starts (its
+seconds are `warmup_s`), and only full batches go through the compiled graph (see compile_model).
+Mixed precision is bf16 where the GPU has it, else fp16 with loss scaling; `precision` records it.
 
 Test data never decides. Seed 000 steps ReduceLROnPlateau on the test loss, which leaks the test
 set into training. Here the validation split makes every decision (the plateau step, what an
@@ -14,7 +17,8 @@ validation split is refused rather than quietly stepped on test.
 
 Reproducibility and pairing: the run seed fixes model initialisation, dropout, shuffling and
 augmentation; on CPU the same seed gives the same metrics. On CUDA set
-`Runtime(deterministic=True)` for that (slower: cuDNN autotuning off). At one seed, arms are
+`Runtime(deterministic=True)` for that (slower: cuDNN autotuning off); ops that have no
+deterministic CUDA kernel only warn, and the run lists them in `nondeterministic_ops`. At one seed, arms are
 paired: every layer a backbone's arms share starts from the same weights (build_model seeds each
 layer by its path), and shuffling and augmentation come from generators that no model touches, so
 every arm sees the same batches.
@@ -26,7 +30,10 @@ import base64
 import json
 import math
 import os
+import pickle
+import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -42,18 +49,30 @@ from tqdm import tqdm
 from .augment import Augment, Normalize, to_unit_float
 from .config import check_choice, check_range, check_types, config_from_dict
 from .data import Data, DataMeta, Split
-from .device import device_name, resolve_device
+from .device import DataDoesNotFit, device_name, resolve_device
 from .errors import AblateError
 from .models import build_model
-from .timing import autocast, available_cores, synchronize
+from .timing import (autocast, available_cores, mixed_precision, record_nondeterministic_ops, set_cublas_workspace,
+                     synchronize)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 EVAL_SPLITS = ("val", "test")
 ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation
+PLACEMENT_KEYS = ("device", "precision")  # fingerprint keys that say where a run ran, not which run it is
+# what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
+# random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
+CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (OSError, RuntimeError, EOFError, KeyError, ValueError,
+                                                      TypeError, pickle.UnpicklingError, zipfile.BadZipFile)
+CHECKPOINT_KEYS = ("fingerprint", "epoch", "result", "model", "optimizer", "scheduler", "rng_cpu", "rng_gen",
+                   "rng_host", "rng_cuda")
 
 ModelFactory = Callable[[DataMeta], nn.Module]
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
+
+
+class UnreadableCheckpoint(AblateError):
+    """A checkpoint file that cannot be read: truncated, overwritten, not a checkpoint, keys missing."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -119,9 +138,10 @@ class Runtime:
     """Where and how fast to run; none of this is meant to change results beyond float noise."""
 
     device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:N
-    amp: bool | None = None  # bf16 autocast; None: on for CUDA, off on CPU
+    amp: bool | None = None  # mixed precision (see precision()); None: on for CUDA, off on CPU
     channels_last: bool = True  # NHWC activations: faster convolutions on CUDA and on x86 CPUs (oneDNN)
     compile: bool = False  # torch.compile the model (minutes of compile time; pays off on long GPU runs)
+    compile_backend: str = "inductor"  # torch.compile's backend ("eager" compiles nothing: for tests)
     deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (CPU is deterministic)
     cudnn_benchmark: bool | None = None  # None: on for CUDA unless deterministic
     threads: int | None = None  # CPU threads for torch; None: the cores this process may use
@@ -137,16 +157,22 @@ class Runtime:
             raise AblateError(f"device: unknown value {self.device!r}; allowed: auto, cpu, cuda, cuda:<index>.")
         for key in ("threads", "eval_batch_size", "check_every", "loss_every"):
             check_range(key, getattr(self, key), 1)
+        if self.compile:
+            import torch._dynamo  # only a run that compiles pays for the import
+
+            check_choice("compile_backend", self.compile_backend, torch._dynamo.list_backends(exclude_tags=()))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Runtime:
         return config_from_dict(cls, d, where)
 
     def precision(self, device: torch.device) -> str:
-        """'bf16' (autocast) as set, else on CUDA only (CPU bf16 changes numerics for little gain); else
-        'fp32'. The words are ablate.timing's, so a cost row says the precision its arms were trained in."""
+        """The precision a run on `device` trains in: with mixed precision (`amp`, by default on CUDA only:
+        CPU bf16 changes numerics for little gain) 'bf16' where the hardware has it, else 'fp16' (with
+        loss scaling; pre-Ampere GPUs only emulate bf16, slowly); without, 'fp32'. The words are
+        ablate.timing's, so a cost row says the precision its arms were trained in."""
         on = self.amp if self.amp is not None else device.type == "cuda"
-        return "bf16" if on else "fp32"
+        return mixed_precision(device) if on else "fp32"
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -167,9 +193,8 @@ def torch_settings(runtime: Runtime, device: torch.device) -> Iterator[None]:
             bench = runtime.cudnn_benchmark if runtime.cudnn_benchmark is not None else not runtime.deterministic
             torch.backends.cudnn.benchmark = bench
             torch.backends.cudnn.deterministic = runtime.deterministic
-            if runtime.deterministic:
-                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for determinism
         if runtime.deterministic:
+            set_cublas_workspace()  # train() set it before any CUDA work; a no-op here unless called directly
             torch.use_deterministic_algorithms(True, warn_only=True)
         yield
     finally:
@@ -261,11 +286,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, steps_per_e
 
 @torch.no_grad()
 def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
-                    channels_last: bool = True, precision: str = "fp32") -> tuple[float, float, torch.Tensor]:
+                    channels_last: bool = True, precision: str = "fp32",
+                    eager: nn.Module | None = None) -> tuple[float, float, torch.Tensor]:
     """(mean cross-entropy, accuracy in %, per-image correctness) over a whole split, one host sync.
 
     The correctness vector (bool, in split order, on the split's device) is what a paired
-    per-image test between arms needs.
+    per-image test between arms needs. When `model` is compiled, pass the same module uncompiled
+    as `eager`: the last, smaller batch runs through it, so the compiled graph sees one shape only.
     """
     model.eval()
     device = split.images.device
@@ -275,8 +302,9 @@ def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, bat
     for start in range(0, len(split), batch_size):
         x = normalize(to_unit_float(split.images[start:start + batch_size])).contiguous(memory_format=fmt)
         y = split.labels[start:start + batch_size]
+        run = eager if eager is not None and len(y) < batch_size else model
         with autocast(device, precision):
-            out = model(x)
+            out = run(x)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         hits[start:start + batch_size] = out.argmax(1) == y
     loss, correct = torch.stack((loss_sum, hits.sum().to(torch.float64))).tolist()
@@ -306,6 +334,9 @@ class TrainResult:
     eval_split: str  # where final_acc comes from: 'val' (tuning) or 'test' (final numbers)
     epochs: int  # planned
     target_acc: float | None = None
+    precision: str | None = None  # the precision actually trained in (fp32, bf16, fp16: Runtime.precision)
+    warmup_s: float | None = None  # torch.compile's compilation before the first timed epoch; not in any time below
+    nondeterministic_ops: list[str] | None = None  # deterministic runs: ops torch had no deterministic kernel for
     train_loss: list[float] = field(default_factory=list)
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -409,7 +440,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint's contents; UnreadableCheckpoint when the file is not one (truncated, garbage, no weights).
+    A missing file stays FileNotFoundError: that is a wrong path, not a damaged file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except CHECKPOINT_ERRORS as err:
+        reason = (str(err).splitlines() or [""])[0][:200]
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({type(err).__name__}: {reason})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise UnreadableCheckpoint(f"checkpoint {path} holds no model weights ({type(state).__name__})")
+    return state
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
@@ -418,13 +460,28 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
-def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, gen: torch.Generator,
-              host_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
+def move_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to `<name>.corrupt-<timestamp>`, kept for inspection; the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, target)
+    return target
+
+
+def _say(text: str) -> None:
+    """One line on stderr: what happened to a run's checkpoint, for the person watching."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+              gen: torch.Generator, host_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
     """Everything that makes epoch k+1 of a resumed run equal to that of an uninterrupted one."""
     return {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),  # fp16 loss scale ({} when not scaling)
+        "device_type": device.type,  # the generators' states below only fit a generator of this type
         "rng_cpu": torch.get_rng_state(),
         "rng_gen": gen.get_state(),
         "rng_host": host_gen.get_state(),
@@ -433,23 +490,75 @@ def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, 
 
 
 def _restore(state: Mapping[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-             gen: torch.Generator, host_gen: torch.Generator, device: torch.device) -> None:
+             scaler: torch.amp.GradScaler, gen: torch.Generator, host_gen: torch.Generator,
+             device: torch.device) -> None:
+    """Load a snapshot. Device generators are restored only from a snapshot of the same device type: a
+    CPU generator's state (5056 bytes) is no CUDA generator's (16 bytes), and setting it fails."""
     net.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng_cpu"])
-    gen.set_state(state["rng_gen"])
     host_gen.set_state(state["rng_host"])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    if state.get("device_type", "cpu" if state["rng_cuda"] is None else "cuda") == device.type:
+        gen.set_state(state["rng_gen"])
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
 
 
-def _fingerprint(recipe: Recipe, data: Data, seed: int, eval_split: str, net: nn.Module) -> str:
-    """What must match for a checkpoint to be resumed by this call."""
+def _fingerprint(recipe: Recipe, data: Data, seed: int, eval_split: str, net: nn.Module, device: torch.device,
+                 precision: str) -> str:
+    """What must match for a checkpoint to be resumed by this call: the run (recipe, data, seed, model,
+    engine) and where it runs (PLACEMENT_KEYS: device type and precision; generators and numerics
+    differ between them)."""
     return json.dumps({"engine": ENGINE_VERSION, "recipe": recipe.as_dict(), "data": data.config.as_dict(),
                        "seed": seed, "eval_split": eval_split, "model": type(net).__name__,
-                       "params": sum(p.numel() for p in net.parameters())}, sort_keys=True)
+                       "params": sum(p.numel() for p in net.parameters()), "device": device.type,
+                       "precision": precision}, sort_keys=True)
+
+
+def _placement_only(saved: str, current: str) -> bool:
+    """True when two fingerprints name the same run and differ only in where it ran (PLACEMENT_KEYS)."""
+    try:
+        old, new = json.loads(saved), json.loads(current)
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(old, dict):
+        return False
+    strip = (lambda d: {k: v for k, v in d.items() if k not in PLACEMENT_KEYS})
+    return strip(old) == strip(new)
+
+
+def _resumable_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint at `path` when this run can resume from it, else None (the run starts from scratch).
+
+    A damaged file is moved aside (see move_aside), and a checkpoint of this run made on another device
+    type or in another precision is left to be overwritten, each with one line on stderr. A checkpoint
+    of another run (recipe, data, seed or model differ) is refused: the path is probably a mistake.
+    """
+    if not path.exists():
+        return None
+    try:
+        state = load_checkpoint(path)
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise UnreadableCheckpoint(f"checkpoint {path} lacks {', '.join(missing)}")
+    except UnreadableCheckpoint as err:
+        _say(f"{err}; moved aside to {move_aside(path)}; this run starts from scratch")
+        return None
+    if state["fingerprint"] == fingerprint:
+        return state
+    if _placement_only(state["fingerprint"], fingerprint):
+        old, new = json.loads(state["fingerprint"]), json.loads(fingerprint)
+        where = (f"was made on {old['device']} in {old['precision']}" if all(k in old for k in PLACEMENT_KEYS)
+                 else "records no device type or precision (an older ablate)")
+        _say(f"checkpoint {path} {where}; this run is on {new['device']} in {new['precision']} and cannot resume "
+             "from it, so it starts from scratch")
+        return None
+    raise AblateError(f"checkpoint {path} belongs to another run (recipe, data, seed, model or ablate version "
+                      f"differ); delete it or choose another path.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,15 +620,77 @@ def train(
     `on_epoch_end(epoch, metrics)` runs after every epoch (1-based) with the training and
     validation numbers; returning True stops the run, and anything it raises (optuna.TrialPruned)
     propagates untouched. With `checkpoint_path`, state is saved after every epoch and an existing
-    matching checkpoint is resumed. Raises NonFiniteLossError when the loss becomes NaN or
-    infinite, and AblateError when something would have to decide on test (see check_decisions).
+    matching checkpoint is resumed (one line on stderr says from which epoch); a damaged one is moved
+    aside and a checkpoint of this run from another device type or precision is replaced, the run
+    starting from scratch (see _resumable_state). Raises NonFiniteLossError when the loss becomes
+    NaN or infinite, AblateError when something would have to decide on test (see check_decisions),
+    and DataDoesNotFit when the dataset does not fit on the device.
     """
+    if runtime.deterministic:
+        set_cublas_workspace()  # before any CUDA work: cuBLAS reads it once per process
     check_decisions(recipe, data, eval_split, on_epoch_end)
     check_range("target_acc", target_acc, 0.0, 100.0, low_open=True)
     device = resolve_device(runtime.device)
     with torch_settings(runtime, device):
         return _run(model, data, recipe, seed, runtime, device, eval_split, on_epoch_end, target_acc,
                     Path(checkpoint_path) if checkpoint_path is not None else None, progress)
+
+
+def compile_model(net: nn.Module, runtime: Runtime) -> nn.Module:
+    """`net` compiled for one run, with dynamo's caches emptied first and static shapes.
+
+    Dynamo keeps compiled graphs per code object, and every arm runs the same forward code: without
+    the reset, entries of earlier runs in the process pile up until the recompile limit (8) is hit,
+    and from then on later arms run uncompiled with one warning only. A run feeds the compiled module
+    full batches only (the last, smaller batch of an epoch or an evaluation goes through `net`), so
+    with dynamic=False it compiles exactly one training and one evaluation graph.
+    """
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    return torch.compile(net, backend=runtime.compile_backend, dynamic=False)
+
+
+def _full_batch(split: Split | None, size: int, normalize: Normalize,
+                fmt: torch.memory_format) -> torch.Tensor | None:
+    """The first `size` images of `split`, shaped as the loop feeds them; None when the split has fewer
+    (no full batch: the compiled graph is never called for it, so there is nothing to compile)."""
+    if split is None or len(split) < size:
+        return None
+    return normalize(to_unit_float(split.images[:size])).contiguous(memory_format=fmt)
+
+
+def _warm_up(fwd: nn.Module, net: nn.Module, train_x: torch.Tensor | None, eval_x: torch.Tensor | None,
+             precision: str, device: torch.device) -> float:
+    """Seconds to compile the training and evaluation graphs, before any epoch clock starts.
+
+    One training forward + backward and one evaluation forward, as the loop and evaluate_images call
+    them (grad mode, train/eval mode and autocast are part of what a graph is compiled for). Nothing
+    a run depends on changes: weights, buffers (batch-norm statistics), gradients and the global
+    generators (dropout) are put back; the data generators are not touched.
+    """
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    synchronize(device)
+    start = time.perf_counter()
+    if train_x is not None:
+        net.train()
+        with autocast(device, precision):
+            out = fwd(train_x)
+        out.float().sum().backward()
+    if eval_x is not None:
+        net.eval()
+        with torch.no_grad(), autocast(device, precision):
+            fwd(eval_x)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    net.load_state_dict(saved)
+    net.zero_grad(set_to_none=True)
+    torch.set_rng_state(cpu_rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng, device)
+    return seconds
 
 
 def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int, runtime: Runtime,
@@ -531,7 +702,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
     host_gen = torch.Generator().manual_seed(seed)  # per-batch augmentation choices, drawn on the CPU
     fmt, precision = runtime.memory_format, runtime.precision(device)
     net = net.to(device=device, memory_format=fmt)
-    fwd = torch.compile(net) if runtime.compile else net
+    fwd = compile_model(net, runtime) if runtime.compile else net  # full batches only; `net` runs the rest
     data = data.to(device)
     train_split = data.train
     val_split = data.val  # decides (None only when nothing needs deciding: check_decisions)
@@ -542,106 +713,125 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
     steps = math.ceil(len(train_split) / recipe.batch_size)
     scheduler = make_scheduler(optimizer, recipe, steps)
     per_step = scheduler is not None and recipe.scheduler != "plateau"
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     params = [p for p in net.parameters() if p.requires_grad]
     result = TrainResult(device_name(device), sum(p.numel() for p in net.parameters()), seed, eval_split,
-                         recipe.epochs, target_acc)
-    fingerprint = _fingerprint(recipe, data, seed, eval_split, net)
+                         recipe.epochs, target_acc, precision=precision)
+    fingerprint = _fingerprint(recipe, data, seed, eval_split, net, device, precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
     def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
         return evaluate_images(fwd, split, normalize, batch_size=runtime.eval_batch_size,
-                               channels_last=runtime.channels_last, precision=precision)
+                               channels_last=runtime.channels_last, precision=precision,
+                               eager=net if runtime.compile else None)
 
     start = 1
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        if state["fingerprint"] != fingerprint:
-            raise AblateError(f"checkpoint {checkpoint_path} belongs to another run (recipe, data, seed, model or "
-                              f"ablate version differ); delete it or choose another path.")
-        _restore(state, net, optimizer, scheduler, gen, host_gen, device)
+    state = _resumable_state(checkpoint_path, fingerprint) if checkpoint_path is not None else None
+    if state is not None:
+        try:
+            _restore(state, net, optimizer, scheduler, scaler, gen, host_gen, device)
+        except CHECKPOINT_ERRORS as err:  # readable, but damaged inside: start over from a fresh set-up
+            _say(f"checkpoint {checkpoint_path} cannot be restored ({type(err).__name__}); moved aside to "
+                 f"{move_aside(checkpoint_path)}; this run starts from scratch")
+            return _run(model, data, recipe, seed, runtime, device, eval_split, on_epoch_end, target_acc,
+                        checkpoint_path, progress)
         result = TrainResult.from_dict({**state["result"], "device": result.device, "target_acc": target_acc})
         start = state["epoch"] + 1
+        _say(f"checkpoint {checkpoint_path}: resumed from epoch {state['epoch']}")
 
-    for epoch in range(start, recipe.epochs + 1):
-        # --- train one epoch; the only host syncs are the periodic finite-loss checks
-        lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not progress,
-                   dynamic_ncols=True)
-        synchronize(device)
-        t0 = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(train_split), generator=gen, device=device)
-        losses = torch.empty(steps, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        checked = 0
-        for i in range(steps):
-            idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-            x = normalize(augment(train_split.images[idx], gen, host_gen)).contiguous(memory_format=fmt)
-            y = train_split.labels[idx]
-            with autocast(device, precision):
-                out = fwd(x)
-                loss = criterion(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-            optimizer.step()
-            if per_step:
-                scheduler.step()
-            losses[i] = loss.detach()
-            correct += (out.argmax(1) == y).sum()
-            if (i + 1) % runtime.check_every == 0 or i + 1 == steps:
-                mean = _check_finite(losses[checked:i + 1], epoch, checked)
-                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-                checked = i + 1
-            bar.update()
-        synchronize(device)
-        t1 = time.perf_counter()
+    with record_nondeterministic_ops() as alerts:
+        if runtime.compile and start <= recipe.epochs:  # compile before the clock starts: epoch times stay the arm's
+            train_x = _full_batch(train_split, recipe.batch_size, normalize, fmt)
+            eval_x = _full_batch(val_split if val_split is not None else test_split, runtime.eval_batch_size,
+                                 normalize, fmt)
+            result.warmup_s = (result.warmup_s or 0.0) + _warm_up(fwd, net, train_x, eval_x, precision, device)
 
-        # --- evaluate: validation decides, test is only recorded (evaluation changes no state)
-        shown: dict[str, str] = {}
-        if val_split is not None:
-            val_loss, val_acc, _ = run_eval(val_split)
-            result.val_loss.append(val_loss)
-            result.val_acc.append(val_acc)
-            shown["val_acc"] = f"{val_acc:.2f}"
-            if recipe.scheduler == "plateau":
-                scheduler.step(val_loss)
-        if test_split is not None:
-            test_loss, test_acc, hits = run_eval(test_split)
-            result.test_loss.append(test_loss)
-            result.test_acc.append(test_acc)
-            result.test_correct = encode_correct(hits)
-            shown["test_acc"] = f"{test_acc:.2f}"
-        t2 = time.perf_counter()
+        for epoch in range(start, recipe.epochs + 1):
+            # --- train one epoch; the only host syncs are the periodic finite-loss checks
+            lr = optimizer.param_groups[0]["lr"]
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not progress,
+                       dynamic_ncols=True)
+            synchronize(device)
+            t0 = time.perf_counter()
+            net.train()
+            order = torch.randperm(len(train_split), generator=gen, device=device)
+            losses = torch.empty(steps, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            checked = 0
+            for i in range(steps):
+                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+                x = normalize(augment(train_split.images[idx], gen, host_gen)).contiguous(memory_format=fmt)
+                y = train_split.labels[idx]
+                run = fwd if len(idx) == recipe.batch_size else net  # compiled graphs see full batches only
+                with autocast(device, precision):
+                    out = run(x)
+                    loss = criterion(out, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()  # scale, unscale_, step, update: plain calls when not fp16
+                if recipe.grad_clip is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if per_step:
+                    scheduler.step()
+                losses[i] = loss.detach()
+                correct += (out.argmax(1) == y).sum()
+                if (i + 1) % runtime.check_every == 0 or i + 1 == steps:
+                    mean = _check_finite(losses[checked:i + 1], epoch, checked)
+                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                    checked = i + 1
+                bar.update()
+            synchronize(device)
+            t1 = time.perf_counter()
 
-        # --- record
-        step_losses = losses.tolist()
-        sizes = [recipe.batch_size] * (steps - 1) + [len(train_split) - recipe.batch_size * (steps - 1)]
-        result.train_loss.append(sum(value * n for value, n in zip(step_losses, sizes)) / len(train_split))
-        result.train_acc.append(100.0 * correct.item() / len(train_split))
-        result.lr.append(lr)
-        result.epoch_time_s.append(t2 - t0)
-        result.train_time_s.append(t1 - t0)
-        result.samples_per_s.append(len(train_split) / (t1 - t0))
-        for i, value in enumerate(step_losses):
-            global_step = (epoch - 1) * steps + i + 1
-            if global_step % runtime.loss_every == 0:
-                result.iter_step.append(global_step)
-                result.iter_loss.append(value)
-        if device.type == "cuda":
-            result.peak_mem_mib = torch.cuda.max_memory_allocated(device) / 2**20
-        bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
-        bar.close()
+            # --- evaluate: validation decides, test is only recorded (evaluation changes no state)
+            shown: dict[str, str] = {}
+            if val_split is not None:
+                val_loss, val_acc, _ = run_eval(val_split)
+                result.val_loss.append(val_loss)
+                result.val_acc.append(val_acc)
+                shown["val_acc"] = f"{val_acc:.2f}"
+                if recipe.scheduler == "plateau":
+                    scheduler.step(val_loss)
+            if test_split is not None:
+                test_loss, test_acc, hits = run_eval(test_split)
+                result.test_loss.append(test_loss)
+                result.test_acc.append(test_acc)
+                result.test_correct = encode_correct(hits)
+                shown["test_acc"] = f"{test_acc:.2f}"
+            t2 = time.perf_counter()
 
-        if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "result": asdict(result),
-                                              **_snapshot(net, optimizer, scheduler, gen, host_gen, device)})
-        if on_epoch_end is not None and on_epoch_end(epoch, _epoch_metrics(result)):
-            result.stopped_early = True
-            break
+            # --- record
+            step_losses = losses.tolist()
+            sizes = [recipe.batch_size] * (steps - 1) + [len(train_split) - recipe.batch_size * (steps - 1)]
+            result.train_loss.append(sum(value * n for value, n in zip(step_losses, sizes)) / len(train_split))
+            result.train_acc.append(100.0 * correct.item() / len(train_split))
+            result.lr.append(lr)
+            result.epoch_time_s.append(t2 - t0)
+            result.train_time_s.append(t1 - t0)
+            result.samples_per_s.append(len(train_split) / (t1 - t0))
+            for i, value in enumerate(step_losses):
+                global_step = (epoch - 1) * steps + i + 1
+                if global_step % runtime.loss_every == 0:
+                    result.iter_step.append(global_step)
+                    result.iter_loss.append(value)
+            if device.type == "cuda":
+                result.peak_mem_mib = torch.cuda.max_memory_allocated(device) / 2**20
+            if runtime.deterministic:  # the ops that warned instead of running deterministically, resumed ones too
+                result.nondeterministic_ops = list(dict.fromkeys([*(result.nondeterministic_ops or []), *alerts]))
+            bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
+            bar.close()
+
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "result": asdict(result),
+                                                  **_snapshot(net, optimizer, scheduler, scaler, gen, host_gen,
+                                                              device)})
+            if on_epoch_end is not None and on_epoch_end(epoch, _epoch_metrics(result)):
+                result.stopped_early = True
+                break
     return result
 
 

@@ -7,7 +7,9 @@ waiting trial). Two workers that claim the same item at the same moment both cre
 one with the higher trial id sees the lower one and bows out as a FAIL marked
 `ablate:duplicate_of`, so each item *trains* once. Trials of dead workers are failed and their
 items re-run; trials that failed for a reason of their own (non-finite loss, out of memory) are
-recorded and not retried unless asked.
+recorded and not retried unless asked. A worker with nothing left to claim waits while other
+workers still hold items, as long as it can tell when they die (a local pid, or heartbeats): a
+dead worker's item is then re-run by whoever is still there, on any host.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
-from .storage import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, heartbeat, reap_dead_trials, worker_id
+from .storage import (FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, death_detectable, heartbeat, mask_url, reap_dead_trials,
+                      worker_id)
 
 DUPLICATE_ATTR = "ablate:duplicate_of"
 SUPERSEDED_ATTR = "ablate:superseded"  # study attr: numbers of complete trials whose item must run again
@@ -77,12 +80,15 @@ def supersede(study: optuna.Study, trial: FrozenTrial) -> None:
 
 
 def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False) -> dict[tuple, FrozenTrial]:
-    """item key -> the trial that owns it (the first created one that counts)."""
+    """item key -> the trial that owns it: the first created one that counts, except that a failed owner gives
+    way to a later trial of its item (one exists only because the failure was retried, e.g. --retry-failed)."""
     owners: dict[tuple, FrozenTrial] = {}
     old = superseded(study)
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t._trial_id):
         if t.number not in old and not is_ignored(t, retry_failed):
-            owners.setdefault(item_key(t.params, keys), t)
+            key = item_key(t.params, keys)
+            if key not in owners or owners[key].state == TrialState.FAIL:
+                owners[key] = t
     return owners
 
 
@@ -114,11 +120,16 @@ def run_items(
     *,
     retry_failed: bool = False,
     on_item_done: Callable[[Item, str], None] | None = None,
+    claim_attrs: Mapping[str, Any] | None = None,
+    poll_s: float = 2.0,
 ) -> int:
     """Claim and run items until none is left unclaimed. Returns how many this worker completed.
 
     `work(trial, item)` returns (objective value, user attrs); it raises ItemFailed for a failure
-    of the item itself. KeyboardInterrupt marks the trial retryable and propagates.
+    of the item itself. KeyboardInterrupt marks the trial retryable and propagates. `claim_attrs`
+    are user attrs set when an item is claimed (e.g. the worker's device, shown while it runs).
+    While other workers hold items whose death this worker could detect, it polls every `poll_s`
+    seconds, so an item of a worker that dies is still run.
     """
     keys = list(items[0]) if items else []
     distributions = {k: item_distribution([i[k] for i in items]) for k in keys}
@@ -131,12 +142,15 @@ def run_items(
         owners = claimed(study, keys, retry_failed)
         todo = [k for k in wanted if k not in owners and k not in failed_here]
         if not todo:
-            return done
+            if not others_watchable(study, [owners[k] for k in wanted if k in owners]):
+                return done
+            time.sleep(poll_s)
+            continue
         # alone: in order (baselines first); beside other workers: spread out to avoid racing for one item
         busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         key = todo[rng.randrange(len(todo))] if busy else todo[0]
         claim = create_trial(state=TrialState.RUNNING, params=dict(wanted[key]), distributions=distributions,
-                             system_attrs={WORKER_ATTR: me})
+                             system_attrs={WORKER_ATTR: me}, user_attrs=dict(claim_attrs or {}))
         trial = Trial(study, study._storage.create_new_trial(study._study_id, template_trial=claim))
         owner = claimed(study, keys, retry_failed).get(key)
         if owner is not None and owner._trial_id != trial._trial_id:
@@ -149,7 +163,7 @@ def run_items(
             with heartbeat(study._storage, trial._trial_id):
                 value, attrs = work(trial, item)
         except ItemFailed as err:
-            trial.set_user_attr(FAIL_ATTR, str(err))
+            trial.set_user_attr(FAIL_ATTR, mask_url(str(err)))
             if err.retry:
                 trial.set_user_attr(RETRY_ATTR, True)
                 failed_here.add(key)
@@ -158,7 +172,8 @@ def run_items(
                 on_item_done(item, "failed")
             continue
         except BaseException as err:  # interrupt or a bug: leave the item to be re-run
-            trial.set_user_attr(FAIL_ATTR, f"interrupted: {type(err).__name__}: {err}"[:500])
+            reason = f"interrupted: {type(err).__name__}: {err}"  # a database error may name its URL
+            trial.set_user_attr(FAIL_ATTR, mask_url(reason)[:500])
             trial.set_user_attr(RETRY_ATTR, True)
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -168,6 +183,11 @@ def run_items(
         done += 1
         if on_item_done:
             on_item_done(item, "complete")
+
+
+def others_watchable(study: optuna.Study, owners: Sequence[FrozenTrial]) -> bool:
+    """Are some of these owning trials still RUNNING in workers whose death this process would notice?"""
+    return any(t.state == TrialState.RUNNING and death_detectable(study._storage, t) for t in owners)
 
 
 def wait_until_idle(studies: Sequence[optuna.Study], poll_s: float = 3.0, timeout_s: float | None = None) -> None:

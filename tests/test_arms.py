@@ -44,3 +44,31 @@ def test_build_kwargs_round_trip() -> None:
     for arm in enumerate_arms([CNN, VGG], ["none", "eca", "cbam"], ["after_bn"], [4], stages=[[1, 3]]):
         model = build_model(**arm.build_kwargs())
         assert len(model.insertions) == (0 if arm.is_baseline else 2)
+
+
+def test_hidden_widths_follow_the_seed_formula() -> None:
+    from ablate.arms import hidden_widths
+
+    # cnn: one conv per block, 32/64/128 channels; hidden = max(1, C // r)
+    assert hidden_widths(CNN, "after_relu", (1, 2, 3), 16) == (2, 4, 8)
+    assert hidden_widths(CNN, "after_relu", (1, 2, 3), 1000) == (1, 1, 1)
+    # vgg16 every_conv on block 3 (three 256-wide convs) inserts three modules
+    assert hidden_widths(VGG, "every_conv", (3,), 64) == (4, 4, 4)
+
+
+def test_reductions_with_equal_hidden_widths_collapse_to_the_smallest() -> None:
+    arms = enumerate_arms([CNN], ["none", "se", "eca"], ["after_relu"], [1000, 128, 64])
+    # r128 and r1000 both build hidden widths (1, 1, 1); r64 builds (1, 1, 2); eca has no ratio
+    assert [a.id for a in arms] == ["cnn/none", "cnn/se/after_relu/r128/s1-3", "cnn/se/after_relu/r64/s1-3",
+                                    "cnn/eca/after_relu/s1-3"]
+    # on block 1 alone (32 channels) r32 and r64 both give hidden 1, r16 gives 2
+    only_first = enumerate_arms([CNN], ["se"], ["after_relu"], [16, 32, 64], stages=[[1]])
+    assert [a.reduction for a in only_first] == [16, 32]
+
+
+def test_model_built_from_collapsed_ratios_is_identical() -> None:
+    from ablate import build_model
+
+    small, large = (build_model("cnn", "se", reduction=r, init_seed=0) for r in (128, 1000))
+    assert [i.hidden for i in small.insertions] == [i.hidden for i in large.insertions] == [1, 1, 1]
+    assert all((a == b).all() for a, b in zip(small.state_dict().values(), large.state_dict().values()))

@@ -18,6 +18,13 @@ from ablate.errors import AblateError
 
 from .conftest import CIFAR10_NAMES, pattern, write_cifar100, write_imagefolder, write_svhn
 
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some tests load image folders with the default data root (./data): keep their decoded-dataset
+    cache entries out of the project's data folder (the cache itself is tested in test_cache.py)."""
+    monkeypatch.setenv("ABLATE_DATA_CACHE", str(tmp_path / "dataset-cache"))
+
 # ------------------------------------------------------------------------------ DataConfig
 
 

@@ -244,3 +244,36 @@ def test_load_four_workers_24_trials(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with capsys.disabled():
         print(f"\n[load {storage}] 24 trials: 1 worker {walls[1]:.1f} s, 4 workers {walls[4]:.1f} s, "
               f"speed-up {walls[1] / walls[4]:.2f}x")
+
+
+# ----------------------------------------------------------------------------- the closing summary and exit code
+
+
+def test_run_exits_1_when_items_fail_and_says_what_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    real_train = study_module.train
+    monkeypatch.setattr(study_module, "train", _fail_for("se", NonFiniteLossError(1, 3, float("nan"))))
+    assert main(["run", str(path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "final 2/4 items complete, 2 failed" in err and "2 item(s) failed in this run" in err
+    assert f"ablate run {path} --retry-failed" in err
+    assert main(["run", str(path), "--quiet"]) == 0  # nothing failed in this run: earlier failures, not retried
+    assert "final 2/4 items complete, 2 failed" in capsys.readouterr().err
+    monkeypatch.setattr(study_module, "train", real_train)
+    assert main(["run", str(path), "--quiet", "--retry-failed"]) == 0  # the earlier failures ran again and completed
+    err = capsys.readouterr().err
+    assert "final 4/4 items complete." in err and f"next: ablate report {path}" in err
+
+
+def test_every_item_failing_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    monkeypatch.setattr(study_module, "train", out_of_memory)
+    assert main(["run", str(path), "--quiet"]) == 1
+    assert "final 0/4 items complete, 4 failed" in capsys.readouterr().err

@@ -200,18 +200,18 @@ def test_partial_study_reports_missing_arms(in_folder: Built, monkeypatch: pytes
         raise AblateError("dataset 'synthetic' is not in data/")
 
     monkeypatch.setattr("ablate.report.diagnostics.load_data", no_data)
-    assert main(["report", str(path), "--out", "partial"]) == 0
-    text = (in_folder.folder / "partial" / "report.md").read_text()
+    assert main(["report", str(path), "--out", "reports/partial"]) == 0
+    text = (in_folder.folder / "reports" / "partial" / "report.md").read_text()
     assert "Arms with no result yet (1): cnn/eca/after\\_relu/s1-3" in text
     assert "8 complete, 0 running, 0 failed, 2 missing" in text
     assert "fingerprint" in text and "changed since some trials ran" in text
     assert "visual diagnostics skipped: the dataset is not available here" in text
-    items = pd.read_csv(in_folder.folder / "partial" / "tables" / "items.csv")
+    items = pd.read_csv(in_folder.folder / "reports" / "partial" / "tables" / "items.csv")
     assert set(items[items["status"] == "missing"]["arm"]) == {"cnn/eca/after_relu/s1-3"}
-    arms = pd.read_csv(in_folder.folder / "partial" / "tables" / "arms.csv").set_index("arm")
+    arms = pd.read_csv(in_folder.folder / "reports" / "partial" / "tables" / "arms.csv").set_index("arm")
     assert arms.loc["cnn/eca/after_relu/s1-3", "n"] == 0 and arms.loc["cnn/eca/after_relu/s1-3", "status"] == "missing"
     for link in IMAGE_LINK.findall(text):
-        assert (in_folder.folder / "partial" / link).is_file()
+        assert (in_folder.folder / "reports" / "partial" / link).is_file()
 
 
 def test_no_storage_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

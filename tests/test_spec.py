@@ -94,6 +94,14 @@ BAD_CASES = [
     ("stage out of range", mutate(grid__stages=[[4]]), "out of range"),
     ("bad recipe value", mutate(recipe__epochs=0), "recipe"),
     ("unknown recipe key", mutate(recipe__lrate=0.1), "recipe"),
+    ("name with a trailing newline", mutate(name="tiny\n"), "not a valid study name"),
+    ("nan learning rate", mutate(recipe__lr=float("nan")), "recipe.lr: nan is not a usable number"),
+    ("seed beyond 64 bits", mutate(seeds=[2**64]), "seeds[0]: 18446744073709551616 is not a usable number"),
+    ("more images than the dataset", mutate(dataset__name="fashion-mnist", dataset__train_size=100000),
+     "dataset.train_size: 100000 images requested, but fashion-mnist has 60000"),
+    ("output outside reports", mutate(output="."), "output: '.' is not a report folder"),
+    ("duplicate key", "name: a\nname: b\n", "line 2, column 1: invalid YAML: duplicate key 'name'"),
+    ("alias", "name: &n a\ndescription: *n\n", "anchors and aliases"),
 ]
 
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from ablate.cli import main
 from ablate.spec import load_study
-from ablate.storage import open_storage
+from ablate.storage import WORKER_ATTR, open_storage, worker_host
 from ablate.study import run_study, status_frame
-from ablate.workqueue import is_ignored
+from ablate.workqueue import is_ignored, item_distribution
 
 TINY = {
     "name": "tiny",
@@ -164,3 +164,51 @@ def test_three_workers_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     grid = {**TINY["grid"], "attention": ["none", "se", "eca"]}
     path = write_study(tmp_path, name=name, grid=grid)
     _run_workers(tmp_path, path, storage=url)
+
+
+# ----------------------------------------------------------------------------- status is read-only
+
+
+def test_status_of_a_study_never_run_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    assert main(["status", str(path)]) == 0
+    assert "not run yet" in capsys.readouterr().out
+    assert not (tmp_path / "runs").exists()
+    assert main(["status", str(path), "--storage", "journal:runs/j/journal.log"]) == 0
+    assert "not run yet" in capsys.readouterr().out and not (tmp_path / "runs").exists()
+
+
+def _running_claim(final: optuna.Study, worker: str, seed: int) -> int:
+    """A RUNNING trial of item (cnn/none, seed) as a worker `worker` (host:pid) would have claimed it."""
+    claim = create_trial(state=TrialState.RUNNING, params={"arm": "cnn/none", "seed": seed},
+                         distributions={"arm": item_distribution(["cnn/none"]), "seed": item_distribution([seed])},
+                         system_attrs={WORKER_ATTR: worker}, user_attrs={"worker_device": "cuda:0 (physical 2)"})
+    return final._storage.create_new_trial(final._study_id, template_trial=claim)
+
+
+def test_status_shows_dead_workers_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ABLATE_GRACE_S", "1")
+    path = write_study(tmp_path)
+    study = load_study(path)
+    final = optuna.create_study(study_name="tiny/final", storage=open_storage(study.storage), direction="maximize")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _running_claim(final, f"{worker_host()}:{int(gone.stdout)}", 0)  # a local process that has exited
+    _running_claim(final, f"{worker_host()}:{os.getpid()}", 1)  # this live process
+    silent = _running_claim(final, "elsewhere:1", 2)  # another host: only its heartbeat tells
+    final._storage.record_heartbeat(silent)
+    time.sleep(2.5)  # > the 1 s grace period (the database clock counts whole seconds)
+    db = tmp_path / "runs" / "tiny" / "optuna.db"
+    before = db.read_bytes()
+    assert main(["status", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert db.read_bytes() == before
+    rows = {line.split("|")[1].strip() + "/" + line.split("|")[3].strip(): line for line in out.splitlines()
+            if line.startswith("| tiny/final") and "seed=" in line}
+    assert "dead" in rows["tiny/final/arm=cnn/none seed=0"] and "running" in rows["tiny/final/arm=cnn/none seed=1"]
+    assert "dead" in rows["tiny/final/arm=cnn/none seed=2"]
+    assert all("cuda:0 (physical 2)" in line for line in rows.values())
+    frame = status_frame(study).set_index("phase")
+    assert frame.loc["tiny/final", "running"] == 1 and frame.loc["tiny/final", "dead"] == 2
+    assert len(final.get_trials(states=(TrialState.RUNNING,))) == 3  # still RUNNING in storage: status wrote nothing

@@ -183,7 +183,7 @@ def test_workers_keep_the_study_threads(tmp_path: Path, monkeypatch: pytest.Monk
     class FakeProc:
         returncode = 0
 
-        def __init__(self, cmd: list[str]) -> None:
+        def __init__(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
             commands.append(cmd)
 
         def poll(self) -> int:
@@ -191,10 +191,10 @@ def test_workers_keep_the_study_threads(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(study_mod.subprocess, "Popen", FakeProc)
     s = load_study(_study(tmp_path, runtime={"threads": 1}))
-    study_mod.spawn_workers(s, 3, ("final",), False, False, None, progress=False)
+    study_mod.spawn_workers(s, [None] * 3, ("final",), False, False, None, progress=False)  # 3 CPU workers
     assert len(commands) == 3 and all(c[c.index("--threads") + 1] == "1" for c in commands)
     commands.clear()
-    study_mod.spawn_workers(load_study(_study(tmp_path)), 2, ("final",), False, False, None, progress=False)
+    study_mod.spawn_workers(load_study(_study(tmp_path)), [None] * 2, ("final",), False, False, None, progress=False)
     assert all("--threads" not in c for c in commands)  # unset stays unset: same fingerprint in the child
 
 

@@ -1,46 +1,66 @@
-"""`ablate bench`: seed 000's DataLoader+PIL loop against ablate's engine, and the harness overhead."""
+"""`ablate bench`: seed 000's DataLoader+PIL loop against ablate's engine, and the harness overhead;
+`--workers`: does a second worker pay (steady-state items/min); `--startup`: what a worker pays to start."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
-from ..bench import bench_table, run_bench
-from ..data import DATA_ENV
+from ..bench import bench_table, run_bench, run_scaling, scaling_table
+from ..data import DATA_ENV, DataConfig
 from ..device import resolve_device
+from ..errors import AblateError
+from ..startup import fresh_worker_startup
 from ..train import Runtime
-from . import csv_list
+from . import csv_list, int_list
 
 RATIO_TARGET = {"cpu": 1.5, "cuda": 10.0}  # for the cnn backbone
 OVERHEAD_TARGET_PCT = 5.0
+SCALING_TARGET = 1.2  # steady-state items/min of the last worker count over the first (issue 13)
+SCALING_DATASET = "fashion-mnist"
+STARTUP_WARM_RUNS = 3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="seed-000 training loop vs ablate's engine (samples/s, ratio, overhead)")
     p.add_argument("--backbones", type=csv_list, default=["cnn", "vgg16"])
-    p.add_argument("--dataset", default="synthetic", help="synthetic (CIFAR-shaped, default) or any dataset name")
+    p.add_argument("--dataset", help="synthetic (CIFAR-shaped; the default) or any dataset name; "
+                                     f"--workers and --startup default to {SCALING_DATASET}")
     p.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
     p.add_argument("--train-size", type=int, help="training images (default: per backbone and device)")
     p.add_argument("--input-size", type=int, help="pad images to this size (e.g. 32 for fashion-mnist)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=2, help="alternate the loops this often and keep the best of each")
+    p.add_argument("--repeats", type=int, help="alternate the loops (or, with --workers, the worker counts) this "
+                                               "often and keep the best of each (default 2; with --workers 1)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--json", type=Path, help="write the rows to this file")
+    p.add_argument("--workers", type=int_list, nargs="?", const=[1, 2], metavar="N,M",
+                   help="instead: the same 24-item final phase through `ablate run` with each worker count "
+                        "(default 1,2), threads = cores // workers; steady-state items/min side by side")
+    p.add_argument("--startup", action="store_true",
+                   help="instead: a fresh worker's start-up (imports, dataset load cold then warm, first step)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.workers is not None:
+        return run_workers(args)
+    if args.startup:
+        return run_startup(args)
     runtime = Runtime.from_dict({"device": args.device}, "ablate bench")
     device = resolve_device(runtime.device)
-    rows = run_bench(args.backbones, dataset=args.dataset, train_size=args.train_size, input_size=args.input_size,
-                     epochs=args.epochs, batch_size=args.batch_size, runtime=runtime, repeats=args.repeats,
+    rows = run_bench(args.backbones, dataset=args.dataset or "synthetic", train_size=args.train_size,
+                     input_size=args.input_size,
+                     epochs=args.epochs, batch_size=args.batch_size, runtime=runtime, repeats=args.repeats or 2,
                      root=args.data_dir)
-    print(f"device: {rows[0].device}; dataset {args.dataset}, batch {args.batch_size}; engine: channels_last "
-          f"{runtime.channels_last}, precision {runtime.precision(device)}, compile {runtime.compile}")
+    print(f"device: {rows[0].device}; dataset {args.dataset or 'synthetic'}, batch {args.batch_size}; engine: "
+          f"channels_last {runtime.channels_last}, precision {runtime.precision(device)}, compile {runtime.compile}")
     headers, body = bench_table(rows)
     print(tabulate(body, headers=headers, tablefmt="github"))
     target = RATIO_TARGET.get(device.type)
@@ -51,7 +71,55 @@ def run(args: argparse.Namespace) -> int:
     worst = max(r.overhead_pct for r in rows)
     print(f"harness overhead at most {worst:+.1f}% (target <= {OVERHEAD_TARGET_PCT:g}%): "
           f"{'met' if worst <= OVERHEAD_TARGET_PCT else 'NOT met'}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+    write_json(args.json, [r.as_dict() for r in rows])
     return 0
+
+
+def run_workers(args: argparse.Namespace) -> int:
+    if not args.workers or any(n < 1 for n in args.workers):
+        raise AblateError(f"--workers needs positive worker counts, got {args.workers}.")
+    kwargs = {"train_size": args.train_size} if args.train_size else {}
+    rows = run_scaling(args.workers, dataset=args.dataset or SCALING_DATASET, input_size=args.input_size,
+                       root=args.data_dir, repeats=args.repeats or 1, **kwargs)
+    print(f"the same {rows[0].items}-item final phase ({args.dataset or SCALING_DATASET}, cnn arms x seeds, 1 epoch) "
+          f"through `ablate run`, best of {args.repeats or 1} turn(s) each; steady state = completions after the "
+          "first, over first -> last completion")
+    headers, body = scaling_table(rows)
+    print(tabulate(body, headers=headers, tablefmt="github"))
+    if len(rows) > 1:
+        ratio = rows[-1].items_per_min / rows[0].items_per_min
+        print(f"{rows[-1].workers} workers vs {rows[0].workers}: {ratio:.2f}x steady-state items/min "
+              f"(target >= {SCALING_TARGET:g}x): {'met' if ratio >= SCALING_TARGET else 'NOT met'}")
+    write_json(args.json, [r.as_dict() for r in rows])
+    return 0
+
+
+def run_startup(args: argparse.Namespace) -> int:
+    """A cold start (empty cache folder) and warm ones, each a fresh process, one at a time."""
+    config = DataConfig(name=args.dataset or SCALING_DATASET, train_size=args.train_size or 8000,
+                        input_size=args.input_size)
+    runtime = Runtime.from_dict({"device": args.device, "threads": 1}, "ablate bench")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ablate-startup-cache-") as cache:
+        for label in ["cold"] + ["warm"] * STARTUP_WARM_RUNS:
+            s = fresh_worker_startup(config, args.data_dir, runtime=runtime, batch_size=args.batch_size, cache=cache)
+            rows.append({"run": label, **s.as_dict()})
+    print(f"a fresh worker process, {config.name} (train_size {config.train_size}), cnn, 1 thread; "
+          "cold = empty dataset cache, warm = the entry the cold run wrote")
+    print(tabulate([[r["run"], _seconds(r["process_s"]), _seconds(r["data_s"]), r["data_from"],
+                     _seconds(r["deferred_import_s"]), _seconds(r["first_step_s"]), _seconds(r["step_s"]),
+                     _seconds(r["total_s"])] for r in rows],
+                   headers=["run", "interpreter + imports (s)", "dataset (s)", "dataset from", "torch._dynamo (s)",
+                            "first step (s)", "next step (s)", "total (s)"], tablefmt="github"))
+    write_json(args.json, rows)
+    return 0
+
+
+def write_json(path: Path | None, rows: list[dict[str, Any]]) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=2))
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

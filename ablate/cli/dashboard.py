@@ -1,16 +1,18 @@
-"""`ablate dashboard STUDY`: optuna-dashboard on the study's storage, bound to 127.0.0.1 by default."""
+"""`ablate dashboard STUDY`: optuna-dashboard on the study's storage, bound to 127.0.0.1 by default.
+
+The server runs in this process on an opened storage object, so the storage URL (and its password)
+never appears on a command line, where every user of the host could read it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import socket
 
+from ..artifacts import artifact_dir, open_store
 from ..errors import AblateError
 from ..spec import load_study
-from ..storage import mask_url
+from ..storage import mask_url, open_storage, storage_missing
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,15 +20,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("study", help="study file (studies/*.yaml)")
     p.add_argument("--storage", help="override the study's storage URL")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", default="8080", help="TCP port, 1-65535 (default 8080)")
     p.set_defaults(func=run)
 
 
+def check_port(host: str, text: str) -> int:
+    """The port as an int, after binding it once: a bad or busy port is one clear error, not a server traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise AblateError(f"--port {text!r}: expected a whole number from 1 to 65535.") from None
+    if not 1 <= port <= 65535:
+        raise AblateError(f"--port {port}: expected a whole number from 1 to 65535.")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as err:
+        raise AblateError(f"cannot listen on {host}:{port} ({err.strerror or err}); is another dashboard running? "
+                          "Choose another --port.") from None
+    return port
+
+
 def run(args: argparse.Namespace) -> int:
+    from optuna_dashboard import run_server  # the web stack loads only for this command
+
     study = load_study(args.study, storage=args.storage)
-    exe = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
-    if not shutil.which(exe):
-        raise AblateError("optuna-dashboard is not installed; run `make setup` (it is a dependency of ablate).")
-    url = study.storage.removeprefix("journal:")  # optuna-dashboard opens a journal file given its path
-    print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{args.host}:{args.port}/", flush=True)
-    return subprocess.call([exe, url, "--host", args.host, "--port", str(args.port)])
+    port = check_port(args.host, args.port)
+    if storage_missing(study.storage):
+        raise AblateError(f"storage {mask_url(study.storage)} holds nothing yet; run `ablate run {study.path}` first.")
+    storage = open_storage(study.storage, read_only=True)
+    folder = artifact_dir(study.storage, study.run_dir)
+    store = open_store(folder) if folder.is_dir() else None  # the report's attached files, where there are some
+    print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{args.host}:{port}/", flush=True)
+    try:
+        run_server(storage, host=args.host, port=port, artifact_store=store)
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..plan import plan_frame, plan_summary
+from ..plan import plan_frame, plan_notes, plan_summary
 from ..spec import load_study
 
 
@@ -23,4 +23,6 @@ def run(args: argparse.Namespace) -> int:
     print()
     for line in plan_summary(study, frame):
         print(line)
+    for note in plan_notes(study):
+        print(f"note: {note}")
     return 0

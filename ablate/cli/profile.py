@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from . import csv_list, int_list
+from . import csv_list, finite_float, int_list, integer
 
 FORMATS = ("table", "csv", "json")
 PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reduction", type=int_list, default=[16], help="comma-separated reduction ratios (default: 16)")
     p.add_argument("--stages", default="all", help="'all' or comma-separated 1-based block indexes (default: all)")
     p.add_argument("--input", default="3x32x32", metavar="CxHxW", help="one image's shape (default: 3x32x32)")
-    p.add_argument("--num-classes", type=int, default=10, help="classifier outputs (default: 10)")
+    p.add_argument("--num-classes", type=integer, default=10, help="classifier outputs (default: 10)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     p.add_argument(
         "--batch-sizes",
@@ -49,21 +49,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="numeric precision while timing (autocast for bf16/fp16; default: fp32)")
     p.add_argument("--channels-last", action="store_true", help="time with channels_last model and input")
-    p.add_argument("--rounds", type=int, default=10,
+    p.add_argument("--rounds", type=integer, default=10,
                    help="interleaved rounds: every arm of a backbone timed once per round, in a fresh random order "
                         "(default: 10)")
-    p.add_argument("--block-time", "--min-run-time", dest="block_time", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--block-time", "--min-run-time", dest="block_time", type=finite_float, default=None,
+                   metavar="SECONDS",
                    help="seconds per timed block (default: 0.05 on cpu, 0.02 on cuda)")
-    p.add_argument("--blocks", type=int, default=3,
+    p.add_argument("--blocks", type=integer, default=3,
                    help="timed blocks per arm per round; the fastest counts (default: 3)")
-    p.add_argument("--train-batch", type=int, default=64, metavar="B",
+    p.add_argument("--train-batch", type=integer, default=64, metavar="B",
                    help="batch size of the timed training step (forward + backward + Adam step); 0 skips it "
                         "(default: 64)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="CUDA only: time the forward pass replayed from captured CUDA graphs (launch overhead out)")
     p.add_argument(
         "--threads",
-        type=int,
+        type=integer,
         default=1,
         help="torch intra-op threads while timing; 1 (default, as torch.utils.benchmark) is the reproducible "
         "choice on shared machines; 0 = every core",

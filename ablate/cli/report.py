@@ -1,17 +1,27 @@
-"""`ablate report STUDY`: regenerate reports/<study>/ (report.md, figures, tables) from storage, no retraining."""
+"""`ablate report STUDY`: regenerate reports/<study>/ (report.md, figures, tables) from storage, no retraining.
+
+`ablate report A.yaml B.yaml [...]` puts two or more studies side by side on their shared arms
+(reports/compare-A-B by default), each with its own statistics.
+
+The folder must lie under reports/ and belong to this study (or to none yet): it is checked before
+storage is read, and marked as this study's once the report is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..spec import load_study
+from ..errors import AblateError
+from ..spec import check_output_dir, load_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the study's report from its storage (no retraining)")
-    p.add_argument("study", help="study file (studies/*.yaml)")
-    p.add_argument("--storage", help="override the study's storage URL")
-    p.add_argument("--out", help="output folder (default: the study's output, reports/<name>)")
+    p.add_argument("study", nargs="+", help="study file (studies/*.yaml); two or more: a side-by-side comparison")
+    p.add_argument("--storage", help="override the study's storage URL (one study only)")
+    p.add_argument("--out", help="output folder under reports/, created when missing (default: the study's output, "
+                                 "reports/<name>)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip feature maps, Grad-CAM and attention maps (they load checkpoints and the test split)")
     p.add_argument("--data-dir", help="dataset root for the diagnostics (default: $ABLATE_DATA or ./data)")
@@ -20,8 +30,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..report import write_report  # matplotlib/seaborn load only for this command
+    from ..report.compare import write_comparison
+    from ..report.output import check_output_folder, mark_output
 
-    study = load_study(args.study, storage=args.storage)
-    path = write_report(study, out_dir=args.out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
+    if len(args.study) > 1 and args.storage:
+        raise AblateError("--storage overrides one study's storage; a comparison reads each study's own.")
+    studies = [load_study(path, storage=args.storage) for path in args.study]
+    owner = studies[0].name if len(studies) == 1 else "compare-" + "-".join(s.name for s in studies)
+    out = check_output_dir(args.out, "--out") if args.out is not None else (
+        studies[0].output if len(studies) == 1 else Path("reports") / owner)
+    check_output_folder(out, owner)
+    if len(studies) == 1:
+        path = write_report(studies[0], out_dir=out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
+    else:
+        path = write_comparison(studies, out)
+    mark_output(out, owner)
     print(f"report: {path}")
     return 0

@@ -1,16 +1,20 @@
-"""`ablate status STUDY`: trials per phase (complete / running / failed / pruned / waiting)."""
+"""`ablate status STUDY`: trials per phase (complete / running / dead / failed / pruned / waiting), and who runs what.
+
+Read-only: it never creates a storage file or table, and shows a trial whose worker died as dead
+without failing it (the next `ablate run` does that and re-runs the item).
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from ..spec import load_study
-from ..storage import mask_url
-from ..study import status_frame
+from ..storage import mask_url, open_storage, storage_missing
+from ..study import phase_studies, running_frame, status_frame
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="trial counts per phase of a study")
+    p = sub.add_parser("status", help="trial counts per phase of a study (read-only)")
     p.add_argument("study", help="study file (studies/*.yaml)")
     p.add_argument("--storage", help="override the study's storage URL")
     p.set_defaults(func=run)
@@ -19,5 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     study = load_study(args.study, storage=args.storage)
     print(f"study {study.name}: {len(study.arms)} arms x {len(study.seeds)} seeds; storage {mask_url(study.storage)}")
-    print(status_frame(study).to_markdown(index=False))
+    not_run = f"not run yet; start it with: ablate run {study.path}"
+    if storage_missing(study.storage):
+        print(not_run)
+        return 0
+    storage = open_storage(study.storage, read_only=True)
+    if all(s is None for s in phase_studies(study, storage).values()):
+        print(not_run)
+        return 0
+    print(status_frame(study, storage).to_markdown(index=False))
+    running = running_frame(study, storage)
+    if not running.empty:
+        print()
+        print(running.to_markdown(index=False))
     return 0

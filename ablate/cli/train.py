@@ -19,12 +19,14 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..config import is_unusable_number
 from ..data import DATA_ENV, DataConfig, list_datasets, load_data
 from ..errors import AblateError
 from ..models import POSITIONS, list_backbones
+from ..spec import check_dataset_sizes
 from ..train import (EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, NonFiniteLossError, Recipe, Runtime, TrainResult,
                      check_schedule, model_factory, train)
-from . import csv_list, int_list
+from . import csv_list, finite_float, int_list, integer, seed
 
 
 def parse_knob(text: str) -> tuple[str, Any]:
@@ -37,9 +39,13 @@ def parse_knob(text: str) -> tuple[str, Any]:
         return key, low == "true"
     for kind in (int, float):
         try:
-            return key, kind(raw)
+            value = kind(raw)
         except ValueError:
-            pass
+            continue
+        if is_unusable_number(value):
+            raise argparse.ArgumentTypeError(f"{key}: {raw!r} is not a usable number (NaN, infinities and integers "
+                                             "beyond 64 bits cannot work)")
+        return key, value
     return key, raw
 
 
@@ -54,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     arm.add_argument("--backbone", default="cnn", choices=list_backbones())
     arm.add_argument("--attention", default="none", help="attention type (see `ablate list attention`)")
     arm.add_argument("--position", default="after_relu", choices=list(POSITIONS))
-    arm.add_argument("--reduction", type=int, default=16)
+    arm.add_argument("--reduction", type=integer, default=16)
     arm.add_argument("--stages", type=parse_stages, default="all", help="'all' or block indexes, e.g. 1,2")
     arm.add_argument("--head", help="classifier head (backbone default when omitted)")
     arm.add_argument("--knob", type=parse_knob, action="append", default=[], metavar="KEY=VALUE",
@@ -63,34 +69,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="cifar10", help=f"{', '.join(list_datasets())} or imagefolder:<path>")
     data.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
-    data.add_argument("--train-size", type=int, help="images drawn from the training split (all by default)")
-    data.add_argument("--test-size", type=int, help="images drawn from the test split (all by default)")
-    data.add_argument("--val-fraction", type=float,
+    data.add_argument("--train-size", type=integer, help="images drawn from the training split (all by default)")
+    data.add_argument("--test-size", type=integer, help="images drawn from the test split (all by default)")
+    data.add_argument("--val-fraction", type=finite_float,
                       help="share of training images held out for validation, which decides the plateau schedule "
                            "(default 0.1 with --eval val or the plateau scheduler, else 0)")
     data.add_argument("--augment", type=csv_list, help="comma-separated subset of crop,flip,jitter,rotate; "
                                                       "'none' for no augmentation (default: all four)")
-    data.add_argument("--input-size", type=int, help="pad images to this size (e.g. 32 for 28x28 data into vgg16)")
-    data.add_argument("--split-seed", type=int)
+    data.add_argument("--input-size", type=integer, help="pad images to this size (e.g. 32 for 28x28 data into vgg16)")
+    data.add_argument("--split-seed", type=integer)
 
     rec = p.add_argument_group("recipe")
     rec.add_argument("--optimizer", choices=OPTIMIZERS)
-    rec.add_argument("--lr", type=float)
-    rec.add_argument("--weight-decay", type=float)
-    rec.add_argument("--momentum", type=float)
+    rec.add_argument("--lr", type=finite_float)
+    rec.add_argument("--weight-decay", type=finite_float)
+    rec.add_argument("--momentum", type=finite_float)
     rec.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    rec.add_argument("--batch-size", type=int)
-    rec.add_argument("--epochs", type=int)
+    rec.add_argument("--batch-size", type=integer)
+    rec.add_argument("--epochs", type=integer)
     rec.add_argument("--scheduler", choices=SCHEDULERS)
-    rec.add_argument("--label-smoothing", type=float)
-    rec.add_argument("--grad-clip", type=float)
+    rec.add_argument("--label-smoothing", type=finite_float)
+    rec.add_argument("--grad-clip", type=finite_float)
 
     run_ = p.add_argument_group("run")
-    run_.add_argument("--seed", type=int, default=0)
+    run_.add_argument("--seed", type=seed, default=0, help="0 to 2**63-1 (default: 0)")
     run_.add_argument("--eval", dest="eval_split", choices=EVAL_SPLITS, default="test",
                       help="split the reported accuracy comes from (default: test, as seed 000); validation, "
                            "when held out, is evaluated too and alone decides")
-    run_.add_argument("--target-acc", type=float,
+    run_.add_argument("--target-acc", type=finite_float,
                       help="report the epochs and training seconds until the validation accuracy reached this (%%)")
     run_.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     run_.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
@@ -98,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     run_.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     run_.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None)
-    run_.add_argument("--threads", type=int, help="CPU threads (default: the cores available)")
+    run_.add_argument("--threads", type=integer, help="CPU threads (default: the cores available)")
     run_.add_argument("--checkpoint", type=Path, help="save after every epoch; resume when it exists")
     run_.add_argument("--json", type=Path, help="write the arm, settings and results to this file")
     run_.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         data_opts["augment"] = [] if args.augment == ["none"] else args.augment
     data_opts.setdefault("val_fraction", default_val_fraction(args.eval_split, recipe.scheduler))
     data_cfg = DataConfig.from_dict(data_opts, "options")
+    check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
     runtime = Runtime.from_dict(_given(args, {k: k for k in (
         "device", "amp", "channels_last", "compile", "deterministic", "threads")}), "options")
     arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,

@@ -28,7 +28,9 @@ from .figures import (
     training_curves,
     tuning_plots,
 )
-from .markdown import Sections, render
+from ..artifacts import artifact_dir
+from .dashboard import publish
+from .markdown import Sections, dashboard_note, render
 from .output import replace_manifest, write_csv, write_text
 from .tables import (arm_table, cost_view, factor_pivot, factor_table, image_view, provenance_view, summary_view,
                      swept_factors)
@@ -112,4 +114,7 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
     written = list(csvs) + [f.path for group in (*figures.values(), *factor_figures.values(), diag_figures)
                             for f in group]
     replace_manifest(out, written)
+    if c.final is not None:
+        publish(c.final, t, dashboard_note(c, t, sections, str(report)), artifact_dir(c.study.storage, c.study.run_dir), out,
+                ["report.md", *written])
     return report

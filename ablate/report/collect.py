@@ -45,6 +45,7 @@ class Collected:
     attrs: dict[str, Any] = field(default_factory=dict)  # the final study's user attrs
     extra_arms: tuple[str, ...] = ()  # arms with results in storage that the study file no longer has
     timing: dict[str, dict[str, Any]] = field(default_factory=dict)  # backbone -> per-round record (host, rounds)
+    final: optuna.Study | None = None  # the final phase's Optuna study, where the dashboard note and figures go
 
     @property
     def eval_split(self) -> str:
@@ -105,6 +106,7 @@ def collect(study: Study) -> Collected:
         attrs=dict(final.user_attrs) if final is not None else {},
         extra_arms=tuple(sorted(str(a) for a in stored_arms - set(spec_arms) if a is not None)),
         timing={label: dict(t.user_attrs.get("rounds") or {}) for label, t in sessions.items()},
+        final=final,
     )
 
 
@@ -154,12 +156,15 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
             "train_threads": a.get("train_threads"),
             "trials_sharing_host": a.get("trials_sharing_host"),
             "test_correct": a.get("test_correct"),
+            "precision": a.get("precision"),
+            "warmup_s": a.get("warmup_s"),
+            "nondeterministic_ops": ",".join(a.get("nondeterministic_ops") or []),
             "completed": t.datetime_complete,
         })
     columns = ["arm", "seed", "trial", "acc", "best_acc", "best_epoch", "epochs_run", "total_time_s",
                "train_s_per_epoch", "train_img_s", "peak_mem_train_mib", "device", "eval_split", "checkpoint",
                "spec_fingerprint", "hyperparameters", "hp_source", "train_threads", "trials_sharing_host",
-               "test_correct", "completed"]
+               "test_correct", "precision", "warmup_s", "nondeterministic_ops", "completed"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -10,7 +10,7 @@
    (SENet's excitation analysis: similar across classes early, class-specific late).
 
 Nothing is trained: models are rebuilt from the arm's factors and loaded from the checkpoint of the
-lowest seed that has one. A missing dataset or checkpoint becomes a note in the report.
+lowest seed that has one. A missing dataset, or a missing or unreadable checkpoint, becomes a note in the report.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..augment import Normalize, to_unit_float
 from ..data import Data, load_data
 from ..errors import AblateError
 from ..models import attention_modules, build_model
-from ..train import load_weights
+from ..train import UnreadableCheckpoint, load_weights
 from .collect import Collected
 from .figures import short
 from .output import Figure, save_figure
@@ -344,6 +344,9 @@ def run_diagnostics(c: Collected, table: pd.DataFrame, out: Path, *, data_dir: s
                 continue
             try:
                 models[arm_id] = _load_model(arms[arm_id], data, path)
+            except UnreadableCheckpoint as err:  # truncated or overwritten: a note, not a traceback
+                result.notes.append(f"{arm_id}: {err}; diagnostics skipped for this arm.")
+                continue
             except (RuntimeError, KeyError, OSError) as err:
                 result.notes.append(f"{arm_id}: checkpoint {path} does not load into this arm's model "
                                     f"({type(err).__name__}); diagnostics skipped for this arm.")

@@ -284,6 +284,25 @@ def seed_plan_caveat(c: Collected) -> list[str]:
             "seeds cannot steer a test towards significance."]
 
 
+def determinism_caveat(c: Collected) -> list[str]:
+    """Arms whose training could not be deterministic (torch warned about an op), and the precisions used."""
+    runs = c.runs
+    lines = []
+    if len(runs) and "precision" in runs and runs["precision"].notna().any():
+        used = ", ".join(sorted(str(p) for p in runs["precision"].dropna().unique()))
+        lines.append(f"- **Training precision.** The final runs trained in {escape(used)} (the precision actually "
+                     "used, after falling back from bf16 on GPUs that only emulate it).")
+    if len(runs) and "nondeterministic_ops" in runs:
+        bad = runs[runs["nondeterministic_ops"].fillna("") != ""]
+        if len(bad):
+            ops = sorted({op for v in bad["nondeterministic_ops"] for op in str(v).split(",") if op})
+            lines.append(f"- **Not deterministic.** runtime.deterministic was on, but {len(set(bad['arm']))} arm(s) "
+                         f"use ops with no deterministic implementation on this device ({escape(', '.join(ops))}): "
+                         f"{escape(', '.join(sorted(set(bad['arm']))))}. Re-running them may not reproduce their "
+                         "accuracies bit for bit.")
+    return lines
+
+
 def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
     n = sorted({int(v) for v in t["n"] if v > 0})
     try:
@@ -301,6 +320,7 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
         "shared), Holm-corrected across all arms of the study. With few seeds they are wide (and not clipped to "
         "[0, 100]), and \"no detectable difference\" is not evidence of no difference: read it beside the MDE.",
         *seed_plan_caveat(c),
+        *determinism_caveat(c),
         "- **Test data decides nothing.** The plateau schedule, pruning and time-to-target read the validation "
         "split only; the test split is evaluated every epoch and recorded, and the final number is the last "
         "epoch's test accuracy.",
@@ -408,4 +428,20 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
         out += ["## Notes", ""] + [f"- {escape(n)}" for n in s.notes] + [""]
     out += ["## Caveats", "", *caveats(c, t), ""]
     out += ["## Files", "", *[f"- [{escape(p)}]({p})" for p in s.tables], ""]
+    return "\n".join(out)
+
+
+def dashboard_note(c: Collected, t: pd.DataFrame, s: Sections, report_path: str) -> str:
+    """The final study's note in optuna-dashboard: the summary, the results table and one verdict per arm."""
+    verdicts = []
+    for backbone in dict.fromkeys(t["backbone"]):
+        sub = t[(t["backbone"] == backbone) & (t["n"] > 0)]
+        base_rows = sub[sub["is_baseline"]]
+        base = base_rows.iloc[0] if not base_rows.empty else None
+        verdicts += [f"- {_arm_sentence(r, base)}" for _, r in sub[~sub["is_baseline"]].iterrows()]
+    out = [f"# {escape(c.study.name)}", "", summary_paragraph(c, t), "", "## Results", "", table(s.summary), ""]
+    if verdicts:
+        out += ["## Verdicts", "", *verdicts, ""]
+    out += [f"The full report (figures, costs, caveats) is `{escape(report_path)}`; its files are attached to this "
+            "study as artifacts.", ""]
     return "\n".join(out)

@@ -1,0 +1,477 @@
+"""Values that parse but cannot work (issue 11): every one is exit code 2, a message naming the key, and
+nothing written.
+
+Each case runs the real command through `ablate.cli.main` in an empty working folder and checks
+that the folder holds afterwards exactly what it held before (no runs/, no reports/, no data/).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import stat
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ablate.arms import BackboneChoice, collapse_notes, enumerate_arms
+from ablate.cli import main
+from ablate.cli.spec import reference
+from ablate.errors import AblateError
+from ablate.report import output
+from ablate.spec import TOP_KEYS, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "train_size": 200, "test_size": 100},
+    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
+    "seeds": [0, 1],
+    "recipe": {"epochs": 1, "batch_size": 32},
+}
+GOOD_TEXT = yaml.safe_dump(GOOD, sort_keys=False)
+PLACEHOLDER = "__VALUE__"
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Exit code of `ablate ARGV`: main's return value, or argparse's SystemExit code for usage errors."""
+    try:
+        return main(list(argv))
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+def with_value(dotted: str, raw: str, doc: dict | None = None) -> str:
+    """GOOD as YAML text with the key `dotted` (a.b.c) set to the YAML scalar `raw`, written verbatim."""
+    doc = copy.deepcopy(doc or GOOD)
+    node = doc
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = PLACEHOLDER
+    return yaml.safe_dump(doc, sort_keys=False).replace(PLACEHOLDER, raw)
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working folder (runs/ and reports/ would be created here)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def refused(folder: Path, argv: Sequence[str], fragments: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run `argv` in `folder`: exit 2, every fragment in stderr, no traceback, nothing new in the folder."""
+    before = listing(folder)
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in err, err
+    assert "Traceback" not in err
+    assert listing(folder) == before
+    return err
+
+
+# ----------------------------------------------------------------------------- 1. finite, sane numbers
+
+NUMBER_CASES = [
+    ("recipe.lr", ".nan"),
+    ("recipe.lr", ".inf"),
+    ("recipe.lr", "nan"),  # a string to PyYAML; float('nan') to the config
+    ("recipe.weight_decay", "-.inf"),
+    ("recipe.epochs", "99999999999999999999999"),
+    ("dataset.val_fraction", ".nan"),
+    ("dataset.split_seed", "18446744073709551616"),  # 2**64
+    ("dataset.train_size", "9223372036854775808"),  # 2**63
+    ("measure.block_time", ".inf"),
+    ("measure.block_time", ".nan"),
+    ("measure.rounds", "99999999999999999999999"),
+    ("min_effect_pp", ".nan"),
+    ("runtime.threads", "99999999999999999999999"),
+    ("tuning.sampler_seed", "4294967296"),  # 2**32: numpy's RandomState (Optuna's TPE) takes < 2**32
+]
+
+
+@pytest.mark.parametrize("key,raw", NUMBER_CASES, ids=[f"{k}={v}" for k, v in NUMBER_CASES])
+def test_unusable_numbers_in_study_files(work: Path, capsys, key: str, raw: str) -> None:
+    path = work / "s.yaml"
+    path.write_text(with_value(key, raw))
+    refused(work, ["plan", str(path), "--no-timing"], [str(path), key.split(".")[-1]], capsys)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("seeds: [0, 99999999999999999999999]", "seeds[1]"),
+    ("seeds: {min: 2, max: 4, target_ci_pp: .inf}", "seeds.target_ci_pp"),
+    ("grid: {backbones: [cnn], attention: [none, se], reductions: [99999999999999999999]}", "grid.reductions[0]"),
+    ("grid: {backbones: [cnn], attention: [none, simam], knobs: {simam: {lambda: [.inf]}}}",
+     "grid.knobs.simam.lambda[0]"),
+    ("tuning: {space: {lr: {low: .nan, high: 0.1}}}", "tuning.space.lr.low"),
+    ("measure: {batch_sizes: [1, 18446744073709551616]}", "measure.batch_sizes[1]"),
+])
+def test_unusable_numbers_in_lists_and_nested_keys(work: Path, capsys, text: str, key: str) -> None:
+    section = text.split(":")[0]
+    doc = {k: v for k, v in GOOD.items() if k != section}
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump(doc) + text + "\n")
+    refused(work, ["plan", str(path), "--no-timing"], [str(path), key], capsys)
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["train", "--lr", "inf"], "--lr"),
+    (["train", "--lr", "nan"], "--lr"),
+    (["train", "--lr", "-inf"], "--lr"),
+    (["train", "--val-fraction", "nan"], "--val-fraction"),
+    (["train", "--grad-clip", "1e999"], "--grad-clip"),  # overflows to inf
+    (["train", "--seed", str(2**70)], "--seed"),
+    (["train", "--seed", "-1"], "--seed"),
+    (["train", "--train-size", str(2**64)], "--train-size"),
+    (["train", "--knob", "lambda=inf", "--attention", "simam"], "--knob"),
+    (["profile", "--block-time", "nan"], "--block-time"),
+    (["profile", "--rounds", str(2**70)], "--rounds"),
+    (["profile", "--reduction", f"16,{2**64}"], "--reduction"),
+])
+def test_unusable_numbers_on_the_command_line(work: Path, capsys, argv: list[str], option: str) -> None:
+    err = refused(work, [*argv, "--no-timing"] if argv[0] == "profile" else argv, [option], capsys)
+    assert err.strip().splitlines()[-1].startswith(f"ablate {argv[0]}: error: argument {option}")
+
+
+# ----------------------------------------------------------------------------- 2. sizes the dataset holds
+
+
+@pytest.mark.parametrize("changes,key,numbers", [
+    ({"name": "fashion-mnist", "train_size": 100000}, "dataset.train_size", ["100000", "60000"]),
+    ({"name": "fashion-mnist", "test_size": 20000}, "dataset.test_size", ["20000", "10000"]),
+    ({"name": "cifar10", "train_size": 50001}, "dataset.train_size", ["50001", "50000"]),
+    ({"name": "fashion-mnist", "train_size": 5}, "dataset.train_size", ["5", "10 (one per class)"]),
+    ({"name": "synthetic", "train_size": 20, "val_fraction": 0.99}, "dataset.val_fraction", ["20"]),
+])
+def test_sizes_beyond_the_dataset_are_refused_before_anything(work: Path, capsys, changes: dict, key: str,
+                                                              numbers: list[str]) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "dataset": changes}))
+    refused(work, ["plan", str(path), "--no-timing"], [str(path), key, *numbers], capsys)
+    refused(work, ["run", str(path)], [key], capsys)
+
+
+def test_train_size_beyond_the_dataset_on_the_command_line(work: Path, capsys) -> None:
+    refused(work, ["train", "--dataset", "fashion-mnist", "--train-size", "100000", "--data-dir", str(work / "data")],
+            ["train_size", "100000", "60000"], capsys)
+
+
+def test_plan_counts_no_more_images_than_exist(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "dataset": {"name": "fashion-mnist", "val_fraction": 0.1}}))
+    assert run_cli(["plan", str(path), "--no-timing"]) == 0
+    assert "54000 train images per epoch" in capsys.readouterr().out  # 60,000 - 10% validation
+
+
+# ----------------------------------------------------------------------------- 3. a grid without `none`
+
+
+def test_plan_without_a_baseline_arm(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "grid": {"backbones": ["cnn"], "attention": ["se", "eca"]}}))
+    assert run_cli(["plan", str(path), "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "arms: 2;" in out and "no 'none' arm for cnn" in out
+    assert listing(work) == {"s.yaml"}
+
+
+def test_baseline_tuning_without_a_baseline_arm_is_refused(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "grid": {"backbones": ["cnn"], "attention": ["se"]},
+                                    "tuning": {"scope": "baseline", "space": {"lr": {"low": 1e-4, "high": 1e-2}}}}))
+    refused(work, ["plan", str(path), "--no-timing"], ["tuning.scope", "'none'", "per_arm"], capsys)
+
+
+# ----------------------------------------------------------------------------- 4. YAML and files
+
+
+def test_duplicate_key_names_file_line_and_key(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT + "tuning:\n  n_trials: 1\n  n_trials: 2\n")
+    line = GOOD_TEXT.count("\n") + 3
+    refused(work, ["plan", str(path)], [str(path), f"line {line}", "duplicate key 'n_trials'"], capsys)
+    path.write_text(GOOD_TEXT + "name: other\n")
+    line = GOOD_TEXT.count("\n") + 1
+    refused(work, ["plan", str(path)], [f"line {line}", "duplicate key 'name'"], capsys)
+
+
+@pytest.mark.parametrize("text", [
+    "description: &d hello\nx: *d\n",
+    "recipe: &r {epochs: 1}\ntuning: {<<: *r}\n",
+    "description: &unused hello\n",
+])
+def test_anchors_and_aliases_are_refused(work: Path, capsys, text: str) -> None:
+    path = work / "s.yaml"
+    doc = {k: v for k, v in GOOD.items() if k != "recipe"}
+    path.write_text(yaml.safe_dump(doc) + text)
+    refused(work, ["plan", str(path)], [str(path), "anchors and aliases"], capsys)
+
+
+def test_billion_laughs_fails_fast(work: Path, capsys) -> None:
+    """Nine levels of nine aliases: 9**9 (387 million) strings once expanded; refused at the first alias."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT + "\n".join(lines) + "\ndescription: *a9\n")
+    start = time.perf_counter()
+    refused(work, ["plan", str(path)], [str(path), "anchors and aliases"], capsys)
+    assert time.perf_counter() - start < 5
+
+
+def test_study_file_must_be_utf8_text(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT, encoding="utf-16")
+    refused(work, ["plan", str(path)], [str(path), "not a UTF-8 text file"], capsys)
+    path.write_bytes(GOOD_TEXT.replace("tiny", "caf\u00e9").encode("latin-1"))
+    refused(work, ["plan", str(path)], [str(path), "byte 0xe9", "not UTF-8"], capsys)
+    path.write_bytes(bytes(range(256)) * 4)
+    refused(work, ["plan", str(path)], [str(path), "not a UTF-8 text file"], capsys)
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD_TEXT.encode())  # a UTF-8 BOM is fine
+    assert load_study(path).name == "tiny"
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda w: w / ("x" * 300 + ".yaml"), "File name too long"),
+    (lambda w: w / "missing.yaml", "study file not found"),
+    (lambda w: w, "is a folder"),
+])
+def test_unreadable_study_paths(work: Path, capsys, make, fragment: str) -> None:
+    path = make(work)
+    err = refused(work, ["plan", str(path)], [fragment], capsys)
+    assert len(err.splitlines()) == 1
+
+
+def test_oversized_and_overnested_files(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT + "description: " + "x" * (2 << 20) + "\n")
+    refused(work, ["plan", str(path)], [str(path), "larger than"], capsys)
+    path.write_text(GOOD_TEXT + "description: " + "[" * 5000 + "]" * 5000 + "\n")
+    refused(work, ["plan", str(path)], [str(path), "nested too deeply"], capsys)
+    path.write_text(GOOD_TEXT + "description: " + "9" * 5000 + "\n")  # beyond Python's int-from-string limit
+    refused(work, ["plan", str(path)], [str(path), "invalid YAML"], capsys)
+
+
+# ----------------------------------------------------------------------------- 5. names matched in full
+
+
+@pytest.mark.parametrize("name", ["tiny\n", "tiny\nx", "", "-tiny", "x" * 81, "t\u0131ny"])
+def test_study_names_are_matched_in_full(work: Path, capsys, name: str) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "name": name}))
+    refused(work, ["plan", str(path)], [str(path), "name", "not a valid study name"], capsys)
+
+
+def test_measure_device_index_is_ascii(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "measure": {"device": "cuda:\u0663"}}))  # ARABIC-INDIC DIGIT THREE
+    refused(work, ["plan", str(path)], ["measure.device"], capsys)
+
+
+# ----------------------------------------------------------------------------- 6. arms deduplicated by model
+
+
+def test_reductions_building_the_same_model_collapse(work: Path, capsys) -> None:
+    # cnn blocks have 32, 64, 128 channels; hidden = max(1, C // r): r=128 and r=1000 both give (1, 1, 1)
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "grid": {"backbones": ["cnn"], "attention": ["none", "se"],
+                                                     "reductions": [1000, 128, 16]}}))
+    assert [a.id for a in load_study(path).arms] == ["cnn/none", "cnn/se/after_relu/r128/s1-3",
+                                                     "cnn/se/after_relu/r16/s1-3"]
+    assert run_cli(["plan", str(path), "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "reduction 1000 gives the same hidden widths (1,1,1) as 128" in out
+    assert "r1000" not in out
+
+
+def test_collapse_notes_name_positions_too() -> None:
+    cnn = BackboneChoice("cnn")
+    notes = collapse_notes([cnn], ["se"], ["after_relu", "block_end"], [16])
+    assert notes == ["on cnn, position 'block_end' builds the same model as 'after_relu'; kept once as 'after_relu'."]
+    assert collapse_notes([cnn], ["none"], ["after_relu", "block_end"], [16, 1000]) == []
+    assert len(enumerate_arms([cnn], ["se"], ["after_relu"], [128, 1000])) == 1
+
+
+# ----------------------------------------------------------------------------- 7. output folders
+
+
+@pytest.mark.parametrize("out", [".", "reports", "reports/", "/tmp/ablate-out", "../x", "reports/../x", "studies/x",
+                                 "", "./reports"])
+def test_study_output_only_under_reports(work: Path, capsys, out: str) -> None:
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "output": out}))
+    refused(work, ["plan", str(path)], [str(path), "output", "under reports/"], capsys)
+
+
+@pytest.mark.parametrize("out", [".", "reports", "/tmp/ablate-out", "../x", "studies/x", "reports/a/../../x"])
+def test_report_out_only_under_reports(work: Path, capsys, out: str) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", out], ["--out", "under reports/"], capsys)
+
+
+def test_report_out_may_not_follow_a_symlink_out_of_reports(work: Path, tmp_path: Path, capsys) -> None:
+    (work / "reports").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (work / "reports" / "link").symlink_to(tmp_path / "elsewhere")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/link"], ["--out"], capsys)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_report_refuses_another_studys_folder(work: Path, capsys) -> None:
+    other = work / "reports" / "theirs"
+    other.mkdir(parents=True)
+    (other / output.STUDY_MARKER).write_text("other-study\n")
+    (other / "report.md").write_text("their report")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/theirs"], ["'other-study'", "'tiny'"], capsys)
+    refused(work, ["report", str(path), "--out", "reports/theirs/figures"], ["'other-study'"], capsys)
+    assert (other / "report.md").read_text() == "their report"
+
+
+def test_report_into_a_missing_folder_creates_and_marks_it(work: Path, capsys, monkeypatch) -> None:
+    def fake_write_report(study, *, out_dir, **kwargs):  # the real one needs a trained study
+        output.write_text(Path(out_dir) / "report.md", f"# {study.name}\n")
+        return Path(out_dir) / "report.md"
+
+    monkeypatch.setattr("ablate.report.write_report", fake_write_report)
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0
+    folder = work / "reports" / "new" / "deeper"
+    assert (folder / "report.md").read_text() == "# tiny\n"
+    assert (folder / output.STUDY_MARKER).read_text() == "tiny\n"
+    assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0  # its own folder: fine again
+
+
+def test_report_no_storage_writes_nothing(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/x"], ["does not exist"], capsys)
+
+
+def test_report_over_a_file_is_refused(work: Path, capsys) -> None:
+    (work / "reports").mkdir()
+    (work / "reports" / "x").write_text("a file")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/x/y"], ["is a file"], capsys)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_reports_folder(work: Path, capsys) -> None:
+    reports = work / "reports"
+    reports.mkdir()
+    reports.chmod(0o555)
+    try:
+        path = work / "s.yaml"
+        path.write_text(GOOD_TEXT)
+        refused(work, ["report", str(path), "--out", "reports/x"], ["read-only"], capsys)
+    finally:
+        reports.chmod(0o755)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002, 0o077])
+def test_report_files_get_the_umask_permissions(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        output.write_text(tmp_path / "sub" / "report.md", "text")
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE((tmp_path / "sub" / "report.md").stat().st_mode)
+    assert mode == 0o666 & ~umask
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["report.md"]  # no temporary file left
+
+
+# ----------------------------------------------------------------------------- 8. the generated reference
+
+
+def test_checked_in_reference_is_the_generated_one() -> None:
+    assert (ROOT / "docs" / "study-file.md").read_text(encoding="utf-8") == reference(), (
+        "docs/study-file.md is stale: regenerate it with `ablate spec > docs/study-file.md`")
+
+
+def test_reference_lists_every_key(capsys) -> None:
+    import dataclasses
+
+    from ablate.data import DataConfig
+    from ablate.spec import Measure, Tuning
+    from ablate.train import Recipe, Runtime
+
+    assert run_cli(["spec"]) == 0
+    text = capsys.readouterr().out
+    assert text == reference()
+    for key in TOP_KEYS:
+        assert f"| `{key}` |" in text
+    for cls in (DataConfig, Recipe, Runtime, Measure, Tuning):
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in text
+    assert "| `lr` | float | 0.001 |" in text  # Recipe's default learning rate
+
+
+# ----------------------------------------------------------------------------- 9. fuzzing the YAML text
+
+NUMERIC_KEYS = [k for k, _ in NUMBER_CASES] + ["recipe.batch_size", "recipe.momentum", "dataset.test_size",
+                                                "dataset.rotate_degrees", "runtime.eval_batch_size",
+                                                "tuning.n_trials", "description"]
+unusable = st.one_of(
+    st.sampled_from([".nan", ".NaN", ".inf", "-.inf", "+.inf", ".Inf"]),
+    st.integers(min_value=2**63, max_value=2**90).map(str),
+    st.integers(min_value=-(2**90), max_value=-(2**63) - 1).map(str),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(NUMERIC_KEYS), raw=unusable, as_list=st.booleans())
+def test_fuzz_unusable_numbers_are_always_refused(tmp_path_factory, key: str, raw: str, as_list: bool) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    path.write_text(with_value(key, f"[{raw}]" if as_list else raw))
+    with pytest.raises(AblateError) as err:
+        load_study(path)
+    assert str(path) in str(err.value) and key.split(".")[-1] in str(err.value)
+
+
+GOOD_LINES = yaml.safe_dump(GOOD, sort_keys=False, default_flow_style=False).splitlines()
+KEY_LINES = [i for i, line in enumerate(GOOD_LINES) if not line.lstrip().startswith("- ") and ":" in line]
+
+
+@settings(max_examples=60, deadline=None)
+@given(index=st.sampled_from(KEY_LINES), value=st.sampled_from(["", " 1", " x", " .nan", " [1, 2]"]))
+def test_fuzz_duplicate_keys_are_always_refused(tmp_path_factory, index: int, value: str) -> None:
+    line = GOOD_LINES[index]
+    key = line.split(":")[0]
+    lines = [*GOOD_LINES[:index], f"{key}:{value}" if value else line, *GOOD_LINES[index:]]  # the original second
+    path = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AblateError, match=f"line {index + 2}, .*duplicate key '{key.strip()}'"):
+        load_study(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(index=st.sampled_from(KEY_LINES), depth=st.integers(1, 12), width=st.integers(1, 12))
+def test_fuzz_aliases_are_always_refused(tmp_path_factory, index: int, depth: int, width: int) -> None:
+    lines = list(GOOD_LINES)
+    if not lines[index].endswith(":"):  # a scalar value: anchor it too
+        key, _, value = lines[index].partition(":")
+        lines[index] = f"{key}: &anchor{value}"
+    bomb = ['b0: &b0 ["lol"]'] + [f"b{i}: &b{i} [" + ", ".join([f"*b{i - 1}"] * width) + "]"
+                                   for i in range(1, depth)]
+    path = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    path.write_text("\n".join([*lines, *bomb, f"description: *b{depth - 1}"]) + "\n")
+    with pytest.raises(AblateError, match="anchors and aliases"):
+        load_study(path)

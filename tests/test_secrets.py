@@ -1,0 +1,219 @@
+"""Storage passwords stay secret: never printed, stored, put on a worker's or the dashboard's command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import optuna
+import pytest
+
+import ablate.cli.run as run_cli
+import ablate.study as study_module
+from ablate.cli import main
+from ablate.spec import load_study
+from ablate.storage import STORAGE_ENV, mask_url, open_storage
+from ablate.study import guard_identity, spawn_workers
+
+from .test_study import write_study
+
+FILE_PASSWORD = "SECRETPW"
+FILE_URL = f"postgresql://ablate:{FILE_PASSWORD}@127.0.0.1/ablate_test"
+OTHER_URL = "postgresql://ablate:OTHERPW@127.0.0.1/ablate_test"
+
+
+@pytest.mark.parametrize("url,masked", [
+    ("postgresql://u:pw@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://:pw@h/db", "postgresql://:***@h/db"),
+    ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),  # an unescaped @: the host follows the last one
+    ("postgresql+psycopg://u:pa/ss@h:5432/db", "postgresql+psycopg://u:***@h:5432/db"),
+    ("postgresql://u@h/db?password=pw&sslmode=require", "postgresql://u@h/db?password=***&sslmode=require"),
+    ("postgresql://u@h/db?sslmode=require&PassWord=pw", "postgresql://u@h/db?sslmode=require&PassWord=***"),
+    ("mysql://u@h/db?PASSWD=pw", "mysql://u@h/db?PASSWD=***"),
+    ("postgresql://u:pw@h/db?password=pw2", "postgresql://u:***@h/db?password=***"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),  # nothing to hide: unchanged
+    ("postgresql://h:5432/db", "postgresql://h:5432/db"),
+    ("sqlite:///runs/x/optuna.db", "sqlite:///runs/x/optuna.db"),
+    ("journal:runs/x/journal.log", "journal:runs/x/journal.log"),
+])
+def test_mask_url_forms(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_mask_url_inside_a_message() -> None:
+    text = "cannot open storage 'postgresql://bob:s3cret@db:5432/x': OperationalError; also mysql://:pw2@h/y"
+    assert mask_url(text) == ("cannot open storage 'postgresql://bob:***@db:5432/x': OperationalError; "
+                              "also mysql://:***@h/y")
+
+
+def test_unreachable_storage_error_names_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, storage="postgresql://ablate:SECRETPW@127.0.0.1:1/none")
+    for argv in (["run", str(path), "--quiet"], ["status", str(path)], ["report", str(path)],
+                 ["dashboard", str(path), "--port", str(_free_port())]):
+        assert main(argv) == 2
+        out = capsys.readouterr()
+        assert FILE_PASSWORD not in out.out + out.err and "***" in out.err, argv
+
+
+def test_stored_spec_has_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, storage=FILE_URL)
+    study = load_study(path, storage=f"sqlite:///{tmp_path / 'x.db'}")
+    final = guard_identity(study, open_storage(study.storage), allow_changed_spec=False)
+    assert final.user_attrs["spec"]["storage"] == "postgresql://ablate:***@127.0.0.1/ablate_test"
+    assert FILE_PASSWORD not in json.dumps(final.user_attrs)
+
+
+class FakePopen:
+    """Records what a worker would be started with; the worker 'exits 0' at once."""
+
+    calls: list[tuple[list[str], dict[str, str]]]
+
+    def __init__(self, calls: list, args: list[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
+        calls.append((list(args), dict(env or {})))
+        self.returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def record_popen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(study_module.subprocess, "Popen", lambda args, **kw: FakePopen(calls, args, **kw))
+    return calls
+
+
+def test_worker_argv_has_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, storage=FILE_URL)
+    study = load_study(path, storage=OTHER_URL)
+    calls = record_popen(monkeypatch)
+    assert spawn_workers(study, [None, None], ("final",), False, False, None, progress=False) == 0
+    assert len(calls) == 2
+    for argv, env in calls:
+        assert not any("SECRETPW" in a or "OTHERPW" in a for a in argv), argv
+        assert env[STORAGE_ENV] == OTHER_URL  # the child reads it from its environment
+
+
+def test_run_reads_storage_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ABLATE_STORAGE is the worker's storage; --storage still wins over it, and both over the file."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, storage=FILE_URL)
+    seen: list[str] = []
+
+    def fake_run_study(study, **kwargs):
+        seen.append(study.storage)
+        return study_module.RunOutcome(study, ())
+
+    monkeypatch.setattr(run_cli, "run_study", fake_run_study)
+    monkeypatch.setenv(STORAGE_ENV, OTHER_URL)
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert main(["run", str(path), "--quiet", "--storage", "sqlite:///x.db"]) == 0
+    monkeypatch.delenv(STORAGE_ENV)
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert seen == [OTHER_URL, "sqlite:///x.db", FILE_URL]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_runs_in_process_on_a_storage_object(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    import optuna_dashboard
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    optuna.create_study(study_name="somebody", storage=open_storage(url))
+    path = write_study(tmp_path, storage=FILE_URL)
+    served: list[tuple] = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append((storage, kw)))
+    monkeypatch.setattr(study_module.subprocess, "Popen", lambda *a, **k: pytest.fail("started a subprocess"))
+    port = _free_port()
+    assert main(["dashboard", str(path), "--storage", url, "--port", str(port)]) == 0
+    (storage, kw), = served
+    assert isinstance(storage, optuna.storages.BaseStorage) and kw["port"] == port and kw["host"] == "127.0.0.1"
+    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "-3"])
+def test_dashboard_bad_port_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, port: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    assert main(["dashboard", str(path), "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--port" in err and "Traceback" not in err
+
+
+def test_dashboard_port_in_use_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["dashboard", str(path), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "--port" in err
+
+
+# ----------------------------------------------------------------------------- a real run on PostgreSQL
+
+
+def _storage_dump(url: str, prefix: str) -> str:
+    """Every user and system attribute of every study named `prefix`* and of its trials, as JSON text."""
+    storage = open_storage(url)
+    out = []
+    for summary in optuna.get_all_study_summaries(storage=storage):
+        if not summary.study_name.startswith(prefix):
+            continue
+        sid = storage.get_study_id_from_name(summary.study_name)
+        out.append({"study": summary.study_name, "user": storage.get_study_user_attrs(sid),
+                    "system": storage.get_study_system_attrs(sid),
+                    "trials": [{"user": t.user_attrs, "system": t.system_attrs, "params": t.params}
+                               for t in storage.get_all_trials(sid, deepcopy=False)]})
+    return json.dumps(out, default=str)
+
+
+@pytest.mark.slow
+def test_no_password_anywhere_after_a_real_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    url = os.environ.get("ABLATE_TEST_POSTGRES")
+    if not url:
+        pytest.skip("no PostgreSQL server: set ABLATE_TEST_POSTGRES=postgresql://... (.ci/run starts one)")
+    pytest.importorskip("psycopg")
+    from sqlalchemy.engine import make_url
+
+    real_password = make_url(url).password
+    assert real_password and real_password != FILE_PASSWORD
+    leaks = [FILE_PASSWORD, f":{real_password}@", url]  # the real URL's password, where it would sit in a URL
+    monkeypatch.chdir(tmp_path)
+    name = f"secret{os.getpid()}"
+    path = write_study(tmp_path, name=name, storage=FILE_URL, runtime={"threads": 1})
+    calls: list = []
+    real_popen = study_module.subprocess.Popen
+
+    def spy(args, **kw):  # every process started (the workers too), its argv and environment recorded
+        calls.append((list(args), kw.get("env") or {}))
+        return real_popen(args, **kw)
+
+    monkeypatch.setattr(study_module.subprocess, "Popen", spy)
+    assert main(["run", str(path), "--storage", url, "--workers", "2", "--quiet"]) == 0
+    assert main(["report", str(path), "--storage", url, "--no-diagnostics"]) == 0
+    printed = capsys.readouterr()
+    workers = [env for argv, env in calls if argv[1:4] == ["-m", "ablate", "run"]]
+    assert len(workers) == 2 and all(env[STORAGE_ENV] == url for env in workers)
+    dump = _storage_dump(url, name)
+    final_spec = json.loads(dump)  # the stored study document is there, with its storage masked
+    assert any(s["user"].get("spec", {}).get("storage") == mask_url(FILE_URL) for s in final_spec)
+    files = [p for p in (tmp_path / "reports" / name).rglob("*") if p.is_file()]
+    assert any(p.name == "report.md" for p in files)
+    texts = {"storage": dump, "stdout": printed.out, "stderr": printed.err,
+             "argv of processes": json.dumps([argv for argv, _ in calls])}
+    texts |= {str(p): p.read_bytes().decode("utf-8", "replace") for p in files}
+    for where, text in texts.items():
+        for secret in leaks:
+            assert secret not in text, f"{secret!r} leaked in {where}"
