@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, Trial
 
 ARTIFACTS_PREFIX = "artifacts:"  # optuna.artifacts' system-attribute prefix (optuna._upload.ARTIFACTS_ATTR_PREFIX)
 
@@ -36,7 +36,7 @@ def open_store(folder: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(folder))
 
 
-def attached(storage: BaseStorage, target: optuna.Study | FrozenTrial) -> dict[str, str]:
+def attached(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:
     """File name -> artifact id of what `target` holds now (entries deleted in the dashboard are skipped)."""
     if isinstance(target, optuna.Study):
         attrs = storage.get_study_system_attrs(target._study_id)
@@ -50,9 +50,9 @@ def attached(storage: BaseStorage, target: optuna.Study | FrozenTrial) -> dict[s
     return names
 
 
-def attach(store: FileSystemArtifactStore, storage: BaseStorage, target: optuna.Study | FrozenTrial,
+def attach(store: FileSystemArtifactStore, storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial,
            path: Path) -> str:
-    """Upload `path` to `target` (a study or a finished trial), replacing an artifact of the same name."""
+    """Upload `path` to `target` (a study or a running trial), replacing an artifact of the same name."""
     existing = attached(storage, target).get(path.name)
     if existing is not None:
         with open(path, "rb") as f:

@@ -21,6 +21,7 @@ from .device import resolve_device
 from .macs import count_macs, count_params
 from .models import build_model
 from .spec import Study, check_dataset_sizes
+from .startup import study_startup
 from .study import tuning_groups
 from .timing import Setting, available_cores, time_interleaved, train_block
 from .train import make_optimizer
@@ -118,4 +119,6 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
             f"{tune_s / 60:.1f} min = {(final_s + tune_s) / 3600:.2f} h for one worker (measured step times; "
             "evaluation and data time not included)"
         )
+        lines.append(f"worker start-up (measured in a fresh process): {study_startup(study).line()}; "
+                     "each worker pays it once")
     return lines

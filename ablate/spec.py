@@ -36,7 +36,7 @@ CUDA_DEVICE_RE = re.compile(r"cuda:[0-9]+")  # [0-9], not \d, which also matches
 SCOPES = ("per_arm", "baseline", "per_attention")
 PRUNERS = ("median", "hyperband", "none")
 TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure", "runtime",
-            "storage", "output")
+            "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
 BACKBONE_KEYS = ("name", "head", "bn")
 SEED_PLAN_KEYS = ("min", "max", "target_ci_pp")
@@ -122,6 +122,7 @@ class Study:
     seed_plan: SeedPlan | None = None  # None: every arm gets every seed
     min_effect_pp: float = 0.5  # the effect the report asks "how many seeds would detect it?" about
     notes: tuple[str, ...] = ()  # what the grid listed but collapsed (same model under two names), for `plan`
+    artifacts: Path | None = None  # a shared artifact folder (several machines); None: beside the storage file
 
     @property
     def baselines(self) -> dict[str, Arm]:
@@ -358,7 +359,10 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     check_storage_url(storage_url, f"{path}: storage")
     output = (check_output_dir(doc["output"], f"{path}: output") if doc.get("output") is not None
               else REPORTS_DIR / name)
-    fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output")}
+    artifacts = doc.get("artifacts")
+    if artifacts is not None and (not isinstance(artifacts, str) or not artifacts.strip() or "\x00" in artifacts):
+        raise c.error("artifacts", f"must be a folder path (a shared folder every worker can write), got {artifacts!r}.")
+    fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output", "artifacts")}
     # threads change float results (training) and timing conditions: part of what a result means
     runtime_doc = {k: v for k, v in (doc.get("runtime") or {}).items() if k != "threads"}  # threads: resolved below
     fingerprint_source.pop("runtime", None)
@@ -385,6 +389,7 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         seed_plan=seed_plan,
         min_effect_pp=min_effect,
         notes=tuple(notes),
+        artifacts=Path(artifacts) if artifacts is not None else None,
     )
 
 

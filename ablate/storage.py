@@ -40,6 +40,7 @@ STORAGE_ENV = "ABLATE_STORAGE"  # `ablate run` reads its storage URL from here w
 WORKER_ATTR = "ablate:worker"
 FAIL_ATTR = "fail_reason"
 RETRY_ATTR = "ablate:retry"  # a FAIL that should be re-run (killed worker, interrupt)
+SERIES_ATTR = "series"  # a final trial's per-epoch and per-step lists, one JSON attribute out of the trial table's way
 
 
 def check_storage_url(url: str, where: str) -> str:

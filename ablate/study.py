@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,12 +30,14 @@ from optuna.trial import Trial, TrialState
 
 from . import stats
 from .arms import Arm
-from .data import dataset_info, load_data, require_present
+from .data import dataset_info, require_present
 from .errors import AblateError
-from .costs import TrainStep, profile_backbone
+from .startup import timed_load
+from .artifacts import artifact_dir, attach, curve_figure, open_store
+from .costs import Columns, TrainStep, profile_backbone
 from .timing import Setting, available_cores
 from .spec import Param, Study
-from .storage import (STORAGE_ENV, WORKER_ATTR, dead_trial_ids, mask_url, open_storage, reap_dead_trials,
+from .storage import (SERIES_ATTR, STORAGE_ENV, WORKER_ATTR, dead_trial_ids, mask_url, open_storage, reap_dead_trials,
                       worker_host, worker_id)
 from .device import device_name, resolve_device
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
@@ -171,7 +174,8 @@ class Runner:
         if self._data is None:
             # moved after a fit check (Data.to): a dataset that does not fit fails as DataDoesNotFit
             # (an AblateError: retried by the next run), never as an arm's own "out of memory"
-            self._data = load_data(self.study.dataset, self.data_dir, self.device)
+            self._data, startup = timed_load(self.study.dataset, self.data_dir, self.device)
+            print(f"[worker {worker_id()}] {startup.line()}", file=sys.stderr, flush=True)  # even --quiet
         return self._data
 
     # -- phase 1: cost, once per backbone: all its arms timed together in interleaved rounds
@@ -188,6 +192,7 @@ class Runner:
 
     def profile(self) -> None:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
+        name_objective(ostudy, PROFILE_OBJECTIVE)
         items = profile_items(self.study)
         m, recipe = self.study.measure, self.study.recipe
         info = dataset_info(self.study.dataset)  # metadata only: the dataset is not loaded to read a shape
@@ -231,6 +236,7 @@ class Runner:
                 pruner=make_pruner(t.pruner),
                 load_if_exists=True,
             )
+            name_objective(ostudy, TUNE_OBJECTIVE)
             studies.append(ostudy)
             reap_dead_trials(ostudy)
             done = len(ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
@@ -269,6 +275,7 @@ class Runner:
     def final(self) -> None:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "final"), storage=self.storage,
                                      direction="maximize", load_if_exists=True)
+        name_objective(ostudy, FINAL_OBJECTIVE)
         profile = optuna.load_study(study_name=phase_name(self.study, "profile"), storage=self.storage)
         costs = profile_costs(profile)
         arms = {a.id: a for a in self.study.arms}
@@ -283,21 +290,30 @@ class Runner:
             ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             sharing = host_running(ostudy)
+            curve = LearningCurve(trial)
             try:  # the validation split (dataset val_fraction) steers; test is evaluated per epoch, recorded only
-                result = train(model_factory(**arm.build_kwargs()), self.data(), recipe, runtime=self.study.runtime, seed=item["seed"],
-                               eval_split="test", checkpoint_path=ckpt, progress=self.progress)
+                data = self.data()
+                result = train(model_factory(**arm.build_kwargs()), data, recipe, runtime=self.study.runtime,
+                               seed=item["seed"], eval_split="test", checkpoint_path=ckpt, progress=self.progress,
+                               on_epoch_end=curve.report if data.val is not None else None)
             except NonFiniteLossError as err:
                 raise ItemFailed(f"non-finite loss: {err}") from None
             except torch.OutOfMemoryError as err:
                 raise ItemFailed(f"out of memory: {str(err).splitlines()[0]}") from None
             except AblateError as err:  # e.g. the dataset vanished: recorded, retried by the next run
                 raise ItemFailed(str(err), retry=True) from None
+            curve.complete(result.val_acc)
+            measured = _jsonable(result.as_dict())
+            series = {k: measured.pop(k) for k in list(measured) if isinstance(measured[k], list) or k == "test_correct"}
+            cost = costs.get(arm.id, {})
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
                      "hyperparameters": _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
+                     **{f"hp.{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
-                     "cost": costs.get(arm.id, {}), "train_threads": self.study.runtime.threads or available_cores(),
+                     "cost": cost, **scalar_costs(cost), "train_threads": self.study.runtime.threads or available_cores(),
                      "host": worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
-                     **_jsonable(result.as_dict())}
+                     **measured, SERIES_ATTR: series}
+            self._attach_curves(trial, arm, item["seed"], series)
             return float(result.final_acc), attrs  # the last epoch's test accuracy, never a best-of-epochs
 
         while True:  # with a SeedPlan, seeds are added as results show which arms still lack precision
@@ -313,6 +329,13 @@ class Runner:
             self._say(f"[final] precision target not met yet: adding {len(added)} item(s): "
                       + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6]) + (" ..." if len(added) > 6 else ""))
             items = more
+
+    def _attach_curves(self, trial: Trial, arm: Arm, seed: int, series: dict[str, Any]) -> None:
+        """The trial's learning curves as a PNG artifact (browsable in optuna-dashboard)."""
+        folder = artifact_dir(self.study.storage, self.study.run_dir, self.study.artifacts)
+        with tempfile.TemporaryDirectory() as tmp:
+            png = curve_figure(series, f"{arm.id} seed {seed}", Path(tmp) / f"curves-{file_stem(arm.id)}-s{seed}.png")
+            attach(open_store(folder), self.storage, trial, png)
 
     def _announce(self, phase: str, ostudy: optuna.Study, items: list[dict], item: dict) -> None:
         if self.progress:
@@ -357,10 +380,60 @@ def hyperparameter_source(study: Study, storage: optuna.storages.BaseStorage, ar
     return f"own tuning ({n} trials of group {group})"
 
 
+PROFILE_OBJECTIVE = "arms timed"  # a profile item's value: how many arms of its backbone it timed together
+TUNE_OBJECTIVE = "best validation accuracy (%)"
+FINAL_OBJECTIVE = "test accuracy (%)"  # the last epoch's, never a best-of-epochs
+
+
+def name_objective(ostudy: optuna.Study, name: str) -> None:
+    """Name the phase study's objective (optuna-dashboard shows it instead of 'Objective 0')."""
+    if ostudy.metric_names != [name]:
+        ostudy.set_metric_names([name])
+
+
+class LearningCurve:
+    """A final trial's validation accuracy per epoch as Optuna intermediate values (the dashboard's
+    learning curves). It only records: the callback never stops a run, and the test curve stays in
+    the trial's series attribute."""
+
+    def __init__(self, trial: Trial) -> None:
+        self.trial = trial
+        self.reported: set[int] = set()
+
+    def report(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        self.trial.report(float(metrics["val_acc"]), epoch)
+        self.reported.add(epoch)
+        return False
+
+    def complete(self, val_acc: list[float] | None) -> None:
+        """Report the epochs a resumed run trained before this trial existed."""
+        for epoch, acc in enumerate(val_acc or [], start=1):
+            if epoch not in self.reported and acc is not None:
+                self.report(epoch, {"val_acc": acc})
+
+
+def scalar_costs(cost: dict[str, Any]) -> dict[str, Any]:
+    """The profile row's headline figures as scalar trial attributes (sortable dashboard columns)."""
+    batches = sorted(int(k.removeprefix("latency_b").split("_")[0]) for k in cost
+                     if k.startswith("latency_b") and k.endswith("_ms_median"))
+    out: dict[str, Any] = {"params": cost.get("params"), "macs_full": cost.get("macs_full")}
+    if batches:
+        b = batches[0]
+        pct, low, high = Columns.overhead(Columns.latency_metric(b))
+        out.update({f"latency_b{b}_ms": cost.get(Columns.latency(b)), f"latency_b{b}_overhead_pct": cost.get(pct),
+                    f"latency_b{b}_overhead_ci_pct": [cost.get(low), cost.get(high)]})
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def checkpoint_path(folder: Path, study: Study, arm: Arm, seed: int, params: dict[str, Any]) -> Path:
     """One file per arm x seed x (spec, tuned values): a re-run after a kill resumes from its last epoch."""
     key = hashlib.sha256(json.dumps([study.fingerprint, params], sort_keys=True, default=str).encode()).hexdigest()
-    return folder / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', arm.id)}-seed{seed}-{key[:10]}.pt"
+    return folder / f"{file_stem(arm.id)}-seed{seed}-{key[:10]}.pt"
+
+
+def file_stem(arm_id: str) -> str:
+    """An arm id as part of a file name ('cnn/se/after_relu/r16' -> 'cnn_se_after_relu_r16')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", arm_id)
 
 
 def profile_trials(profile: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:

@@ -748,10 +748,11 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                                  normalize, fmt)
             result.warmup_s = (result.warmup_s or 0.0) + _warm_up(fwd, net, train_x, eval_x, precision, device)
 
+        live_bar = progress and sys.stderr.isatty()  # carriage-return bars only where a person watches
         for epoch in range(start, recipe.epochs + 1):
             # --- train one epoch; the only host syncs are the periodic finite-loss checks
             lr = optimizer.param_groups[0]["lr"]
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not progress,
+            bar = tqdm(total=steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not live_bar,
                        dynamic_ncols=True)
             synchronize(device)
             t0 = time.perf_counter()
@@ -824,6 +825,10 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                 result.nondeterministic_ops = list(dict.fromkeys([*(result.nondeterministic_ops or []), *alerts]))
             bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
             bar.close()
+            if progress and not live_bar:  # a log file or CI: one line per epoch instead of redrawn bars
+                print(f"epoch {epoch}/{recipe.epochs}: loss {result.train_loss[-1]:.4f}, train_acc "
+                      f"{result.train_acc[-1]:.2f}" + "".join(f", {k} {v}" for k, v in shown.items())
+                      + f" ({t1 - t0:.1f} s)", file=sys.stderr, flush=True)
 
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "result": asdict(result),

@@ -89,7 +89,7 @@ def server(folder: Path) -> Iterator[str]:
 
 
 def study_detail(base: str, name: str) -> dict:
-    ids = {s["study_name"]: s["study_id"] for s in get(base + "/api/studies")["studies"]}
+    ids = {s["study_name"]: s["study_id"] for s in get(base + "/api/studies")["study_summaries"]}
     assert name in ids, sorted(ids)
     return get(f"{base}/api/studies/{ids[name]}")
 
@@ -108,18 +108,21 @@ def test_final_study_in_the_dashboard(server: str) -> None:
     assert {"ablate-accuracy-vs-macs", "ablate-accuracy-vs-latency"} <= ids
     names = {a["filename"] for a in detail["artifacts"]}
     assert {"report.md", "arms.csv"} <= names
-    columns = {a["key"] for a in detail["union_user_attrs"]}
-    assert {"final_acc", "params", "macs_full"} <= columns
+    columns = {a["key"]: a["sortable"] for a in detail["union_user_attrs"]}
+    for key in ("final_acc", "params", "macs_full", "latency_b1_ms", "latency_b1_overhead_pct", "hp_source"):
+        assert key in columns, sorted(columns)
+    assert columns["final_acc"] and columns["macs_full"]  # scalars: sortable columns
+    assert not any(k in columns for k in ("val_acc", "test_acc", "iter_loss"))  # series stay in one attribute
 
 
 def test_phase_studies_name_their_objectives(server: str) -> None:
-    assert study_detail(server, "dash/profile")["objective_names"] == ["MACs per image (full policy)"]
+    assert study_detail(server, "dash/profile")["objective_names"] == ["arms timed"]
 
 
 def test_artifacts_are_served(server: str) -> None:
     detail = study_detail(server, "dash/final")
     art = next(a for a in detail["artifacts"] if a["filename"] == "report.md")
-    ids = {s["study_name"]: s["study_id"] for s in get(server + "/api/studies")["studies"]}
+    ids = {s["study_name"]: s["study_id"] for s in get(server + "/api/studies")["study_summaries"]}
     with urllib.request.urlopen(f"{server}/artifacts/{ids['dash/final']}/{art['artifact_id']}", timeout=10) as r:
         assert r.read().startswith(b"# Ablation report: dash")
 

@@ -25,7 +25,7 @@ import ablate.gpu_check as gpu_check
 import ablate.study as study_module
 import ablate.train as train_module
 from ablate.cli import main
-from ablate.data import Data, DataConfig, load_data
+from ablate.data import Data, DataConfig, Split, load_data
 from ablate.device import DATA_MEMORY_FRACTION, check_fits, resolve_device
 from ablate.errors import AblateError
 from ablate.report.diagnostics import run_diagnostics
@@ -391,10 +391,10 @@ def test_moving_a_dataset_that_does_not_fit_is_the_datasets_error(tiny: Data, mo
         tiny.to(gpu)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * GIB, 80 * GIB))
 
-    def oom(self: Data, device: object) -> Data:
+    def oom(self: Split, device: object) -> Split:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(Data, "to", oom)
+    monkeypatch.setattr(Split, "to", oom)
     with pytest.raises(DataDoesNotFit, match="does not fit on cuda:0: CUDA out of memory"):
         tiny.to(gpu)
     assert tiny.to(torch.device("cpu")) is tiny  # already there: nothing moves

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if storage_missing(study.storage):
         raise AblateError(f"storage {mask_url(study.storage)} holds nothing yet; run `ablate run {study.path}` first.")
     storage = open_storage(study.storage, read_only=True)
-    folder = artifact_dir(study.storage, study.run_dir)
+    folder = artifact_dir(study.storage, study.run_dir, study.artifacts)
     store = open_store(folder) if folder.is_dir() else None  # the report's attached files, where there are some
     print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{args.host}:{port}/", flush=True)
     try:

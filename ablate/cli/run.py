@@ -43,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int,
                    help="training threads per worker (overrides the study's runtime.threads; part of the fingerprint, "
                         "since threads change float results)")
-    p.add_argument("--quiet", action="store_true", help="no progress output (the closing summary is still printed)")
+    p.add_argument("--quiet", action="store_true", help="no progress output (each worker's start-up line and the closing summary are still printed)")
     p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)  # spawned by --workers: no summary
     p.set_defaults(func=run)
 

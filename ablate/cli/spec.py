@@ -59,6 +59,9 @@ TOP_HELP: Mapping[str, tuple[str, str, str, str]] = {
                 "Optuna storage URL (`--storage` overrides it)"),
     "output": ("str", "reports/<name>", "a relative folder under `reports/`, without `..`",
                "report folder; one study per folder (a `.ablate-study` marker names its owner)"),
+    "artifacts": ("str", "`artifacts/` beside a SQLite/journal file, else runs/<name>/artifacts", "a folder path",
+                  "optuna-dashboard's artifact store (curves, report files); a shared folder when workers run on "
+                  "several machines"),
 }
 
 GRID_HELP: Mapping[str, tuple[str, str, str, str]] = {

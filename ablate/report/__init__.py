@@ -115,6 +115,6 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
                             for f in group]
     replace_manifest(out, written)
     if c.final is not None:
-        publish(c.final, t, dashboard_note(c, t, sections, str(report)), artifact_dir(c.study.storage, c.study.run_dir), out,
-                ["report.md", *written])
+        artifacts = artifact_dir(c.study.storage, c.study.run_dir, c.study.artifacts)
+        publish(c.final, t, dashboard_note(c, t, sections, str(report)), artifacts, out, ["report.md", *written])
     return report

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import AblateError
 from ..spec import Study
-from ..storage import FAIL_ATTR, mask_url, open_storage
+from ..storage import FAIL_ATTR, SERIES_ATTR, mask_url, open_storage
 from ..costs import batch_sizes_of
 from ..study import phase_name, profile_trials, results_of, tuning_groups, wanted_seeds
 from ..workqueue import claimed
@@ -131,10 +131,18 @@ def _mean(values: Any) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
+def trial_attrs(t: FrozenTrial) -> dict[str, Any]:
+    """A final trial's user attributes with its series (per-epoch lists, one JSON attribute) unpacked;
+    trials stored before the series attribute existed keep their lists at the top level."""
+    a = dict(t.user_attrs)
+    a.update(a.pop(SERIES_ATTR, None) or {})
+    return a
+
+
 def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
-        a = t.user_attrs
+        a = trial_attrs(t)
         rows.append({
             "arm": t.params["arm"],
             "seed": int(t.params["seed"]),
@@ -171,7 +179,7 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
 def _curve_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
     rows = []
     for t in trials:
-        a = t.user_attrs
+        a = trial_attrs(t)
         n = len(a.get("eval_acc") or [])
         for i in range(n):
             row: dict[str, Any] = {"arm": t.params["arm"], "seed": int(t.params["seed"]), "epoch": i + 1}
@@ -184,9 +192,9 @@ def _curve_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
 
 def _iter_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
     rows = [
-        {"arm": t.params["arm"], "seed": int(t.params["seed"]), "step": int(step), "loss": float(loss)}
-        for t in trials
-        for step, loss in zip(t.user_attrs.get("iter_step") or [], t.user_attrs.get("iter_loss") or [])
+        {"arm": a["arm"], "seed": int(a["seed"]), "step": int(step), "loss": float(loss)}
+        for a in map(trial_attrs, trials)
+        for step, loss in zip(a.get("iter_step") or [], a.get("iter_loss") or [])
     ]
     return pd.DataFrame(rows, columns=["arm", "seed", "step", "loss"])
 
