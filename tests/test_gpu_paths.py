@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import optuna
 import pandas as pd
+import numpy as np
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -232,7 +233,10 @@ def _truncate(path: Path) -> None:
 
 
 def _garbage(path: Path) -> None:
-    path.write_bytes(os.urandom(5000))
+    for seed in range(20):  # random bytes fail in different places of the unpickler: every one is unreadable
+        path.write_bytes(np.random.default_rng(seed).bytes(5000))
+        with pytest.raises(UnreadableCheckpoint):
+            load_checkpoint(path)
 
 
 def _empty(path: Path) -> None:
