@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .arms import Arm, BackboneChoice, enumerate_arms, position_signature
+from .arms import Arm, BackboneChoice, enumerate_arms
+from .arms import equivalent_positions as arms_equivalent_positions
 from .attention import check_reduction, get_attention, resolve_knobs
 from .errors import AblateError
 from .macs import POLICIES, POLICY_COLUMN, attention_macs, attention_params, attention_paths, check_shape, \
@@ -291,16 +292,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
 
 def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, str]:
     """{dropped: kept} for positions that put modules in the same slots on `backbone` (same model)."""
-    choice = BackboneChoice(backbone)
-    seen: dict[tuple[Any, ...], str] = {}
-    dropped: dict[str, str] = {}
-    for position in dict.fromkeys(positions):
-        signature = position_signature(choice, position)
-        if signature in seen:
-            dropped[position] = seen[signature]
-        else:
-            seen[signature] = position
-    return dropped
+    kept = arms_equivalent_positions(BackboneChoice(backbone), positions)
+    return {p: k for p, k in kept.items() if p != k}
 
 
 def enumerate_profile_arms(

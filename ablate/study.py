@@ -310,7 +310,7 @@ class Runner:
                      "hyperparameters": _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
                      **{f"hp.{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
-                     "cost": cost, **scalar_costs(cost), "train_threads": self.study.runtime.threads or available_cores(),
+                     "cost": cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)), "train_threads": self.study.runtime.threads or available_cores(),
                      "host": worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
             self._attach_curves(trial, arm, item["seed"], series)
@@ -412,16 +412,14 @@ class LearningCurve:
                 self.report(epoch, {"val_acc": acc})
 
 
-def scalar_costs(cost: dict[str, Any]) -> dict[str, Any]:
-    """The profile row's headline figures as scalar trial attributes (sortable dashboard columns)."""
-    batches = sorted(int(k.removeprefix("latency_b").split("_")[0]) for k in cost
-                     if k.startswith("latency_b") and k.endswith("_ms_median"))
-    out: dict[str, Any] = {"params": cost.get("params"), "macs_full": cost.get("macs_full")}
-    if batches:
-        b = batches[0]
-        pct, low, high = Columns.overhead(Columns.latency_metric(b))
-        out.update({f"latency_b{b}_ms": cost.get(Columns.latency(b)), f"latency_b{b}_overhead_pct": cost.get(pct),
-                    f"latency_b{b}_overhead_ci_pct": [cost.get(low), cost.get(high)]})
+def scalar_costs(cost: dict[str, Any], batch: int) -> dict[str, Any]:
+    """The profile row's headline figures, latency at `batch`, as scalar trial attributes (sortable
+    dashboard columns)."""
+    pct, low, high = Columns.overhead(Columns.latency_metric(batch))
+    out = {"params": cost.get("params"), "macs_full": cost.get("macs_full"),
+           f"latency_b{batch}_ms": cost.get(Columns.latency(batch)), f"latency_b{batch}_overhead_pct": cost.get(pct)}
+    if cost.get(low) is not None:
+        out[f"latency_b{batch}_overhead_ci_pct"] = [cost.get(low), cost.get(high)]
     return {k: v for k, v in out.items() if v is not None}
 
 

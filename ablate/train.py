@@ -47,7 +47,7 @@ from tqdm import tqdm
 from .augment import Augment, Normalize, to_unit_float
 from .config import check_choice, check_range, check_types, config_from_dict
 from .data import Data, DataMeta, Split
-from .device import DataDoesNotFit, device_name, resolve_device
+from .device import device_name, resolve_device
 from .errors import AblateError
 from .models import build_model
 from .timing import (autocast, available_cores, mixed_precision, record_nondeterministic_ops, set_cublas_workspace,

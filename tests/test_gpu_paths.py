@@ -27,7 +27,7 @@ import ablate.study as study_module
 import ablate.train as train_module
 from ablate.cli import main
 from ablate.data import Data, DataConfig, Split, load_data
-from ablate.device import DATA_MEMORY_FRACTION, check_fits, resolve_device
+from ablate.device import DATA_MEMORY_FRACTION, DataDoesNotFit, check_fits, resolve_device
 from ablate.errors import AblateError
 from ablate.report.diagnostics import run_diagnostics
 from ablate.spec import load_study
@@ -35,7 +35,7 @@ from ablate.storage import FAIL_ATTR, RETRY_ATTR, open_storage
 from ablate.study import run_study
 from ablate.timing import (CUBLAS_WORKSPACE_CONFIG, bf16_native, mixed_precision, nondeterministic_op,
                            record_nondeterministic_ops)
-from ablate.train import (DataDoesNotFit, Recipe, Runtime, TrainResult, UnreadableCheckpoint, _restore,
+from ablate.train import (Recipe, Runtime, TrainResult, UnreadableCheckpoint, _restore,
                           load_checkpoint, model_factory, train)
 
 from .test_study import write_study

@@ -8,7 +8,6 @@ last one published and never duplicates it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,21 +18,21 @@ from optuna_dashboard import save_note, save_plotly_graph_object
 
 from .. import stats
 from ..artifacts import attach, open_store
+from .figures import done_arms
 
 VERDICT_COLORS = {stats.BETTER: "#2ca02c", stats.WORSE: "#d62728", stats.SAME: "#666666", stats.UNTESTED: "#aaaaaa"}
 
 
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(float(x))
-
-
-def _done(t: pd.DataFrame) -> pd.DataFrame:
-    return t[t["n"] > 0]
+def _whiskers(center: pd.Series, low: pd.Series, high: pd.Series) -> dict:
+    """Plotly error bars from CI bounds; an undefined bound (one seed) draws no whisker."""
+    c, lo, hi = (pd.to_numeric(x, errors="coerce").astype(float) for x in (center, low, high))
+    return dict(type="data", symmetric=False, array=list((hi - c).fillna(0.0)),
+                arrayminus=list((c - lo).fillna(0.0)))
 
 
 def pareto(t: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figure | None:
     """Mean accuracy (95% CI whiskers) against a cost, one trace per backbone, the Pareto front drawn."""
-    done = _done(t)
+    done = done_arms(t)
     done = done[pd.to_numeric(done[x], errors="coerce").notna()]
     if done.empty:
         return None
@@ -41,13 +40,11 @@ def pareto(t: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figu
     for backbone, sub in done.groupby("backbone", sort=False):
         cost = pd.to_numeric(sub[x]).astype(float) / scale
         acc = sub["acc_mean"].astype(float)
-        err_hi = [h - m if _finite(h) else 0.0 for h, m in zip(sub["acc_ci_high"], acc)]
-        err_lo = [m - lo if _finite(lo) else 0.0 for lo, m in zip(sub["acc_ci_low"], acc)]
         front = stats.pareto_front(cost.tolist(), acc.tolist())
         fig.add_trace(go.Scatter(
             x=list(cost), y=list(acc), mode="markers", name=str(backbone), text=list(sub["arm"]),
             marker=dict(size=[13 if f else 8 for f in front], line=dict(width=[2 if f else 0 for f in front])),
-            error_y=dict(type="data", symmetric=False, array=err_hi, arrayminus=err_lo),
+            error_y=_whiskers(acc, sub["acc_ci_low"], sub["acc_ci_high"]),
             hovertemplate="%{text}<br>" + x_label + " %{x:.4g}<br>accuracy %{y:.2f}%<extra></extra>"))
         on_front = sorted((c, a) for c, a, f in zip(cost, acc, front) if f)
         fig.add_trace(go.Scatter(x=[c for c, _ in on_front], y=[a for _, a in on_front], mode="lines",
@@ -60,18 +57,16 @@ def pareto(t: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figu
 
 def effect(t: pd.DataFrame) -> go.Figure | None:
     """Difference from each backbone's baseline with its 95% CI, coloured by the Holm-corrected verdict."""
-    arms = _done(t[~t["is_baseline"]]).dropna(subset=["diff"])
+    arms = done_arms(t[~t["is_baseline"]]).dropna(subset=["diff"])
     if arms.empty:
         return None
     arms = arms.sort_values(["backbone", "diff"])
     fig = go.Figure()
     for verdict, sub in arms.groupby("verdict", sort=False):
-        hi = [h - d if _finite(h) else 0.0 for h, d in zip(sub["diff_ci_high"], sub["diff"])]
-        lo = [d - lo if _finite(lo) else 0.0 for lo, d in zip(sub["diff_ci_low"], sub["diff"])]
         fig.add_trace(go.Scatter(
             x=list(sub["diff"]), y=list(sub["arm"]), mode="markers", name=str(verdict),
             marker=dict(color=VERDICT_COLORS.get(str(verdict), "#666666"), size=9),
-            error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo)))
+            error_x=_whiskers(sub["diff"], sub["diff_ci_low"], sub["diff_ci_high"])))
     fig.add_vline(x=0, line_color="black")
     fig.update_layout(title="Effect of each arm vs its baseline (test accuracy, pp, 95% CI)",
                       xaxis_title="Δ test accuracy vs baseline (pp)", height=max(350, 120 + 28 * len(arms)))

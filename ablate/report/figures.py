@@ -60,7 +60,8 @@ def _half_ci(row: pd.Series) -> float:
     return float(h) if math.isfinite(h) else 0.0
 
 
-def _done(table: pd.DataFrame) -> pd.DataFrame:
+def done_arms(table: pd.DataFrame) -> pd.DataFrame:
+    """The arms with at least one complete run."""
     return table[table["n"] > 0]
 
 
@@ -85,7 +86,7 @@ def _subplots(n: int, width: float = 6.5, height: float = 4.5,
 def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name: str, what: str,
                      scale: float = 1.0) -> list[Figure]:
     """One point per arm (mean accuracy, 95% CI bars) against a cost / scale; the Pareto front as a step line."""
-    done = _done(table)
+    done = done_arms(table)
     done = done[pd.to_numeric(done[x], errors="coerce").notna()]
     if done.empty:
         return []
@@ -130,7 +131,7 @@ def accuracy_vs_cost(table: pd.DataFrame, out: Path, x: str, x_label: str, name:
 
 def forest(table: pd.DataFrame, out: Path) -> list[Figure]:
     """Difference from the baseline with its 95% CI, one row per arm, coloured by verdict."""
-    arms = _done(table[~table["is_baseline"]]).dropna(subset=["diff"])
+    arms = done_arms(table[~table["is_baseline"]]).dropna(subset=["diff"])
     if arms.empty:
         return []
     arms = arms.sort_values(["backbone", "diff"])
@@ -156,7 +157,7 @@ def forest(table: pd.DataFrame, out: Path) -> list[Figure]:
 
 def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
     """Accuracy difference vs baseline: attention type x position, faceted by backbone and ratio."""
-    arms = _done(table[~table["is_baseline"]]).dropna(subset=["diff"])
+    arms = done_arms(table[~table["is_baseline"]]).dropna(subset=["diff"])
     if arms.empty:
         return []
     arms = arms.assign(position=arms["position"].fillna("-"))
@@ -193,7 +194,7 @@ def diff_heatmap(table: pd.DataFrame, out: Path) -> list[Figure]:
 
 def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
     """Accuracy against reduction ratio per attention type (and position), baseline as a band."""
-    arms = _done(table[~table["is_baseline"] & table["reduction"].notna()])
+    arms = done_arms(table[~table["is_baseline"] & table["reduction"].notna()])
     if arms.empty or arms["reduction"].nunique() < 2:
         return []
     colors = attention_colors()

@@ -208,7 +208,7 @@ def timing_environment(c: Collected) -> list[str]:
 
 
 def environment(c: Collected) -> list[str]:
-    runs, arms = c.runs, c.arms
+    runs = c.runs
     devices = sorted({str(d) for d in runs["device"].dropna()}) if len(runs) else []
     lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(c)]
     if len(runs) and runs["completed"].notna().any():
