@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
@@ -172,8 +174,31 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
             engine_kwargs = {"connect_args": {"timeout": 120}}
         else:
             engine_kwargs = {"pool_pre_ping": True}
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
-                          grace_period=grace_period(), skip_table_creation=read_only)
+        return _rdb_storage(url, engine_kwargs, read_only)
+
+
+SCHEMA_RACE_TRIES = 10
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, read_only: bool) -> RDBStorage:
+    """RDBStorage, tolerating another process creating the same fresh database's tables right now.
+
+    Two first opens at once (a worker and `ablate status`, two workers on one new file) race in
+    Optuna's table creation: the loser sees "UNIQUE constraint failed: alembic_version", "table
+    already exists" or (PostgreSQL) a duplicate key in the catalogue. The winner finishes within
+    moments, so the loser waits and opens again.
+    """
+    for attempt in range(SCHEMA_RACE_TRIES):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
+                              grace_period=grace_period(), skip_table_creation=read_only)
+        except sqlalchemy.exc.DatabaseError as err:
+            text = str(err)
+            racing = any(sign in text for sign in ("alembic_version", "already exists", "duplicate key"))
+            if not racing or attempt == SCHEMA_RACE_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _worker_of(trial: FrozenTrial) -> tuple[str, str]:

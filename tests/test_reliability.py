@@ -277,3 +277,24 @@ def test_every_item_failing_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(study_module, "train", out_of_memory)
     assert main(["run", str(path), "--quiet"]) == 1
     assert "final 0/4 items complete, 4 failed" in capsys.readouterr().err
+
+
+_RACE_OPEN = """
+import sys, time
+from ablate.storage import open_storage
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+open_storage(sys.argv[1])
+"""
+
+
+def test_first_opens_of_a_fresh_sqlite_file_race_safely(tmp_path: Path) -> None:
+    """Several processes creating one new database's tables at the same moment all get a storage."""
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        start = time.time() + 3.0
+        procs = [subprocess.Popen([sys.executable, "-c", _RACE_OPEN, url, str(start)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errors = [proc.communicate(timeout=120)[1] for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
