@@ -69,7 +69,7 @@ dashboard: setup ## optuna-dashboard on STUDY's storage at http://127.0.0.1:8080
 profile: setup ## params / MACs / latency of every arm, no training (BACKBONE= ATTENTION= POSITION= REDUCTION= INPUT=)
 	$(ABLATE) profile --backbone $(BACKBONE) --attention $(ATTENTION) --position $(POSITION) --reduction $(REDUCTION) --input $(INPUT)
 
-bench: setup ## seed-000 DataLoader loop vs ablate's engine: samples/s, ratio, harness overhead (minutes on CPU)
+bench: setup ## ref000 DataLoader loop vs ablate's engine: samples/s, ratio, harness overhead (minutes on CPU)
 	$(ABLATE) bench
 
 clean: ## remove caches (keeps .venv, data, runs and reports)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attention import get_attention, hidden_width, resolve_knobs
-from .models import block_slots, get_backbone, resolve_stages
+from .config import check_choice, check_types, config_from_dict
+from .models import BACKBONES, block_slots, get_backbone, resolve_stages
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,19 @@ class BackboneChoice:
     """A backbone with its build options (head, BatchNorm)."""
 
     name: str
-    head: str | None = None
+    head: str | None = None  # None: the backbone's default head
     bn: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_choice("name", self.name, list(BACKBONES))
+        if self.head is not None:
+            check_choice("head", self.head, get_backbone(self.name).heads)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> BackboneChoice:
+        """A grid entry: a backbone name, or a mapping with name, head and bn."""
+        return config_from_dict(cls, {"name": d} if isinstance(d, str) else d, where)
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial
 
-ARTIFACTS_PREFIX = "artifacts:"  # optuna.artifacts' system-attribute prefix (optuna._upload.ARTIFACTS_ATTR_PREFIX)
+from .contract import ARTIFACTS_PREFIX, study_id_of, trial_id_of
 
 
 def artifact_dir(storage_url: str, run_dir: Path, configured: str | Path | None = None) -> Path:
@@ -39,9 +39,9 @@ def open_store(folder: Path) -> FileSystemArtifactStore:
 def attached(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:
     """File name -> artifact id of what `target` holds now (entries deleted in the dashboard are skipped)."""
     if isinstance(target, optuna.Study):
-        attrs = storage.get_study_system_attrs(target._study_id)
+        attrs = storage.get_study_system_attrs(study_id_of(target))
     else:
-        attrs = storage.get_trial_system_attrs(target._trial_id)
+        attrs = storage.get_trial_system_attrs(trial_id_of(target))
     names: dict[str, str] = {}
     for key, value in attrs.items():
         meta = json.loads(value) if key.startswith(ARTIFACTS_PREFIX) and isinstance(value, str) else None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# the names DataConfig.augment accepts, in the order they are applied (seed 000's order)
+# the names DataConfig.augment accepts, in the order they are applied (ref000's order)
 AUGMENTATIONS = ("crop", "flip", "jitter", "rotate")
 SEED000_AUGMENT = AUGMENTATIONS
 
@@ -158,7 +158,7 @@ class Augment:
 
     def __call__(self, images: torch.Tensor, gen: torch.Generator, host_gen: torch.Generator) -> torch.Tensor:
         """`gen` (on the images' device) draws per-image parameters; `host_gen` (CPU) per-batch choices."""
-        # seed 000's order: crop and flip (exact, on uint8), then jitter and rotate (on floats)
+        # ref000's order: crop and flip (exact, on uint8), then jitter and rotate (on floats)
         padding = self.padding if "crop" in self.ops else 0
         if padding or "flip" in self.ops:
             images = random_crop_flip(images, padding, "flip" in self.ops, gen)

@@ -1,11 +1,11 @@
 """Is the engine fast, and is its bookkeeping cheap? Three loops over identical data and models.
 
-1. seed-000 loop: what the tutorial does. A torchvision-style Dataset that hands out PIL images,
+1. ref000 loop: what the tutorial does. A torchvision-style Dataset that hands out PIL images,
    transforms.Compose(RandomCrop(padding=4), RandomHorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1),
    RandomRotation(15), ToTensor, Normalize), DataLoader(shuffle=True, num_workers=2), plain Adam,
    `loss.item()` and `.sum().item()` every step, fp32, contiguous NCHW.
 2. ablate's engine: `train()` with the same augmentation, batch size, epochs and model.
-   Ratio = engine samples/s / seed-loop samples/s.
+   Ratio = engine samples/s / ref000-loop samples/s.
 3. Harness overhead: `train()` without augmentation against a bare loop over the same
    device tensors (slice, normalise, forward, backward, step: nothing else), with the same
    runtime switches. Overhead = bare samples/s / engine samples/s - 1.
@@ -48,9 +48,11 @@ from .augment import Normalize, to_unit_float
 from .data import Data, DataConfig, data_root, load_data
 from .device import device_name, resolve_device
 from .errors import AblateError
-from .timing import available_cores, load_average
-from .timing import autocast, synchronize
-from .train import Recipe, Runtime, make_optimizer, model_factory, torch_settings, train
+from .device import available_cores
+from .precision import autocast
+from .recipe import Recipe, Runtime
+from .timing import load_average, synchronize
+from .train import make_optimizer, model_factory, torch_settings, train
 
 # images per backbone when --train-size is not given: a few minutes in all on a 2-core CPU
 DEFAULT_TRAIN_SIZE = {"cpu": {"cnn": 4096, "vgg16": 1280}, "cuda": {"cnn": 10000, "vgg16": 10000}}
@@ -64,9 +66,9 @@ class BenchRow:
     images: int
     epochs: int
     batch_size: int
-    seed_loop_sps: float  # samples/s, seed-000 style loop
+    ref_loop_sps: float  # samples/s, ref000-style loop
     engine_sps: float  # samples/s, ablate's engine, same augmentation
-    ratio: float  # engine / seed loop
+    ratio: float  # engine / ref000 loop
     bare_sps: float  # samples/s, bare loop, no augmentation
     engine_plain_sps: float  # samples/s, engine, no augmentation
     overhead_pct: float  # (bare / engine_plain - 1) * 100
@@ -94,8 +96,8 @@ class _PILImages(Dataset):
         return self.transform(img), self.labels[i]
 
 
-def seed000_loop(model: nn.Module, data: Data, batch_size: int, epochs: int, device: torch.device) -> float:
-    """Train like seed 000 for `epochs` epochs; return training samples/s."""
+def ref000_loop(model: nn.Module, data: Data, batch_size: int, epochs: int, device: torch.device) -> float:
+    """Train like ref000 for `epochs` epochs; return training samples/s."""
     from torchvision import transforms
 
     cfg, meta = data.config, data.meta
@@ -181,16 +183,16 @@ def bench_backbone(backbone: str, data: Data, *, epochs: int, batch_size: int, r
     with torch_settings(runtime, device):
         torch.manual_seed(seed)
         _warm_up(build(data.meta), data, device, batch_size, runtime)
-        seed_sps, engine_sps, bare_sps, plain_sps = [], [], [], []
+        ref_sps, engine_sps, bare_sps, plain_sps = [], [], [], []
         for _ in range(repeats):
             torch.manual_seed(seed)
-            seed_sps.append(seed000_loop(build(data.meta), data, batch_size, epochs, device))
+            ref_sps.append(ref000_loop(build(data.meta), data, batch_size, epochs, device))
             engine_sps.append(train(build, data, recipe, seed=seed, runtime=runtime, eval_split="test").throughput)
             torch.manual_seed(seed)
             bare_sps.append(bare_loop(build(data.meta), data, recipe, runtime, device, seed))
             plain_sps.append(train(build, plain, recipe, seed=seed, runtime=runtime, eval_split="test").throughput)
         name = device_name(device)
-    best_seed, best_engine, best_bare, best_plain = (max(v) for v in (seed_sps, engine_sps, bare_sps, plain_sps))
+    best_seed, best_engine, best_bare, best_plain = (max(v) for v in (ref_sps, engine_sps, bare_sps, plain_sps))
     return BenchRow(backbone, name, len(data.train), epochs, batch_size, best_seed, best_engine,
                     best_engine / best_seed, best_bare, best_plain, 100.0 * (best_bare / best_plain - 1.0))
 
@@ -214,9 +216,9 @@ def run_bench(backbones: Sequence[str] = ("cnn", "vgg16"), *, dataset: str = "sy
 
 
 def bench_table(rows: Sequence[BenchRow]) -> tuple[list[str], list[list[Any]]]:
-    headers = ["backbone", "images x epochs", "seed-000 loop (img/s)", "ablate engine (img/s)", "ratio",
+    headers = ["backbone", "images x epochs", "ref000 loop (img/s)", "ablate engine (img/s)", "ratio",
                "bare loop (img/s)", "engine, no aug (img/s)", "harness overhead"]
-    body = [[r.backbone, f"{r.images} x {r.epochs}", f"{r.seed_loop_sps:.0f}", f"{r.engine_sps:.0f}",
+    body = [[r.backbone, f"{r.images} x {r.epochs}", f"{r.ref_loop_sps:.0f}", f"{r.engine_sps:.0f}",
              f"{r.ratio:.2f}x", f"{r.bare_sps:.0f}", f"{r.engine_plain_sps:.0f}", f"{r.overhead_pct:+.1f}%"]
             for r in rows]
     return headers, body

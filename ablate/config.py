@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import AblateError, did_you_mean
@@ -87,9 +87,14 @@ def type_name(hint: Any) -> str:
 
 
 def _coerce(value: Any, hint: Any) -> Any:
-    """Friendly conversions for values from YAML/JSON/CLI: lists -> tuples, '1e-3' -> 1e-3, 1 -> 1.0."""
+    """Friendly conversions for values from YAML/JSON/CLI: lists -> tuples, one value where a list is
+    expected -> a one-item tuple, '1e-3' -> 1e-3, 1 -> 1.0."""
     if isinstance(value, list):
         return tuple(value)
+    options = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+    if value is not None and not isinstance(value, tuple) and any(
+            get_origin(h) is tuple and get_args(h)[-1] is Ellipsis for h in options):
+        return (value,)
     wants_float = hint is float or (get_origin(hint) in (Union, types.UnionType) and float in get_args(hint))
     return as_float(value) if wants_float else value
 
@@ -107,36 +112,65 @@ def as_float(value: Any) -> Any:
     return float(value) if is_integer(value) else value
 
 
+class ConfigError(AblateError):
+    """One field's bad value: the key and what is wrong, kept apart so that every caller can put the
+    key on its own path ('recipe.lr', 'grid.backbones[0].name') before the message."""
+
+    def __init__(self, key: str, text: str) -> None:
+        self.key, self.text = key, text
+        super().__init__(f"{key}: {text}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
+        return (type(self), (self.key, self.text))
+
+
+def key_path(where: str, key: str) -> str:
+    """'recipe' + 'lr' -> 'recipe.lr'; an index key ('[0]') joins without a dot."""
+    if not where:
+        return key
+    return f"{where}{key}" if key.startswith("[") else f"{where}.{key}"
+
+
 def check_types(obj: Any) -> None:
-    """Raise AblateError naming the first dataclass field whose value has the wrong type."""
+    """Raise ConfigError naming the first dataclass field whose value has the wrong type."""
     hints = get_type_hints(type(obj))
     for f in fields(obj):
         value = getattr(obj, f.name)
         if not _accepts(value, hints[f.name]):
-            raise AblateError(f"{f.name} must be {type_name(hints[f.name])}, got {value!r}{unusable_note(value)}.")
+            raise ConfigError(f.name, f"must be {type_name(hints[f.name])}, got {value!r}{unusable_note(value)}.")
 
 
-def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "") -> C:
-    """Build frozen config dataclass `cls` from a mapping; every mistake names `where` and the key."""
-    prefix = f"{where or cls.__name__}: "
+def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "", keys: Sequence[str] | None = None) -> C:
+    """Build frozen config dataclass `cls` from a mapping, the one way every config section is read.
+
+    Field checks live in the class's `__post_init__` (check_types, check_choice, check_range), so a
+    config built in code is checked the same way. Every mistake names its key path under `where`
+    ('recipe.lr: must be > 0.0, got 0.'); `keys` limits what a file may set (default: every field).
+    """
     if not isinstance(d, Mapping):
-        raise AblateError(f"{prefix}expected a mapping of {cls.__name__} settings, got {type(d).__name__}.")
+        raise AblateError(f"{where or cls.__name__}: expected a mapping of {cls.__name__} settings, got "
+                          f"{type(d).__name__}.")
     hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    names = list(keys) if keys is not None else [f.name for f in fields(cls)]  # type: ignore[arg-type]
     for key in d:
         if key not in names:
-            raise AblateError(
-                f"{prefix}unknown key {key!r}{did_you_mean(str(key), names)}; allowed: {', '.join(names)}.")
+            raise ConfigError(key_path(where, str(key)),
+                              f"unknown key{did_you_mean(str(key), names)}; allowed keys: {', '.join(names)}.")
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default is MISSING and f.default_factory is MISSING and f.name not in d:
+            raise ConfigError(key_path(where, f.name), "required key is missing.")
     try:
         return cls(**{k: _coerce(v, hints[k]) for k, v in d.items()})
-    except AblateError as err:
-        raise AblateError(f"{prefix}{err}") from None
+    except ConfigError as err:
+        raise ConfigError(key_path(where, err.key), err.text) from None
+    except AblateError as err:  # a rule across fields (nesterov needs sgd): the section is the key
+        raise AblateError(f"{where}: {err}" if where else str(err)) from None
 
 
-def check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise AblateError(
-            f"{key}: unknown value {value!r}{did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}.")
+        raise ConfigError(key, f"unknown value {value!r}{did_you_mean(str(value), allowed)}; allowed: "
+                               f"{', '.join(allowed)}.")
 
 
 def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,
@@ -149,4 +183,4 @@ def check_range(key: str, value: float | None, low: float | None = None, high: f
     if bad:
         lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
         hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        raise AblateError(f"{key} must be {' and '.join(s for s in (lo, hi) if s)}, got {value!r}.")
+        raise ConfigError(key, f"must be {' and '.join(s for s in (lo, hi) if s)}, got {value!r}.")

@@ -5,96 +5,31 @@ widths) and the measured ones: inference latency per batch size and the training
 as a median over interleaved rounds with the overhead vs the same backbone's baseline and its CI
 (`ablate.timing`). All arms of a backbone are timed together, because only arms timed in the same
 rounds can be compared; the baseline is always timed as their reference, whether or not it is an
-arm. Column names are built here and nowhere else: `ablate profile`, the study's profile phase and
-the report all use `Columns`, never a regex over names.
+arm. The columns' names and meaning live in `ablate.columns`, which readers import instead of this.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
 from .arms import Arm, BackboneChoice, enumerate_arms
 from .arms import equivalent_positions as arms_equivalent_positions
 from .attention import check_reduction, get_attention, resolve_knobs
+from .columns import POLICIES, POLICY_COLUMN, Columns
 from .errors import AblateError
-from .macs import POLICIES, POLICY_COLUMN, attention_macs, attention_params, attention_paths, check_shape, \
-    count_macs, count_params
+from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs, count_params
 from .models import build_model, get_backbone, resolve_stages
 from .models.positions import check_position
 from .timing import RoundSummary, Setting, faster_beyond_noise, infer_block, peak_memory_mib, time_interleaved, \
     train_block
-
-OVERHEAD_NOTE = ("overhead = median over rounds of (arm time / baseline time in the same round), with a "
-                 "distribution-free 95% CI [low, high]")
-
-
-class Columns:
-    """The names of every measured cost column; one place, so nobody parses them back."""
-
-    @staticmethod
-    def latency(b: int) -> str:
-        return f"latency_b{b}_ms_median"
-
-    @staticmethod
-    def latency_iqr(b: int) -> str:
-        return f"latency_b{b}_ms_iqr"
-
-    @staticmethod
-    def throughput(b: int) -> str:
-        return f"throughput_b{b}_img_s"
-
-    @staticmethod
-    def peak_mem(b: int) -> str:
-        return f"peak_mem_b{b}_mib"
-
-    @staticmethod
-    def overhead(metric: str) -> tuple[str, str, str]:
-        """(overhead %, CI low %, CI high %) for a metric prefix such as 'latency_b1' or 'train_step'."""
-        return f"{metric}_overhead_pct", f"{metric}_overhead_ci_low_pct", f"{metric}_overhead_ci_high_pct"
-
-    @staticmethod
-    def latency_metric(b: int) -> str:
-        return f"latency_b{b}"
-
-    TRAIN_STEP = "train_step"
-    TRAIN_STEP_MS = "train_step_ms_median"
-    TRAIN_STEP_IQR = "train_step_ms_iqr"
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def overhead_text(pct: Any, low: Any, high: Any) -> str:
-    """'+26.1% [+19.0, +29.3]': an overhead with its 95% CI; '~' in front when the CI covers zero
-    (within timing noise); '-' where there is none (the baseline, or nothing timed)."""
-    if not _finite(pct):
-        return "-"
-    if not (_finite(low) and _finite(high)):
-        return f"{float(pct):+.1f}%"
-    noise = "~" if float(low) <= 0 <= float(high) else ""
-    return f"{noise}{float(pct):+.1f}% [{float(low):+.1f}, {float(high):+.1f}]"
-
-
-def batch_sizes_of(row: Mapping[str, Any] | pd.DataFrame) -> tuple[int, ...]:
-    """The batch sizes a row (or frame of rows) was timed at, from its `batch_sizes` field."""
-    if isinstance(row, pd.DataFrame):
-        found = {int(b) for value in row.get("batch_sizes", pd.Series(dtype=object)).dropna() for b in value}
-        return tuple(sorted(found))
-    return tuple(sorted(int(b) for b in row.get("batch_sizes") or ()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,33 +259,3 @@ def enumerate_profile_arms(
         check_reduction(r)
     choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]
     return list(enumerate_arms(choices, attentions, positions, reductions, [stages]))
-
-
-# ---------------------------------------------------------------------------------------------
-# frames
-
-
-def add_baseline_deltas(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Add `<col>_vs_none_pct`: % change over the same-backbone `none` row, for static columns.
-
-    Measured times get their overhead from per-round ratios instead (Columns.overhead); a ratio of
-    two medians taken in different windows is exactly what this module exists to avoid.
-    """
-    out = df.copy()
-    base = df[df["attention"] == "none"].drop_duplicates("backbone").set_index("backbone")
-    for col in columns:
-        if col not in df or base.empty:
-            out[f"{col}_vs_none_pct"] = float("nan")
-            continue
-        reference = pd.to_numeric(out["backbone"].map(base[col]), errors="coerce")
-        delta = (pd.to_numeric(out[col], errors="coerce") / reference - 1.0) * 100.0
-        out.insert(out.columns.get_loc(col) + 1, f"{col}_vs_none_pct", delta)
-    return out
-
-
-def rows_to_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Rows (dicts from profile_backbone) -> DataFrame; integer columns with gaps stay integers (Int64)."""
-    df = pd.DataFrame(list(rows))
-    if "reduction" in df.columns:
-        df["reduction"] = df["reduction"].astype("Int64")
-    return df

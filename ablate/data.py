@@ -415,7 +415,7 @@ SOURCES: Mapping[str, Source] = MappingProxyType(
             read=partial(_read_cifar, folder="cifar-10-batches-py", train=_CIFAR10_TRAIN, test=("test_batch",),
                          meta="batches.meta", names_key="label_names", label_key="labels"),
             download=partial(_download_torchvision, tv_class="CIFAR10", train={"train": True}),
-            mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),  # seed 000's constants
+            mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),  # ref000's constants
             how_to_get=_fetch_hint("cifar10", ", or unpack cifar-10-python.tar.gz into the data root"),
             num_classes=10, shape=(3, 32, 32), counts=(50000, 10000),
         ),

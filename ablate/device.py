@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import re
+from typing import Any
 
 import torch
 
+from .config import ConfigError
 from .errors import AblateError
+
+DEVICE_SETTINGS = ("auto", "cpu", "cuda", "cuda:<index>")  # what a study file or option may name
+_CUDA_INDEX = re.compile(r"cuda:[0-9]+")  # [0-9], not \d, which also matches non-ASCII digits
+
+
+def check_device_setting(key: str, value: Any) -> str:
+    """A device setting as written (whether this machine has it is resolve_device's question)."""
+    if value in DEVICE_SETTINGS[:-1] or isinstance(value, str) and _CUDA_INDEX.fullmatch(value):
+        return value
+    raise ConfigError(key, f"unknown value {value!r}; allowed: {', '.join(DEVICE_SETTINGS)}.")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -34,6 +48,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def available_cores() -> int:
+    """The cores this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class DataDoesNotFit(AblateError):

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .costs import Columns, TrainStep, enumerate_profile_arms, profile_backbone
+from .columns import Columns
+from .costs import TrainStep, enumerate_profile_arms, profile_backbone
 from .data import Data, DataConfig, load_data
 from .device import device_name, resolve_device
 from .timing import Setting, set_cublas_workspace
-from .train import Recipe, Runtime, TrainResult, make_optimizer, model_factory, train
+from .recipe import Recipe, Runtime
+from .train import TrainResult, make_optimizer, model_factory, train
 
 SKIPPED = "no CUDA device: gpu-check skipped"
 TRAIN_SIZE = 10000  # synthetic 3x32x32 images: a few seconds on a CPU, well under one on a GPU

@@ -3,7 +3,7 @@
 Counting policy matters for attention: fvcore's default op set counts zero for the elementwise work
 (gating multiplies, sigmoids, channel means) that *is* most of what attention modules do, so SimAM
 reads 0 MACs and SE reads little more than its two FCs. Every MAC column therefore names its policy,
-and `MAC_POLICY` holds the words a report prints next to it. Time is measured elsewhere
+and `ablate.columns.MAC_POLICY` holds the words a report prints next to it. Time is measured elsewhere
 (`ablate.timing`): attention gates are memory-bound, and their latency cost exceeds their MAC share.
 """
 
@@ -13,11 +13,13 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from .columns import ELEMENTWISE_OPS, INPLACE_OPS, POLICIES, REDUCTION_OPS, WINDOW_OPS, Policy
+from .config import is_integer
 from .errors import AblateError, unknown
 from .models import attention_modules
 
@@ -26,43 +28,6 @@ with warnings.catch_warnings():  # fvcore's import warns about torch.jit.script;
     from fvcore.nn import FlopCountAnalysis
     from fvcore.nn.jit_handles import get_shape
 
-Policy = Literal["fvcore", "full"]
-POLICIES: tuple[str, ...] = ("fvcore", "full")
-# column-name suffix of each policy: macs_fvcore_default, macs_full, attn_macs_...
-POLICY_COLUMN: Mapping[str, str] = {"fvcore": "fvcore_default", "full": "full"}
-
-_ELEMENTWISE = (
-    "add", "sub", "rsub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "rsqrt", "reciprocal", "abs",
-    "square", "sigmoid", "tanh", "relu", "relu6", "hardtanh", "hardswish", "hardsigmoid", "silu", "gelu",
-    "leaky_relu", "elu", "clamp", "clamp_min", "clamp_max", "maximum", "minimum", "where",
-)  # fmt: skip
-_INPLACE = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt", "reciprocal", "sigmoid", "tanh",
-            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp", "clamp_min"}  # fmt: skip
-_REDUCTIONS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
-               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
-_WINDOWS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
-
-MAC_POLICY: Mapping[str, str] = {
-    "fvcore": (
-        "macs_fvcore_default: fvcore 0.1.5 with its default op set. One multiply-add = 1 MAC for conv, "
-        "linear, matmul/bmm/einsum (bias adds not counted); batch_norm 2 per element in eval (fvcore's "
-        "rule), layer/group_norm 5 per element, adaptive_avg_pool2d 1 per input element. Every other op "
-        "counts 0: elementwise mul/add/sigmoid, mean, amax, softmax, max_pool2d, relu."
-    ),
-    "full": (
-        "macs_full: the fvcore counts above plus handles for the ops fvcore leaves at zero, in "
-        "MAC-equivalents (one element touched = 1, whatever the op's arithmetic cost): elementwise ops "
-        f"({', '.join(_ELEMENTWISE)}; in-place forms too) count 1 per output element; reductions "
-        f"({', '.join(_REDUCTIONS + ('max', 'min'))}) count 1 per input element; windowed pools "
-        f"({', '.join(_WINDOWS)}) count output elements x kernel area. 0-dim results (shape arithmetic "
-        "traced by the JIT) count 0."
-    ),
-}
-MAC_POLICY_TEXT = (
-    "MACs are per image (batch 1), counted on the eager model in eval mode.\n"
-    + "\n".join(f"- {text}" for text in MAC_POLICY.values())
-    + "\nattn_macs_*: the same counts summed over the inserted attention modules only (fvcore by_module)."
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,13 +95,13 @@ def _window_pool(inputs: list[Any], outputs: list[Any]) -> int:
 def full_policy_handles() -> dict[str, Callable[[list[Any], list[Any]], int]]:
     """fvcore op handles for the ops its default set counts as zero (see MAC_POLICY['full'])."""
     handles: dict[str, Callable[[list[Any], list[Any]], int]] = {}
-    for op in _ELEMENTWISE:
+    for op in ELEMENTWISE_OPS:
         handles[f"aten::{op}"] = _per_output
-        if op in _INPLACE:
+        if op in INPLACE_OPS:
             handles[f"aten::{op}_"] = _per_output
-    for op in _REDUCTIONS:
+    for op in REDUCTION_OPS:
         handles[f"aten::{op}"] = _per_input
-    for op in _WINDOWS:
+    for op in WINDOW_OPS:
         handles[f"aten::{op}"] = _window_pool
     handles["aten::max"] = handles["aten::min"] = _max_or_min
     # fvcore already counts adaptive_avg_pool2d as 1 per input element; keep its handle as is
@@ -147,7 +112,7 @@ def full_policy_handles() -> dict[str, Callable[[list[Any], list[Any]], int]]:
 def check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     """One sample's shape as positive integers, e.g. (3, 32, 32); anything else is a user error."""
     shape = tuple(input_shape)
-    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+    if not shape or any(not is_integer(d) or d < 1 for d in shape):
         raise AblateError(f"input shape must be positive integers per image, e.g. (3, 32, 32); got {input_shape!r}.")
     return shape
 

@@ -23,25 +23,24 @@ import yaml
 
 from .arms import Arm, BackboneChoice, collapse_notes, enumerate_arms
 from .attention import ATTENTION, get_attention
-from .config import INT64_MAX, as_float, is_integer, is_number, is_unusable_number, unusable_note
+from .config import (INT64_MAX, ConfigError, as_float, check_choice, check_range, check_types, config_from_dict,
+                     is_integer, is_number, is_unusable_number, unusable_note)
 from .data import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
 from .errors import AblateError, did_you_mean, unknown
-from .models import BACKBONES, POSITIONS, get_backbone
+from .models import POSITIONS
+from .device import available_cores, check_device_setting
+from .precision import PRECISIONS
+from .recipe import Recipe, Runtime, check_schedule
 from .storage import check_storage_url
-from .timing import PRECISIONS, available_cores
-from .train import Recipe, Runtime, check_schedule
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # always fullmatch: '$' also matches before a final newline
-CUDA_DEVICE_RE = re.compile(r"cuda:[0-9]+")  # [0-9], not \d, which also matches non-ASCII digits
 SCOPES = ("per_arm", "baseline", "per_attention")
 PRUNERS = ("median", "hyperband", "none")
 TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure", "runtime",
             "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
-BACKBONE_KEYS = ("name", "head", "bn")
 SEED_PLAN_KEYS = ("min", "max", "target_ci_pp")
 PARAM_KEYS = ("low", "high", "log", "choices")
-MEASURE_DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
 MEASURE_PRECISIONS = ("as_trained", *PRECISIONS)
 MAX_SEED = INT64_MAX  # torch.manual_seed's range
 MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, behind Optuna's TPE sampler
@@ -54,12 +53,38 @@ REPORTS_DIR = Path("reports")  # every report folder lives under it
 class Param:
     """One tuned hyperparameter: a float/int range (optionally log) or a list of choices."""
 
-    name: str
+    name: str = ""  # the recipe key; set from the key of tuning.space
     low: float | None = None
     high: float | None = None
     log: bool = False
-    integer: bool = False
+    integer: bool = False  # drawn as an integer (the recipe field is an int)
     choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise AblateError("give either choices or low/high, not both.")
+            if not self.choices:
+                raise ConfigError("choices", "must not be empty.")
+            return
+        if self.low is None or self.high is None:
+            raise AblateError("a range needs both low and high (or use choices).")
+        if self.low > self.high:
+            raise AblateError(f"low ({self.low:g}) must be <= high ({self.high:g}).")
+        if self.log and self.low <= 0:
+            raise ConfigError("low", "a log-scale range needs low > 0.")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Param:
+        return config_from_dict(cls, d, where, keys=PARAM_KEYS)
+
+    def values(self) -> tuple[Any, ...]:
+        """The choices, or the range's ends (as the recipe field's type): each must be a valid recipe value."""
+        if self.choices is not None:
+            return self.choices
+        assert self.low is not None and self.high is not None
+        return (int(self.low), int(self.high)) if self.integer else (self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -73,6 +98,20 @@ class Tuning:
     sampler_seed: int = 0  # TPE sampler seed, 0 to 2**32-1
     pruner: str = "median"  # stops unpromising trials early; none keeps every trial
     space: tuple[Param, ...] = ()  # recipe key -> {low, high, log} or {choices}
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_choice("scope", self.scope, SCOPES)
+        check_range("n_trials", self.n_trials, 1)
+        check_range("epochs", self.epochs, 1)
+        check_range("sampler_seed", self.sampler_seed, 0, MAX_SAMPLER_SEED)
+        check_choice("pruner", self.pruner, PRUNERS)
+        if self.enabled and not self.space:
+            raise ConfigError("space", "tuning is enabled but the search space is empty.")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Tuning:
+        return config_from_dict(cls, d, where)
 
 
 @dataclass(frozen=True)
@@ -88,6 +127,22 @@ class Measure:
     precision: str = "as_trained"  # as_trained | fp32 | bf16 | fp16
     channels_last: bool | None = None  # None: as trained
     cuda_graph: bool = False  # CUDA: batch latency replayed from captured CUDA graphs
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        check_device_setting("device", self.device)
+        if not self.batch_sizes:
+            raise ConfigError("batch_sizes", "must not be empty.")
+        for i, size in enumerate(self.batch_sizes):
+            check_range(f"batch_sizes[{i}]", size, 1)
+        check_range("block_time", self.block_time, 0.0, 60.0, low_open=True)
+        check_range("rounds", self.rounds, 1)
+        check_range("threads", self.threads, 1)
+        check_choice("precision", self.precision, MEASURE_PRECISIONS)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Measure:
+        return config_from_dict(cls, d, where)
 
 
 @dataclass(frozen=True)
@@ -412,20 +467,8 @@ def _parse_seeds(c: _Checker, value: Any) -> tuple[tuple[int, ...], SeedPlan | N
 def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
     """The distinct arms of the grid, and notes on what collapsed (listed twice under two names)."""
     grid = c.mapping(value, "grid", GRID_KEYS, required=("backbones", "attention"))
-    backbones = []
-    for i, entry in enumerate(c.seq(grid["backbones"], "grid.backbones")):
-        key = f"grid.backbones[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        entry = c.mapping(entry, key, BACKBONE_KEYS, required=("name",))
-        bb_name = c.choice(entry["name"], f"{key}.name", list(BACKBONES))
-        head = entry.get("head")
-        if head is not None:
-            c.choice(head, f"{key}.head", get_backbone(bb_name).heads)
-        bn = entry.get("bn", True)
-        if not isinstance(bn, bool):
-            raise c.error(f"{key}.bn", f"expected true or false, got {bn!r}.")
-        backbones.append(BackboneChoice(bb_name, head, bn))
+    backbones = [c.nested(f"grid.backbones[{i}]", BackboneChoice.from_dict, entry)
+                 for i, entry in enumerate(c.seq(grid["backbones"], "grid.backbones"))]
 
     attentions = [c.choice(a, f"grid.attention[{i}]", list(ATTENTION))
                   for i, a in enumerate(c.seq(grid["attention"], "grid.attention"))]
@@ -472,79 +515,25 @@ def _check_tuned_baselines(c: _Checker, tuning: Tuning, arms: Sequence[Arm]) -> 
 
 
 def _parse_tuning(c: _Checker, value: Any) -> Tuning:
+    """The tuning section; a section that is given is enabled unless it says otherwise."""
     t = c.mapping(value, "tuning", [f.name for f in dataclasses.fields(Tuning)])
-    enabled = t.get("enabled", bool(t))
-    if not isinstance(enabled, bool):
-        raise c.error("tuning.enabled", f"expected true or false, got {enabled!r}.")
+    space = _parse_space(c, t.get("space") or {})
+    return c.nested("tuning", Tuning.from_dict, {**t, "enabled": t.get("enabled", bool(t)), "space": space})
+
+
+def _parse_space(c: _Checker, value: Any) -> tuple[Param, ...]:
+    """tuning.space: recipe key -> Param; every value a Param can take must be a valid recipe value."""
     recipe_fields = {f.name: f for f in dataclasses.fields(Recipe)}
     space = []
-    for pname, pdoc in c.mapping(t.get("space") or {}, "tuning.space", list(recipe_fields)).items():
-        key = f"tuning.space.{pname}"
-        p = c.mapping(pdoc, key, PARAM_KEYS)
-        if "choices" in p:
-            if len(p) > 1:
-                raise c.error(key, "give either choices or low/high, not both.")
-            choices = tuple(c.seq(p["choices"], f"{key}.choices"))
-            for ch in choices:  # each choice must be a valid recipe value
-                c.nested(key, Recipe.from_dict, {pname: ch})
-            space.append(Param(pname, choices=choices))
-            continue
-        if "low" not in p or "high" not in p:
-            raise c.error(key, "a range needs both low and high (or use choices).")
-        integer = recipe_fields[pname].type in (int, "int")
-        low, high = c.number(p["low"], f"{key}.low"), c.number(p["high"], f"{key}.high")
-        if low > high:
-            raise c.error(key, f"low ({low:g}) must be <= high ({high:g}).")
-        log = p.get("log", False)
-        if not isinstance(log, bool):
-            raise c.error(f"{key}.log", f"expected true or false, got {log!r}.")
-        if log and low <= 0:
-            raise c.error(f"{key}.low", "a log-scale range needs low > 0.")
-        c.nested(key, Recipe.from_dict, {pname: int(low) if integer else low})
-        c.nested(key, Recipe.from_dict, {pname: int(high) if integer else high})
-        space.append(Param(pname, low, high, log, integer))
-    tuning = Tuning(
-        enabled=enabled,
-        scope=c.choice(t.get("scope", "baseline"), "tuning.scope", SCOPES),
-        n_trials=c.integer(t.get("n_trials", 8), "tuning.n_trials", 1),
-        epochs=c.integer(t.get("epochs", 2), "tuning.epochs", 1),
-        sampler_seed=c.integer(t.get("sampler_seed", 0), "tuning.sampler_seed", 0, MAX_SAMPLER_SEED),
-        pruner=c.choice(t.get("pruner", "median"), "tuning.pruner", PRUNERS),
-        space=tuple(space),
-    )
-    if enabled and not space:
-        raise c.error("tuning.space", "tuning is enabled but the search space is empty.")
-    return tuning
+    for name, doc in c.mapping(value, "tuning.space", list(recipe_fields)).items():
+        key = f"tuning.space.{name}"
+        param = c.nested(key, Param.from_dict, doc)
+        param = dataclasses.replace(param, name=name, integer=recipe_fields[name].type in (int, "int"))
+        for v in param.values():
+            c.nested(key, Recipe.from_dict, {name: v})
+        space.append(param)
+    return tuple(space)
 
 
 def _parse_measure(c: _Checker, value: Any) -> Measure:
-    keys = [f.name for f in dataclasses.fields(Measure)]
-    m = c.mapping(value, "measure", keys)
-    d = Measure()
-    sizes = tuple(c.integer(b, f"measure.batch_sizes[{i}]", 1)
-                  for i, b in enumerate(c.seq(m.get("batch_sizes", list(d.batch_sizes)), "measure.batch_sizes")))
-    block = c.number(m.get("block_time", d.block_time), "measure.block_time")
-    if not 0 < block <= 60:
-        raise c.error("measure.block_time", f"must be a finite number of seconds in (0, 60], got {block!r}.")
-    device = m.get("device", d.device)
-    if not (device in MEASURE_DEVICES[:-1] or isinstance(device, str) and CUDA_DEVICE_RE.fullmatch(device)):
-        raise c.error("measure.device", f"unknown value {device!r}; allowed: {', '.join(MEASURE_DEVICES)}.")
-    flags = {}
-    for key in ("train_step", "cuda_graph"):
-        flags[key] = m.get(key, getattr(d, key))
-        if not isinstance(flags[key], bool):
-            raise c.error(f"measure.{key}", f"expected true or false, got {flags[key]!r}.")
-    channels_last = m.get("channels_last")
-    if channels_last is not None and not isinstance(channels_last, bool):
-        raise c.error("measure.channels_last", f"expected true, false or null (as trained), got {channels_last!r}.")
-    return Measure(
-        device=device,
-        batch_sizes=sizes,
-        block_time=block,
-        rounds=c.integer(m.get("rounds", d.rounds), "measure.rounds", 1),
-        threads=c.integer(m.get("threads", d.threads), "measure.threads", 1),
-        train_step=flags["train_step"],
-        precision=c.choice(m.get("precision", d.precision), "measure.precision", MEASURE_PRECISIONS),
-        channels_last=channels_last,
-        cuda_graph=flags["cuda_graph"],
-    )
+    return c.nested("measure", Measure.from_dict, value)

@@ -34,8 +34,10 @@ from .augment import Normalize, to_unit_float
 from .data import CACHE_ENV, Data, DataConfig, cache_entry, load_data
 from .device import resolve_device
 from .errors import AblateError
-from .timing import autocast, synchronize
-from .train import ModelFactory, Recipe, Runtime, initial_model, make_optimizer, model_factory, torch_settings
+from .precision import autocast
+from .recipe import Recipe, Runtime
+from .timing import synchronize
+from .train import ModelFactory, initial_model, make_optimizer, model_factory, torch_settings
 
 if TYPE_CHECKING:
     from .spec import Study
@@ -182,7 +184,7 @@ def study_startup(study: Study, root: str | Path | None = None) -> Startup:
 def _probe(request: Mapping[str, Any]) -> Startup:
     """The child side of fresh_worker_startup: import what a worker imports, then measure."""
     import ablate.cli  # noqa: F401  (the command-line layer a worker starts through)
-    import ablate.study  # noqa: F401  (optuna, pandas, the runner)
+    import ablate.runner  # noqa: F401  (optuna, pandas, the runner)
 
     return measure_startup(DataConfig.from_dict(request["data"], "start-up probe"), request["root"],
                            runtime=Runtime.from_dict(request["runtime"], "start-up probe"),

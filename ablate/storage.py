@@ -30,6 +30,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from .contract import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, stale_trial_ids, storage_of, trial_id_of
 from .errors import AblateError
 
 STORAGE_SCHEMES = (
@@ -39,10 +40,6 @@ STORAGE_SCHEMES = (
 HEARTBEAT_S = 20  # default seconds between heartbeats (ABLATE_HEARTBEAT_S)
 GRACE_S = 90  # default seconds without a heartbeat before a trial's worker counts as dead (ABLATE_GRACE_S)
 STORAGE_ENV = "ABLATE_STORAGE"  # `ablate run` reads its storage URL from here when set (workers get it so)
-WORKER_ATTR = "ablate:worker"
-FAIL_ATTR = "fail_reason"
-RETRY_ATTR = "ablate:retry"  # a FAIL that should be re-run (killed worker, interrupt)
-SERIES_ATTR = "series"  # a final trial's per-epoch and per-step lists, one JSON attribute out of the trial table's way
 
 
 def check_storage_url(url: str, where: str) -> str:
@@ -243,24 +240,24 @@ def dead_trial_ids(study: optuna.Study) -> set[int]:
 
     Only reads storage: `ablate status` shows these as dead without failing them.
     """
-    storage = study._storage
-    dead = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    storage = storage_of(study)
+    dead = {trial_id_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if _local_process_gone(t)}
     if has_heartbeats(storage):
-        dead |= set(storage._get_stale_trial_ids(study._study_id))  # a SELECT: compares heartbeats with now()
+        dead |= set(stale_trial_ids(study))  # a SELECT: compares heartbeats with now()
     return dead
 
 
 def reap_dead_trials(study: optuna.Study) -> int:
     """Fail RUNNING trials whose worker is dead (local pid gone, or heartbeat stale). Returns count."""
-    storage = study._storage
+    storage = storage_of(study)
     reaped = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _local_process_gone(t):
-            storage.set_trial_user_attr(t._trial_id, FAIL_ATTR, "worker process died (killed or crashed)")
-            storage.set_trial_user_attr(t._trial_id, RETRY_ATTR, True)
+            storage.set_trial_user_attr(trial_id_of(t), FAIL_ATTR, "worker process died (killed or crashed)")
+            storage.set_trial_user_attr(trial_id_of(t), RETRY_ATTR, True)
             try:
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                storage.set_trial_state_values(trial_id_of(t), TrialState.FAIL)
                 reaped += 1
             except RuntimeError:
                 pass  # finished by someone else meanwhile

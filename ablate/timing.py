@@ -43,8 +43,11 @@ import torch
 from scipy import stats as sps
 from torch import nn
 
-from .errors import AblateError, unknown
+from .device import available_cores
+from .config import is_integer, is_number
+from .errors import AblateError
 from .macs import check_shape
+from .precision import autocast, check_precision
 
 # torch.utils.benchmark imports cpp_extension, which logs "No CUDA runtime is found" on CPU machines
 # that have a CUDA toolkit directory: noise for a profiler. Silence that one import, then restore.
@@ -56,9 +59,6 @@ try:
 finally:
     _cpp_extension_log.setLevel(_previous_level)
 
-# one vocabulary for numeric precision, used by training, timing and the report
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-AUTOCAST_DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 CI_METHOD = ("distribution-free 95% CI of the median per-round ratio (binomial order statistics), widened to at "
              "least +-resolution x ratio (the run-to-run reproducibility of the method)")
 
@@ -67,40 +67,6 @@ Block = Callable[[], None]
 
 # ---------------------------------------------------------------------------------------------
 # process-wide switches, set for the duration and put back
-
-
-def check_precision(precision: str) -> str:
-    """'fp32' | 'bf16' | 'fp16' ('none' is accepted as fp32, the CLI's old word)."""
-    precision = "fp32" if precision in ("none", None) else precision
-    if precision not in PRECISIONS:
-        raise unknown("precision", precision, PRECISIONS)
-    return precision
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """torch.autocast for bf16/fp16, nothing for fp32."""
-    dtype = AUTOCAST_DTYPES.get(check_precision(precision))
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def bf16_native(device: torch.device) -> bool:
-    """Whether `device` runs bf16 in hardware: CPUs (autocast), ROCm GPUs, CUDA compute capability >= 8.0.
-
-    `torch.cuda.is_bf16_supported()` also says True on sm_75 (Turing) because bf16 can be emulated
-    there, slowly: ask the capability of this very device instead (is_bf16_supported reads the
-    current device, and including_emulation=False exists only in recent torch).
-    """
-    if device.type != "cuda":
-        return True
-    if torch.version.hip:
-        return True
-    return torch.cuda.get_device_capability(device) >= (8, 0)
-
-
-def mixed_precision(device: torch.device) -> str:
-    """The autocast precision for a run that asked for mixed precision: bf16 where the hardware has
-    it, else fp16 (pre-Ampere CUDA GPUs have fp16 tensor cores; training then needs a GradScaler)."""
-    return "bf16" if bf16_native(device) else "fp16"
 
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
@@ -155,16 +121,14 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def available_cores() -> int:
-    """The cores this process may run on (respects taskset/cgroup affinity where the OS reports it)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 
 
 def check_threads(threads: int | None) -> int:
     """None -> every available core; otherwise a positive integer."""
     if threads is None:
         return available_cores()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if not is_integer(threads) or threads < 1:
         raise AblateError(f"threads must be a positive integer (or None for every core), got {threads!r}.")
     return threads
 
@@ -226,12 +190,11 @@ class Setting:
         check_threads(self.threads)
         for key, low in (("rounds", 1), ("blocks", 1), ("warmup", 0), ("buffers", 1)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_integer(value) or value < low:
                 raise AblateError(f"timing {key} must be an integer >= {low}, got {value!r}.")
-        if not (isinstance(self.resolution, (int, float)) and 0 <= self.resolution < 1):
+        if not (is_number(self.resolution) and 0 <= self.resolution < 1):
             raise AblateError(f"timing resolution must be a fraction in [0, 1), got {self.resolution!r}.")
-        if not (isinstance(self.block_time, (int, float)) and math.isfinite(self.block_time)
-                and 0 < self.block_time <= 60):
+        if not (is_number(self.block_time) and 0 < self.block_time <= 60):
             raise AblateError(f"timing block_time must be a finite number of seconds in (0, 60], got "
                               f"{self.block_time!r}.")
         if self.cuda_graph and not self.device.startswith("cuda"):
@@ -359,7 +322,7 @@ def within_noise(summary: RoundSummary) -> bool:
 def _inputs(batch_size: int, input_shape: Sequence[int], device: torch.device, channels_last: bool,
             buffers: int) -> list[torch.Tensor]:
     """`buffers` distinct random batches (fixed seed) on `device`, channels_last if asked."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise AblateError(f"batch size must be a positive integer, got {batch_size!r}.")
     generator = torch.Generator().manual_seed(0)
     shape = (batch_size, *check_shape(input_shape))

@@ -1,6 +1,6 @@
-"""The training loop and its timing: seed 000's recipe, run fast and measured honestly.
+"""The training loop and its timing: ref000's recipe, run fast and measured honestly.
 
-Defaults reproduce seed 000 (Adam 1e-3, batch 64, ReduceLROnPlateau with patience 3 and factor
+Defaults reproduce ref000 (Adam 1e-3, batch 64, ReduceLROnPlateau with patience 3 and factor
 0.5, crop/flip/jitter/rotate augmentation). What is different is how it runs: the data is already
 on the device as uint8 (data.py), batches are augmented there (augment.py), and the loop never
 waits for the device inside an epoch except for one non-finite-loss check every
@@ -26,52 +26,40 @@ every arm sees the same batches.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from .augment import Augment, Normalize, to_unit_float
-from .config import check_choice, check_range, check_types, config_from_dict
+from .checkpoint import CHECKPOINT_ERRORS, CHECKPOINT_KEYS, UnreadableCheckpoint, load_checkpoint, move_aside, \
+    save_checkpoint
+from .config import check_choice, check_range
 from .data import Data, DataMeta, Split
-from .device import device_name, resolve_device
+from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .models import build_model
-from .timing import (autocast, available_cores, mixed_precision, record_nondeterministic_ops, set_cublas_workspace,
-                     synchronize)
+from .precision import autocast
+from .recipe import Recipe, Runtime, check_schedule
+from .records import encode_correct, time_to_target
+from .timing import record_nondeterministic_ops, set_cublas_workspace, synchronize
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 EVAL_SPLITS = ("val", "test")
 ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation
 PLACEMENT_KEYS = ("device", "precision")  # fingerprint keys that say where a run ran, not which run it is
-# what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
-# random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
-# Garbage bytes reach torch's weights-only unpickler and can fail with any exception type (seen: OSError,
-# RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError); every one means "not a checkpoint".
-CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (Exception,)
-CHECKPOINT_KEYS = ("fingerprint", "epoch", "result", "model", "optimizer", "scheduler", "rng_cpu", "rng_gen",
-                   "rng_host", "rng_cuda")
 
 ModelFactory = Callable[[DataMeta], nn.Module]
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
-
-
-class UnreadableCheckpoint(AblateError):
-    """A checkpoint file that cannot be read: truncated, overwritten, not a checkpoint, keys missing."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,101 +72,6 @@ class NonFiniteLossError(RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
         return (type(self), (self.epoch, self.step, self.value))
-
-
-# ---------------------------------------------------------------------------------------------
-# what to run (Recipe) and where (Runtime)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training settings held fixed across arms; tuned ones come from Optuna through from_dict."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    batch_size: int = 64
-    epochs: int = 50
-    scheduler: str = "plateau"  # stepped per epoch on the validation loss; cosine/onecycle per step
-    plateau_patience: int = 3
-    plateau_factor: float = 0.5
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None  # max global gradient norm; None: no clipping
-
-    def __post_init__(self) -> None:
-        check_types(self)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_range("lr", self.lr, 0.0, low_open=True)
-        check_range("weight_decay", self.weight_decay, 0.0)
-        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise AblateError("nesterov needs optimizer 'sgd' with momentum > 0.")
-        check_range("batch_size", self.batch_size, 1)
-        check_range("epochs", self.epochs, 1)
-        check_choice("scheduler", self.scheduler, SCHEDULERS)
-        check_range("plateau_patience", self.plateau_patience, 0)
-        check_range("plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
-        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        check_range("grad_clip", self.grad_clip, 0.0, low_open=True)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Recipe:
-        return config_from_dict(cls, d, where)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how fast to run; none of this is meant to change results beyond float noise."""
-
-    device: str = "auto"  # auto (cuda when available), cpu, cuda, cuda:N
-    amp: bool | None = None  # mixed precision (see precision()); None: on for CUDA, off on CPU
-    channels_last: bool = True  # NHWC activations: faster convolutions on CUDA and on x86 CPUs (oneDNN)
-    compile: bool = False  # torch.compile the model (minutes of compile time; pays off on long GPU runs)
-    compile_backend: str = "inductor"  # torch.compile's backend ("eager" compiles nothing: for tests)
-    deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (CPU is deterministic)
-    cudnn_benchmark: bool | None = None  # None: on for CUDA unless deterministic
-    threads: int | None = None  # CPU threads for torch; None: the cores this process may use
-    eval_batch_size: int = 1024
-    check_every: int = 50  # steps between non-finite-loss checks (each is one device synchronisation)
-    loss_every: int = 10  # keep every Nth per-iteration loss in the result
-
-    def __post_init__(self) -> None:
-        check_types(self)
-        if self.device not in ("auto", "cpu", "cuda") and not (
-            self.device.startswith("cuda:") and self.device[5:].isdigit()
-        ):
-            raise AblateError(f"device: unknown value {self.device!r}; allowed: auto, cpu, cuda, cuda:<index>.")
-        for key in ("threads", "eval_batch_size", "check_every", "loss_every"):
-            check_range(key, getattr(self, key), 1)
-        if self.compile:
-            import torch._dynamo  # only a run that compiles pays for the import
-
-            check_choice("compile_backend", self.compile_backend, torch._dynamo.list_backends(exclude_tags=()))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> Runtime:
-        return config_from_dict(cls, d, where)
-
-    def precision(self, device: torch.device) -> str:
-        """The precision a run on `device` trains in: with mixed precision (`amp`, by default on CUDA only:
-        CPU bf16 changes numerics for little gain) 'bf16' where the hardware has it, else 'fp16' (with
-        loss scaling; pre-Ampere GPUs only emulate bf16, slowly); without, 'fp32'. The words are
-        ablate.timing's, so a cost row says the precision its arms were trained in."""
-        on = self.amp if self.amp is not None else device.type == "cuda"
-        return mixed_precision(device) if on else "fp32"
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @contextmanager
@@ -228,35 +121,6 @@ def initial_model(model: nn.Module | ModelFactory, meta: DataMeta, seed: int) ->
     """
     torch.manual_seed(seed)
     return model if isinstance(model, nn.Module) else model(meta)
-
-
-def time_to_target(curve_acc: Sequence[float], epoch_seconds: Sequence[float],
-                   target: float) -> tuple[int | None, float | None, bool]:
-    """(epochs, seconds, censored) until `curve_acc` first reached `target`; the one shared definition.
-
-    Pass the validation curve (when a run "got there" is read off validation, like every other
-    decision) and training seconds per epoch (evaluation excluded: its cost depends on the split
-    sizes, not on how fast the arm learns). A run
-    that never reached the target is censored: (None, None, True), to be reported as "> N epochs"
-    with N its epochs run, never as a time.
-    """
-    elapsed = 0.0
-    for epoch, (acc, seconds) in enumerate(zip(curve_acc, epoch_seconds), start=1):
-        elapsed += seconds
-        if acc >= target:
-            return epoch, elapsed, False
-    return None, None, True
-
-
-def encode_correct(correct: torch.Tensor | np.ndarray) -> str:
-    """Per-image correctness (bool, in split order) as base64 of numpy.packbits: 10000 images -> 1.7 kB."""
-    bits = np.packbits(np.asarray(correct.cpu() if isinstance(correct, torch.Tensor) else correct, dtype=bool))
-    return base64.b64encode(bits.tobytes()).decode("ascii")
-
-
-def decode_correct(s: str, n: int) -> np.ndarray:
-    """The inverse of encode_correct: a bool array of the `n` images' correctness, in split order."""
-    return np.unpackbits(np.frombuffer(base64.b64decode(s), dtype=np.uint8), count=n).astype(bool)
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
@@ -425,48 +289,6 @@ class TrainResult:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
-# ---------------------------------------------------------------------------------------------
-# checkpoints: plain tensors and Python values, loadable with weights_only=True
-# ---------------------------------------------------------------------------------------------
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically (a crash mid-write never leaves a torn checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents; UnreadableCheckpoint when the file is not one (truncated, garbage, no weights).
-    A missing file stays FileNotFoundError: that is a wrong path, not a damaged file."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except CHECKPOINT_ERRORS as err:
-        reason = (str(err).splitlines() or [""])[0][:200]
-        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({type(err).__name__}: {reason})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise UnreadableCheckpoint(f"checkpoint {path} holds no model weights ({type(state).__name__})")
-    return state
-
-
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a checkpoint's model weights into `model` (for evaluation and visualisation)."""
-    model.load_state_dict(load_checkpoint(path)["model"])
-    return model
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged checkpoint to `<name>.corrupt-<timestamp>`, kept for inspection; the new path."""
-    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    os.replace(path, target)
-    return target
-
-
 def _say(text: str) -> None:
     """One line on stderr: what happened to a run's checkpoint, for the person watching."""
     print(text, file=sys.stderr, flush=True)
@@ -572,14 +394,6 @@ def _check_finite(losses: torch.Tensor, epoch: int, first_step: int) -> float:
         bad = int((~torch.isfinite(losses)).nonzero()[0])
         raise NonFiniteLossError(epoch, first_step + bad + 1, float(losses[bad]))
     return mean
-
-
-def check_schedule(recipe: Recipe, has_validation: bool) -> None:
-    """The plateau schedule steps on the validation loss: without a validation split it cannot run
-    (stepping on test would leak it). The one rule, for study files and single runs alike."""
-    if recipe.scheduler == "plateau" and not has_validation:
-        raise AblateError("the plateau scheduler steps on the validation loss, so it needs a validation split: set "
-                          "val_fraction > 0 (the test split never decides), or use scheduler cosine, onecycle or none.")
 
 
 def check_decisions(recipe: Recipe, data: Data, eval_split: str, on_epoch_end: EpochCallback | None) -> None:

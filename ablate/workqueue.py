@@ -9,7 +9,8 @@ one with the higher trial id sees the lower one and bows out as a FAIL marked
 items re-run; trials that failed for a reason of their own (non-finite loss, out of memory) are
 recorded and not retried unless asked. A worker with nothing left to claim waits while other
 workers still hold items, as long as it can tell when they die (a local pid, or heartbeats): a
-dead worker's item is then re-run by whoever is still there, on any host.
+dead worker's item is then re-run by whoever is still there, on any host. Which trial owns an item
+is `ablate.contract.claimed`, the rule status and the report read by too.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
-from .storage import (FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, death_detectable, heartbeat, mask_url, reap_dead_trials,
-                      worker_id)
+from .config import is_integer
+from .contract import (DUPLICATE_ATTR, FAIL_ATTR, RETRY_ATTR, SUPERSEDED_ATTR, WORKER_ATTR, claimed, item_key,
+                       storage_of, study_id_of, superseded, trial_id_of)
+from .storage import death_detectable, heartbeat, mask_url, reap_dead_trials, worker_id
 
-DUPLICATE_ATTR = "ablate:duplicate_of"
-SUPERSEDED_ATTR = "ablate:superseded"  # study attr: numbers of complete trials whose item must run again
 Item = Mapping[str, Any]
 
 
@@ -53,43 +54,9 @@ class Counts:
     todo: int
 
 
-def item_key(params: Mapping[str, Any], keys: Sequence[str]) -> tuple:
-    return tuple(params.get(k) for k in keys)
-
-
-def is_ignored(t: FrozenTrial, retry_failed: bool = False) -> bool:
-    """A trial that does not count for its item: duplicates, dead workers' trials, retried failures."""
-    if t.state == TrialState.FAIL:
-        return (
-            DUPLICATE_ATTR in t.user_attrs
-            or bool(t.user_attrs.get(RETRY_ATTR))
-            or FAIL_ATTR not in t.user_attrs  # failed by the heartbeat reaper
-            or retry_failed
-        )
-    return t.state == TrialState.PRUNED
-
-
-def superseded(study: optuna.Study) -> set[int]:
-    """Numbers of complete trials that no longer count (their item changed and runs again)."""
-    return set(study.user_attrs.get(SUPERSEDED_ATTR, []))
-
-
 def supersede(study: optuna.Study, trial: FrozenTrial) -> None:
     """Let a complete trial's item be claimed again (finished trials cannot be edited: a study attr)."""
     study.set_user_attr(SUPERSEDED_ATTR, sorted(superseded(study) | {trial.number}))
-
-
-def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False) -> dict[tuple, FrozenTrial]:
-    """item key -> the trial that owns it: the first created one that counts, except that a failed owner gives
-    way to a later trial of its item (one exists only because the failure was retried, e.g. --retry-failed)."""
-    owners: dict[tuple, FrozenTrial] = {}
-    old = superseded(study)
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t._trial_id):
-        if t.number not in old and not is_ignored(t, retry_failed):
-            key = item_key(t.params, keys)
-            if key not in owners or owners[key].state == TrialState.FAIL:
-                owners[key] = t
-    return owners
 
 
 def counts(study: optuna.Study, items: Sequence[Item], keys: Sequence[str]) -> Counts:
@@ -108,7 +75,7 @@ def item_distribution(values: Sequence[Any]) -> BaseDistribution:
     """How an item key is stored as a trial param. Integer keys (seeds) get an integer range, which
     Optuna lets grow: a study can add seeds later (adaptive seeds) without a 'dynamic value space'
     error. Other keys are categorical over the study's values."""
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if all(is_integer(v) for v in values):
         return IntDistribution(0, 2**63 - 1)
     return CategoricalDistribution(list(dict.fromkeys(values)))
 
@@ -151,16 +118,16 @@ def run_items(
         key = todo[rng.randrange(len(todo))] if busy else todo[0]
         claim = create_trial(state=TrialState.RUNNING, params=dict(wanted[key]), distributions=distributions,
                              system_attrs={WORKER_ATTR: me}, user_attrs=dict(claim_attrs or {}))
-        trial = Trial(study, study._storage.create_new_trial(study._study_id, template_trial=claim))
+        trial = Trial(study, storage_of(study).create_new_trial(study_id_of(study), template_trial=claim))
         owner = claimed(study, keys, retry_failed).get(key)
-        if owner is not None and owner._trial_id != trial._trial_id:
+        if owner is not None and trial_id_of(owner) != trial_id_of(trial):
             trial.set_user_attr(DUPLICATE_ATTR, owner.number)
             trial.set_user_attr(FAIL_ATTR, "duplicate claim: another worker owns this item")
             study.tell(trial, state=TrialState.FAIL)
             continue
         item = wanted[key]
         try:
-            with heartbeat(study._storage, trial._trial_id):
+            with heartbeat(storage_of(study), trial_id_of(trial)):
                 value, attrs = work(trial, item)
         except ItemFailed as err:
             trial.set_user_attr(FAIL_ATTR, mask_url(str(err)))
@@ -187,7 +154,7 @@ def run_items(
 
 def others_watchable(study: optuna.Study, owners: Sequence[FrozenTrial]) -> bool:
     """Are some of these owning trials still RUNNING in workers whose death this process would notice?"""
-    return any(t.state == TrialState.RUNNING and death_detectable(study._storage, t) for t in owners)
+    return any(t.state == TrialState.RUNNING and death_detectable(storage_of(study), t) for t in owners)
 
 
 def wait_until_idle(studies: Sequence[optuna.Study], poll_s: float = 3.0, timeout_s: float | None = None) -> None:

@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny datasets written in each on-disk format the data layer reads.
+"""Shared fixtures: tiny datasets written in each on-disk format the data layer reads, and tiny studies.
 
 The writers follow the public formats (CIFAR's python pickle batches, idx files, SVHN's .mat,
 class-subfolder image trees), so the real readers run on them; pixel values are functions of the
-index, so tests can assert exactly what came back.
+index, so tests can assert exactly what came back. GOOD and TINY are small valid study files, with
+helpers that write one and read back what its final phase holds; `record_popen` fakes starting workers.
 """
 
 from __future__ import annotations
@@ -10,11 +11,20 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
+import yaml
+from optuna.trial import TrialState
+
+import ablate.workers as workers_module
 from ablate.data import Data, DataConfig, load_data
+from ablate.spec import load_study
+from ablate.storage import open_storage
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -118,3 +128,74 @@ def fashion_gz_dir(tmp_path: Path) -> Path:
 def synthetic_small() -> Data:
     """800 train / 200 val / 200 test synthetic images (CIFAR-shaped), loaded once per session."""
     return load_data(DataConfig(name="synthetic", train_size=1000, test_size=200, val_fraction=0.2))
+
+
+GOOD = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "train_size": 200, "test_size": 100},
+    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
+    "seeds": [0, 1],
+    "recipe": {"epochs": 1, "batch_size": 32},
+}
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "synthetic", "train_size": 300, "test_size": 100, "augment": []},
+    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
+    "seeds": [0, 1],
+    "recipe": {"epochs": 1, "batch_size": 50},
+    "measure": {"batch_sizes": [1, 8], "block_time": 0.005, "rounds": 3},
+}
+
+
+def write_study(folder: Path, **overrides: object) -> Path:
+    doc = {**TINY, **overrides}
+    path = folder / f"{doc['name']}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def final_counts(path: Path, storage: str | None = None) -> Counter:
+    """(arm, seed) -> number of COMPLETE final trials."""
+    study = load_study(path, storage=storage)
+    final = optuna.load_study(study_name=f"{study.name}/final", storage=open_storage(study.storage))
+    return Counter((t.params["arm"], t.params["seed"]) for t in final.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def expected_items(path: Path) -> set:
+    study = load_study(path)
+    return {(a.id, s) for a in study.arms for s in study.seeds}
+
+
+def wait_for_running_final(db: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                storage = open_storage(f"sqlite:///{db}")
+                final = optuna.load_study(study_name="tiny/final", storage=storage)
+                if final.get_trials(states=(TrialState.RUNNING,)):
+                    return
+            except KeyError:
+                pass
+        time.sleep(0.2)
+    raise AssertionError("no final trial started in time")
+
+
+class FakePopen:
+    """Records what a worker would be started with; the worker 'exits 0' at once."""
+
+    calls: list[tuple[list[str], dict[str, str]]]
+
+    def __init__(self, calls: list, args: list[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
+        calls.append((list(args), dict(env or {})))
+        self.returncode = 0
+
+    def poll(self) -> int:
+        return 0
+
+
+def record_popen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(workers_module.subprocess, "Popen", lambda args, **kw: FakePopen(calls, args, **kw))
+    return calls

@@ -1,6 +1,6 @@
-"""The seeds' own models, written from ../shared/reference for the tests to compare against.
+"""The reference tutorials' own models, written from ../shared/reference for the tests to compare against.
 
-Kept verbatim in structure (layer for layer) so parameter counts are the seeds' own, not ours.
+Kept verbatim in structure (layer for layer) so parameter counts are the tutorials' own, not ours.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 
-class Seed000ChannelAttention(nn.Module):
+class Ref000ChannelAttention(nn.Module):
     def __init__(self, in_channels: int, reduction_ratio: int = 16) -> None:
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
@@ -26,23 +26,23 @@ class Seed000ChannelAttention(nn.Module):
         return x * w
 
 
-class Seed000CNN(nn.Module):
+class Ref000CNN(nn.Module):
     def __init__(self, se: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(32)
         self.relu1 = nn.ReLU()
-        self.ca1 = Seed000ChannelAttention(32) if se else nn.Identity()
+        self.ca1 = Ref000ChannelAttention(32) if se else nn.Identity()
         self.pool1 = nn.MaxPool2d(2, 2)
         self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(64)
         self.relu2 = nn.ReLU()
-        self.ca2 = Seed000ChannelAttention(64) if se else nn.Identity()
+        self.ca2 = Ref000ChannelAttention(64) if se else nn.Identity()
         self.pool2 = nn.MaxPool2d(2)
         self.conv3 = nn.Conv2d(64, 128, 3, padding=1)
         self.bn3 = nn.BatchNorm2d(128)
         self.relu3 = nn.ReLU()
-        self.ca3 = Seed000ChannelAttention(128) if se else nn.Identity()
+        self.ca3 = Ref000ChannelAttention(128) if se else nn.Identity()
         self.pool3 = nn.MaxPool2d(2)
         self.fc1 = nn.Linear(128 * 4 * 4, 512)
         self.dropout = nn.Dropout(p=0.5)
@@ -56,7 +56,7 @@ class Seed000CNN(nn.Module):
         return self.fc2(self.dropout(self.relu3(self.fc1(x))))
 
 
-class Seed002ChannelAttention(nn.Module):
+class Ref002ChannelAttention(nn.Module):
     def __init__(self, in_channels: int, reduction_ratio: int = 16) -> None:
         super().__init__()
         self.reduced_channels = max(in_channels // reduction_ratio, 1)
@@ -75,7 +75,7 @@ class Seed002ChannelAttention(nn.Module):
         return x * att.view(b, c, 1, 1)
 
 
-class Seed003LocalAttention(nn.Module):
+class Ref003LocalAttention(nn.Module):
     def __init__(self, in_channels: int, reduction_ratio: int = 8) -> None:
         super().__init__()
         self.channel_attention = nn.Sequential(
@@ -96,15 +96,15 @@ class Seed003LocalAttention(nn.Module):
         return x * (self.channel_attention(x) * self.spatial_attention(x))
 
 
-def seed003_vgg16_with_attention(num_classes: int = 1000) -> nn.Module:
-    """VGG16WithAttention of seed 003: torchvision VGG16 (no BN) + LocalAttention at each block end."""
+def ref003_vgg16_with_attention(num_classes: int = 1000) -> nn.Module:
+    """VGG16WithAttention of ref003: torchvision VGG16 (no BN) + LocalAttention at each block end."""
     layers: list[nn.Module] = []
     c_in = 3
     for block in ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)):
         for c in block:
             layers += [nn.Conv2d(c_in, c, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
             c_in = c
-        layers += [Seed003LocalAttention(c_in), nn.MaxPool2d(kernel_size=2, stride=2)]
+        layers += [Ref003LocalAttention(c_in), nn.MaxPool2d(kernel_size=2, stride=2)]
     return nn.Sequential(
         nn.Sequential(*layers),
         nn.AdaptiveAvgPool2d((7, 7)),

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from ablate import study as study_mod
+from ablate import runner as runner_mod
+from ablate.contract import final_items, final_results, is_ignored, wanted_seeds
+from ablate.runner import run_study
 from ablate.spec import load_study
 from ablate.storage import open_storage
-from ablate.study import final_items, run_study, wanted_seeds
 from ablate.train import TrainResult
-from ablate.workqueue import is_ignored
 
 PLAN = {"min": 3, "max": 6, "target_ci_pp": 0.5}
 DOC = {
@@ -87,11 +87,11 @@ def test_adaptive_final_phase_end_to_end_and_exactly_once_after_a_kill(
     path = _study(tmp_path)
     calls: Counter = Counter()
     run_study(load_study(path), progress=False, phases=("profile",))
-    monkeypatch.setattr(study_mod, "model_factory", lambda **kwargs: kwargs)
-    monkeypatch.setattr(study_mod, "train", _fake_train(calls, stop_after=7))
+    monkeypatch.setattr(runner_mod, "model_factory", lambda **kwargs: kwargs)
+    monkeypatch.setattr(runner_mod, "train", _fake_train(calls, stop_after=7))
     with pytest.raises(KeyboardInterrupt):
         run_study(load_study(path), progress=False, phases=("final",))
-    monkeypatch.setattr(study_mod, "train", _fake_train(calls))
+    monkeypatch.setattr(runner_mod, "train", _fake_train(calls))
     run_study(load_study(path), progress=False, phases=("final",))
 
     study = load_study(path)
@@ -103,4 +103,4 @@ def test_adaptive_final_phase_end_to_end_and_exactly_once_after_a_kill(
     assert sorted(s for a, s in complete if a == ECA) == [0, 1, 2, 3, 4, 5]  # went to max
     assert sorted(s for a, s in complete if a == BASE) == [0, 1, 2, 3, 4, 5]  # paired with the noisy arm
     assert set(calls.values()) == {1}  # nothing trained twice, the interrupted item included
-    assert len(final_items(study, study_mod.final_results(final))) == 15
+    assert len(final_items(study, final_results(final))) == 15

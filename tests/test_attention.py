@@ -1,4 +1,5 @@
-"""Attention zoo: shapes, closed-form parameter counts, seed equivalence, knob validation."""
+"""Attention zoo: shapes, closed-form parameter counts, equality with the reference tutorials, declared gates,
+state_dict names, knob validation."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from ablate import AblateError, create_attention, list_attention
-from ablate.attention import ATTENTION, hidden_width
+from ablate.attention import ATTENTION, Attention, hidden_width
 from ablate.attention.eca import adaptive_kernel
 
-from .reference_models import Seed000ChannelAttention, Seed002ChannelAttention, Seed003LocalAttention, n_params
+from .reference_models import Ref000ChannelAttention, Ref002ChannelAttention, Ref003LocalAttention, n_params
 
 
 def expected_params(name: str, c: int, r: int, **knobs: object) -> int:
@@ -66,30 +67,124 @@ def test_reduction_sweep_gives_distinct_widths() -> None:
     assert widths == [32, 16, 8, 4, 2]
 
 
-def test_se_equals_seed000() -> None:
+def test_se_equals_ref000() -> None:
     torch.manual_seed(0)
     ours = create_attention("se", 64, 16)
-    seed = Seed000ChannelAttention(64, 16)
-    seed.load_state_dict(ours.state_dict())  # same layer names and shapes
+    ref = Ref000ChannelAttention(64, 16)
+    ref.load_state_dict(ours.state_dict())  # same layer names and shapes
     x = torch.randn(3, 64, 8, 8)
-    assert torch.allclose(ours(x), seed(x))
+    assert torch.allclose(ours(x), ref(x))
 
 
-def test_cam_equals_seed002() -> None:
-    ours = create_attention("cam", 3, 16)  # the seed's own example: C=3 gives hidden 1
-    seed = Seed002ChannelAttention(3, 16)
-    seed.load_state_dict({k.removeprefix("gate."): v for k, v in ours.state_dict().items()})
+def test_cam_equals_ref002() -> None:
+    ours = create_attention("cam", 3, 16)  # ref002's own example: C=3 gives hidden 1
+    ref = Ref002ChannelAttention(3, 16)
+    ref.load_state_dict({k.removeprefix("gate."): v for k, v in ours.state_dict().items()})
     x = torch.randn(2, 3, 64, 64)
-    assert torch.allclose(ours(x), seed(x))
+    assert torch.allclose(ours(x), ref(x))
     assert ours.hidden == 1
 
 
-def test_local_equals_seed003() -> None:
+def test_local_equals_ref003() -> None:
     ours = create_attention("local", 64, 8)
-    seed = Seed003LocalAttention(64)
-    seed.load_state_dict(ours.state_dict())
+    ref = Ref003LocalAttention(64)
+    ref.load_state_dict(ours.state_dict())
     x = torch.randn(2, 64, 8, 8)
-    assert torch.allclose(ours(x), seed(x))
+    assert torch.allclose(ours(x), ref(x))
+
+
+# state_dict keys of every module, recorded from the code before gates were declared: checkpoints and
+# the reference tutorials' weights load by these names, so no refactor may change them.
+STATE_DICT_KEYS = {
+    "none": [],
+    "se": ["fc.0.weight", "fc.2.weight"],
+    "cam": ["gate.mlp.0.weight", "gate.mlp.0.bias", "gate.mlp.2.weight", "gate.mlp.2.bias"],
+    "sam": ["gate.conv.weight"],
+    "cbam": ["channel.mlp.0.weight", "channel.mlp.0.bias", "channel.mlp.2.weight", "channel.mlp.2.bias",
+             "spatial.conv.weight"],
+    "local": ["channel_attention.1.weight", "channel_attention.1.bias", "channel_attention.3.weight",
+              "channel_attention.3.bias", "spatial_attention.0.weight", "spatial_attention.0.bias",
+              "spatial_attention.2.weight", "spatial_attention.2.bias"],
+    "eca": ["conv.weight"],
+    "coord": ["conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var",
+              "bn1.num_batches_tracked", "conv_h.weight", "conv_h.bias", "conv_w.weight", "conv_w.bias"],
+    "gc": ["conv_mask.weight", "conv_mask.bias", "transform.0.weight", "transform.0.bias", "transform.1.weight",
+           "transform.1.bias", "transform.3.weight", "transform.3.bias"],
+    "nonlocal": ["theta.weight", "theta.bias", "phi.weight", "phi.bias", "g.weight", "g.bias", "out.weight",
+                 "out.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"],
+    "simam": [],
+}
+
+
+def knob_variants(name: str) -> list[dict[str, object]]:
+    """The defaults, then each knob's other choices one at a time."""
+    variants: list[dict[str, object]] = [{}]
+    for knob in ATTENTION[name].knobs:
+        variants += [{knob.name: c} for c in knob.choices or () if c != knob.default]
+    return variants
+
+
+def test_state_dict_keys_are_unchanged() -> None:
+    assert set(STATE_DICT_KEYS) == set(ATTENTION)
+    for name, keys in STATE_DICT_KEYS.items():
+        for knobs in knob_variants(name):
+            assert list(create_attention(name, 32, 4, **knobs).state_dict()) == keys, (name, knobs)
+
+
+# the gate maps each module declares; the other modules declare none
+DECLARED_GATES = {
+    "se": {"channel"},
+    "cam": {"channel"},
+    "eca": {"channel"},
+    "sam": {"spatial"},
+    "cbam": {"channel", "spatial"},
+    "local": {"channel", "spatial"},
+    "coord": {"spatial"},
+}
+
+
+def gate_maps(module: Attention, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run `module` on `x` with hooks on its declared gate modules; its gate maps from that forward."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = [m.register_forward_hook(lambda _m, _i, out, k=name: captured.__setitem__(k, out))
+               for name, m in module.gate_modules().items()]
+    try:
+        module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return module.gate_maps(captured)
+
+
+@pytest.mark.parametrize("name,knobs", [(n, k) for n in ATTENTION for k in knob_variants(n)])
+def test_declared_gates_have_documented_shapes_and_range(name: str, knobs: dict[str, object]) -> None:
+    """'channel' is B x C, 'spatial' B x H x W (H != W here, so swapped axes show); sigmoid gates lie in [0, 1]."""
+    torch.manual_seed(0)
+    module = create_attention(name, 16, 4, **knobs).eval()
+    x = torch.randn(2, 16, 8, 6) * 3
+    with torch.no_grad():
+        maps = gate_maps(module, x)
+    assert set(maps) == DECLARED_GATES.get(name, set())
+    shapes = {"channel": (2, 16), "spatial": (2, 8, 6)}
+    for kind, value in maps.items():
+        assert value.shape == shapes[kind], (kind, value.shape)
+        if knobs.get("gate", "sigmoid") == "sigmoid":  # se's tanh and relu gates are not in [0, 1]
+            assert 0 <= value.min() and value.max() <= 1, kind
+
+
+@pytest.mark.parametrize("name", ["se", "cam", "eca", "sam", "local"])
+def test_declared_gates_are_what_the_input_is_multiplied_by(name: str) -> None:
+    torch.manual_seed(0)
+    module = create_attention(name, 16, 4).eval()
+    x = torch.randn(2, 16, 8, 6)
+    with torch.no_grad():
+        maps = gate_maps(module, x)
+        weights = torch.ones(())
+        if "channel" in maps:
+            weights = weights * maps["channel"][:, :, None, None]
+        if "spatial" in maps:
+            weights = weights * maps["spatial"][:, None]
+        assert torch.allclose(module(x), x * weights)
 
 
 def test_eca_adaptive_kernel_formula() -> None:

@@ -27,8 +27,9 @@ from ablate.cli import main
 from ablate.report import write_report
 from ablate.report.collect import collect
 from ablate.report.tables import arm_table
+from ablate.contract import storage_of, study_id_of
+from ablate.runner import run_study
 from ablate.spec import load_study
-from ablate.study import run_study
 
 STUDY = {
     "name": "dash",
@@ -131,9 +132,9 @@ def test_rerunning_the_report_replaces_what_it_published(folder: Path, monkeypat
     monkeypatch.chdir(folder)
     study = load_study(folder / "dash.yaml")
     final = optuna.load_study(study_name="dash/final", storage=study.storage)
-    before = dict(final._storage.get_study_system_attrs(final._study_id))
+    before = dict(storage_of(final).get_study_system_attrs(study_id_of(final)))
     write_report(study, diagnostics=False)
-    after = final._storage.get_study_system_attrs(final._study_id)
+    after = storage_of(final).get_study_system_attrs(study_id_of(final))
     for prefix in ("artifacts:", "dashboard:plot_data:"):  # the same artifact ids and figure keys, no new ones
         assert sorted(k for k in after if k.startswith(prefix)) == sorted(k for k in before if k.startswith(prefix))
 

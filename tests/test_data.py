@@ -38,20 +38,20 @@ def test_dataconfig_from_dict_converts_yaml_values() -> None:
 @pytest.mark.parametrize(
     ("d", "needle"),
     [
-        ({"nmae": "cifar10"}, "unknown key 'nmae' (did you mean 'name'?)"),
+        ({"nmae": "cifar10"}, "dataset.nmae: unknown key (did you mean 'name'?)"),
         ({"name": "cifar1"}, "did you mean 'cifar10'"),
-        ({"augment": ["crop", "flipp"]}, "augment: unknown value 'flipp' (did you mean 'flip'?)"),
-        ({"val_fraction": 1.0}, "val_fraction must be >= 0.0 and < 1.0"),
-        ({"train_size": 0}, "train_size must be >= 1"),
-        ({"train_size": 2.5}, "train_size must be int | None"),
+        ({"augment": ["crop", "flipp"]}, "dataset.augment: unknown value 'flipp' (did you mean 'flip'?)"),
+        ({"val_fraction": 1.0}, "dataset.val_fraction: must be >= 0.0 and < 1.0"),
+        ({"train_size": 0}, "dataset.train_size: must be >= 1"),
+        ({"train_size": 2.5}, "dataset.train_size: must be int | None"),
         ({"resize": "nearest"}, "allowed: pad, bilinear"),
-        ({"input_size": 4}, "input_size must be >= 8"),
+        ({"input_size": 4}, "dataset.input_size: must be >= 8"),
     ],
 )
 def test_dataconfig_errors_name_where_and_key(d: dict, needle: str) -> None:
     with pytest.raises(AblateError) as err:
-        DataConfig.from_dict(d, "study.yaml data")
-    assert str(err.value).startswith("study.yaml data: ")
+        DataConfig.from_dict(d, "dataset")
+    assert str(err.value).startswith("dataset")
     assert needle in str(err.value)
 
 
@@ -62,7 +62,7 @@ def test_cifar10_reader_reads_cifar_pickle_batches_exactly(cifar10_root: Path) -
     data = load_data(DataConfig(name="cifar10", val_fraction=0.0, augment=()), cifar10_root)
     assert data.meta.classes == tuple(CIFAR10_NAMES)
     assert (data.meta.num_classes, data.meta.in_channels, data.meta.input_size) == (10, 3, 32)
-    assert data.meta.mean == (0.4914, 0.4822, 0.4465)  # seed 000's constants
+    assert data.meta.mean == (0.4914, 0.4822, 0.4465)  # ref000's constants
     assert len(data.train) == 100 and len(data.test) == 30
     # row i of a batch is channel-major: its first 1024 values are the red plane
     expected = torch.from_numpy(pattern(20, (3072,), offset=1000).reshape(20, 3, 32, 32))

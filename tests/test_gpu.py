@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ablate.gpu_check import run_gpu_check
-from ablate.timing import mixed_precision
+from ablate.precision import mixed_precision
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

@@ -23,22 +23,24 @@ from optuna.trial import TrialState
 from torch import nn
 
 import ablate.gpu_check as gpu_check
-import ablate.study as study_module
+import ablate.runner as runner_module
 import ablate.train as train_module
 from ablate.cli import main
+from ablate.contract import FAIL_ATTR, RETRY_ATTR
 from ablate.data import Data, DataConfig, Split, load_data
 from ablate.device import DATA_MEMORY_FRACTION, DataDoesNotFit, check_fits, resolve_device
 from ablate.errors import AblateError
 from ablate.report.diagnostics import run_diagnostics
+from ablate.runner import run_study
 from ablate.spec import load_study
-from ablate.storage import FAIL_ATTR, RETRY_ATTR, open_storage
-from ablate.study import run_study
-from ablate.timing import (CUBLAS_WORKSPACE_CONFIG, bf16_native, mixed_precision, nondeterministic_op,
-                           record_nondeterministic_ops)
-from ablate.train import (Recipe, Runtime, TrainResult, UnreadableCheckpoint, _restore,
-                          load_checkpoint, model_factory, train)
+from ablate.storage import open_storage
+from ablate.checkpoint import UnreadableCheckpoint, load_checkpoint
+from ablate.precision import bf16_native, mixed_precision
+from ablate.recipe import Recipe, Runtime
+from ablate.timing import CUBLAS_WORKSPACE_CONFIG, nondeterministic_op, record_nondeterministic_ops
+from ablate.train import TrainResult, _restore, model_factory, train
 
-from .test_study import write_study
+from .conftest import write_study
 
 CPU = Runtime(device="cpu")
 SE = model_factory("cnn", "se")
@@ -408,7 +410,7 @@ def test_a_dataset_that_does_not_fit_is_no_arms_failure(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path)
     run_study(load_study(path), progress=False, phases=("profile",))
-    monkeypatch.setattr(study_module.Runner, "device", property(lambda self: torch.device("cuda", 0)))
+    monkeypatch.setattr(runner_module.Runner, "device", property(lambda self: torch.device("cuda", 0)))
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80 * GIB))
     run_study(load_study(path), progress=False, phases=("final",))
     final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))

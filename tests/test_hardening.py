@@ -26,15 +26,10 @@ from ablate.errors import AblateError
 from ablate.report import output
 from ablate.spec import TOP_KEYS, load_study
 
+from .conftest import GOOD
+
 ROOT = Path(__file__).resolve().parents[1]
 
-GOOD = {
-    "name": "tiny",
-    "dataset": {"name": "synthetic", "train_size": 200, "test_size": 100},
-    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
-    "seeds": [0, 1],
-    "recipe": {"epochs": 1, "batch_size": 32},
-}
 GOOD_TEXT = yaml.safe_dump(GOOD, sort_keys=False)
 PLACEHOLDER = "__VALUE__"
 
@@ -411,7 +406,7 @@ def test_reference_lists_every_key(capsys) -> None:
 
     from ablate.data import DataConfig
     from ablate.spec import Measure, Tuning
-    from ablate.train import Recipe, Runtime
+    from ablate.recipe import Recipe, Runtime
 
     assert run_cli(["spec"]) == 0
     text = capsys.readouterr().out

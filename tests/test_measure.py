@@ -1,6 +1,6 @@
 """Cost profiling: every expected number is derived here by hand (closed form), never copied from output.
 
-Policy reminders (ablate.macs.MAC_POLICY): fvcore's default counts conv/linear/matmul MACs,
+Policy reminders (ablate.columns.MAC_POLICY): fvcore's default counts conv/linear/matmul MACs,
 batch_norm in eval as 2 per element and adaptive_avg_pool2d as 1 per input element, everything else
 0; the `full` policy adds 1 per output element for elementwise ops, 1 per input element for
 reductions (mean, sum, amax, softmax, adaptive pools), output x kernel area for windowed pools.
@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from ablate import costs, macs, timing
+from ablate import columns, costs, macs, timing
 from ablate.device import resolve_device
 from ablate.attention import create_attention
 from ablate.cli import main
@@ -40,7 +40,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 # MACs of single modules
 
 
-@pytest.mark.parametrize("policy", macs.POLICIES)
+@pytest.mark.parametrize("policy", columns.POLICIES)
 def test_conv_macs_are_output_elements_times_kernel_volume(policy: str) -> None:
     total, by_module = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
     assert total == 8 * 8 * 8 * 3 * 3 * 3 == by_module[""]
@@ -104,7 +104,7 @@ def cnn_baseline_params(num_classes: int = 10) -> int:
 
 
 def test_cnn_baseline_params_closed_form() -> None:
-    assert cnn_baseline_params() == 1_147_914  # the ~1.15 M of seed 000, from the arithmetic above
+    assert cnn_baseline_params() == 1_147_914  # the ~1.15 M of ref000, from the arithmetic above
     assert macs.count_params(build_model("cnn", "none")) == cnn_baseline_params()
     assert macs.attention_params(build_model("cnn", "none")) == 0
 
@@ -217,7 +217,7 @@ def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
     df = pd.DataFrame(
         {"backbone": ["a", "a", "b", "b"], "attention": ["none", "se", "none", "se"], "params": [100, 110, 50, 75]}
     )
-    out = costs.add_baseline_deltas(df, ["params"])
+    out = columns.add_baseline_deltas(df, ["params"])
     assert out["params_vs_none_pct"].tolist() == pytest.approx([0.0, 10.0, 0.0, 50.0])
 
 
@@ -284,7 +284,7 @@ def test_cli_profile_table_and_json() -> None:
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing")
     assert code == 0
     assert "| cnn/eca/after_relu/s1-3" in out and "| vs none" in out
-    assert macs.MAC_POLICY["full"] in out
+    assert columns.MAC_POLICY["full"] in out
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--format", "json")
     assert code == 0
     data = json.loads(out)

@@ -1,4 +1,4 @@
-"""Backbones and insertion: every arm builds, keeps shapes, and the seeds' models are exact."""
+"""Backbones and insertion: every arm builds, keeps shapes, and the reference tutorials' models are exact."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from ablate import AblateError, build_model, list_attention, list_backbones, list_positions
 from ablate.models import attention_modules
 
-from .reference_models import Seed000CNN, n_params, seed003_vgg16_with_attention
+from .reference_models import Ref000CNN, n_params, ref003_vgg16_with_attention
 
 BASE_CNN = (3 * 32 * 9 + 32 + 64) + (32 * 64 * 9 + 64 + 128) + (64 * 128 * 9 + 128 + 256) + (2048 * 512 + 512) + (
     512 * 10 + 10
@@ -45,29 +45,29 @@ def test_nonlocal_builds(position: str) -> None:
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
-def test_seed000_cnn_parameter_counts() -> None:
-    assert n_params(build_model("cnn")) == n_params(Seed000CNN()) == BASE_CNN
+def test_ref000_cnn_parameter_counts() -> None:
+    assert n_params(build_model("cnn")) == n_params(Ref000CNN()) == BASE_CNN
     se = build_model("cnn", "se", "after_relu", reduction=16)
-    assert n_params(se) == n_params(Seed000CNN(se=True)) == BASE_CNN + sum(2 * c * (c // 16) for c in (32, 64, 128))
+    assert n_params(se) == n_params(Ref000CNN(se=True)) == BASE_CNN + sum(2 * c * (c // 16) for c in (32, 64, 128))
 
 
-def test_seed000_cnn_state_dict_transfers() -> None:
-    """Same layers in the same order: the seed's weights load into ours and give the same logits."""
-    seed, ours = Seed000CNN(se=True).eval(), build_model("cnn", "se", "after_relu", 16).eval()
+def test_ref000_cnn_state_dict_transfers() -> None:
+    """Same layers in the same order: ref000's weights load into ours and give the same logits."""
+    ref, ours = Ref000CNN(se=True).eval(), build_model("cnn", "se", "after_relu", 16).eval()
     ours_params = list(ours.state_dict().values())
-    seed_params = list(seed.state_dict().values())
-    assert [p.shape for p in ours_params] == [p.shape for p in seed_params]
-    ours.load_state_dict(dict(zip(ours.state_dict().keys(), seed_params)))
+    ref_params = list(ref.state_dict().values())
+    assert [p.shape for p in ours_params] == [p.shape for p in ref_params]
+    ours.load_state_dict(dict(zip(ours.state_dict().keys(), ref_params)))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        assert torch.allclose(ours(x), seed(x), atol=1e-6)
+        assert torch.allclose(ours(x), ref(x), atol=1e-6)
 
 
-def test_seed003_vgg16_parameter_count() -> None:
+def test_ref003_vgg16_parameter_count() -> None:
     ours = build_model(
         "vgg16", "local", "block_end", reduction=8, num_classes=1000, input_size=224, head="imagenet", bn=False
     )
-    assert n_params(ours) == n_params(seed003_vgg16_with_attention(1000))
+    assert n_params(ours) == n_params(ref003_vgg16_with_attention(1000))
     plain = build_model("vgg16", num_classes=1000, input_size=224, head="imagenet", bn=False)
     assert n_params(plain) == 138_357_544  # torchvision vgg16, documented count
     assert [i.height for i in ours.insertions] == [224, 112, 56, 28, 14]

@@ -18,18 +18,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.trial import TrialState
 
-import ablate.study as study_module
+import ablate.runner as runner_module
 from ablate.attention import Attention
 from ablate.cli import main
+from ablate.contract import FAIL_ATTR, RETRY_ATTR
 from ablate.errors import AblateError
+from ablate.runner import run_study
 from ablate.spec import load_study, parse_study
-from ablate.storage import FAIL_ATTR, RETRY_ATTR, mask_url, open_storage
-from ablate.study import run_study
+from ablate.storage import mask_url, open_storage
 from ablate.train import NonFiniteLossError
 
-from .conftest import write_imagefolder
-from .test_spec import GOOD
-from .test_study import TINY, _wait_for_running_final, expected_items, final_counts, write_study
+from .conftest import GOOD, TINY, expected_items, final_counts, wait_for_running_final, write_imagefolder, write_study
 
 # ----------------------------------------------------------------------------- bad input
 
@@ -113,7 +112,7 @@ def test_corrupt_sqlite_storage_is_a_clear_error(tmp_path: Path, monkeypatch: py
 
 
 def _fail_for(attention: str, exc: BaseException):
-    real = study_module.train
+    real = runner_module.train
 
     def fake(factory, data, recipe, **kwargs):
         model = factory(data.meta)
@@ -133,7 +132,7 @@ def test_injected_failure_is_recorded_and_study_continues(tmp_path: Path, monkey
                                                           exc: BaseException, reason: str) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path)
-    monkeypatch.setattr(study_module, "train", _fail_for("se", exc))
+    monkeypatch.setattr(runner_module, "train", _fail_for("se", exc))
     run_study(load_study(path), progress=False)
     final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))
     failed = final.get_trials(states=(TrialState.FAIL,))
@@ -186,7 +185,7 @@ def test_interrupt_marks_trial_and_exits(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, recipe={"epochs": 6, "batch_size": 50})
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--quiet"], cwd=tmp_path)
-    _wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
+    wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
     proc.send_signal(signum)
     assert proc.wait(timeout=120) == code
     final = optuna.load_study(study_name="tiny/final", storage=open_storage(load_study(path).storage))
@@ -253,15 +252,15 @@ def test_run_exits_1_when_items_fail_and_says_what_next(tmp_path: Path, monkeypa
                                                         capsys) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path)
-    real_train = study_module.train
-    monkeypatch.setattr(study_module, "train", _fail_for("se", NonFiniteLossError(1, 3, float("nan"))))
+    real_train = runner_module.train
+    monkeypatch.setattr(runner_module, "train", _fail_for("se", NonFiniteLossError(1, 3, float("nan"))))
     assert main(["run", str(path), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "final 2/4 items complete, 2 failed" in err and "2 item(s) failed in this run" in err
     assert f"ablate run {path} --retry-failed" in err
     assert main(["run", str(path), "--quiet"]) == 0  # nothing failed in this run: earlier failures, not retried
     assert "final 2/4 items complete, 2 failed" in capsys.readouterr().err
-    monkeypatch.setattr(study_module, "train", real_train)
+    monkeypatch.setattr(runner_module, "train", real_train)
     assert main(["run", str(path), "--quiet", "--retry-failed"]) == 0  # the earlier failures ran again and completed
     err = capsys.readouterr().err
     assert "final 4/4 items complete." in err and f"next: ablate report {path}" in err
@@ -274,7 +273,7 @@ def test_every_item_failing_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def out_of_memory(*args: object, **kwargs: object) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory.")
 
-    monkeypatch.setattr(study_module, "train", out_of_memory)
+    monkeypatch.setattr(runner_module, "train", out_of_memory)
     assert main(["run", str(path), "--quiet"]) == 1
     assert "final 0/4 items complete, 4 failed" in capsys.readouterr().err
 

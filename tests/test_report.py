@@ -31,8 +31,8 @@ from ablate.report.output import replace_manifest
 from ablate.data import dataset_info
 from ablate.report.tables import arm_table, cost_view, summary_view
 from ablate.spec import load_study
+from ablate.runner import run_study
 from ablate.storage import open_storage
-from ablate.study import run_study
 
 DESCRIPTION = "pipes | and <script>alert(1)</script> and `ticks`"
 STUDY = {
@@ -258,7 +258,7 @@ def test_attention_gates_are_the_modules_own_weights() -> None:
             elif attention == "cbam":
                 want = module.spatial(features * module.channel(features))[:, 0]
             elif attention == "se":
-                want = module.fc(module.avg_pool(features).flatten(1))
+                want = module.fc(module.squeeze(features).flatten(1))
             else:  # coord, recomputed step by step: the spatial map is mean over channels of a_h * a_w
                 x_h = features.mean(3, keepdim=True)
                 x_w = features.mean(2, keepdim=True).transpose(2, 3)

@@ -11,13 +11,15 @@ import optuna
 import pytest
 
 import ablate.cli.run as run_cli
-import ablate.study as study_module
+import ablate.workers as workers_module
 from ablate.cli import main
+from ablate.identity import guard_identity
 from ablate.spec import load_study
+from ablate.status import RunOutcome
 from ablate.storage import STORAGE_ENV, mask_url, open_storage
-from ablate.study import guard_identity, spawn_workers
+from ablate.workers import spawn_workers
 
-from .test_study import write_study
+from .conftest import record_popen, write_study
 
 FILE_PASSWORD = "SECRETPW"
 FILE_URL = f"postgresql://ablate:{FILE_PASSWORD}@127.0.0.1/ablate_test"
@@ -68,25 +70,6 @@ def test_stored_spec_has_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert FILE_PASSWORD not in json.dumps(final.user_attrs)
 
 
-class FakePopen:
-    """Records what a worker would be started with; the worker 'exits 0' at once."""
-
-    calls: list[tuple[list[str], dict[str, str]]]
-
-    def __init__(self, calls: list, args: list[str], env: dict[str, str] | None = None, **kwargs: object) -> None:
-        calls.append((list(args), dict(env or {})))
-        self.returncode = 0
-
-    def poll(self) -> int:
-        return 0
-
-
-def record_popen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict[str, str]]]:
-    calls: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(study_module.subprocess, "Popen", lambda args, **kw: FakePopen(calls, args, **kw))
-    return calls
-
-
 def test_worker_argv_has_no_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, storage=FILE_URL)
@@ -107,7 +90,7 @@ def test_run_reads_storage_from_environment(tmp_path: Path, monkeypatch: pytest.
 
     def fake_run_study(study, **kwargs):
         seen.append(study.storage)
-        return study_module.RunOutcome(study, ())
+        return RunOutcome(study, ())
 
     monkeypatch.setattr(run_cli, "run_study", fake_run_study)
     monkeypatch.setenv(STORAGE_ENV, OTHER_URL)
@@ -134,7 +117,7 @@ def test_dashboard_runs_in_process_on_a_storage_object(tmp_path: Path, monkeypat
     path = write_study(tmp_path, storage=FILE_URL)
     served: list[tuple] = []
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: served.append((storage, kw)))
-    monkeypatch.setattr(study_module.subprocess, "Popen", lambda *a, **k: pytest.fail("started a subprocess"))
+    monkeypatch.setattr(workers_module.subprocess, "Popen", lambda *a, **k: pytest.fail("started a subprocess"))
     port = _free_port()
     assert main(["dashboard", str(path), "--storage", url, "--port", str(port)]) == 0
     (storage, kw), = served
@@ -194,13 +177,13 @@ def test_no_password_anywhere_after_a_real_run(tmp_path: Path, monkeypatch: pyte
     name = f"secret{os.getpid()}"
     path = write_study(tmp_path, name=name, storage=FILE_URL, runtime={"threads": 1})
     calls: list = []
-    real_popen = study_module.subprocess.Popen
+    real_popen = workers_module.subprocess.Popen
 
     def spy(args, **kw):  # every process started (the workers too), its argv and environment recorded
         calls.append((list(args), kw.get("env") or {}))
         return real_popen(args, **kw)
 
-    monkeypatch.setattr(study_module.subprocess, "Popen", spy)
+    monkeypatch.setattr(workers_module.subprocess, "Popen", spy)
     assert main(["run", str(path), "--storage", url, "--workers", "2", "--quiet"]) == 0
     assert main(["report", str(path), "--storage", url, "--no-diagnostics"]) == 0
     printed = capsys.readouterr()

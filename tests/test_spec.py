@@ -12,16 +12,10 @@ from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.spec import load_study, parse_study
 
+from .conftest import GOOD
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = sorted((ROOT / "studies").glob("*.yaml"))
-
-GOOD = {
-    "name": "tiny",
-    "dataset": {"name": "synthetic", "train_size": 200, "test_size": 100},
-    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
-    "seeds": [0, 1],
-    "recipe": {"epochs": 1, "batch_size": 32},
-}
 
 
 def write(tmp_path: Path, doc: object, name: str = "study.yaml") -> Path:

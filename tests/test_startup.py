@@ -16,8 +16,8 @@ from ablate.errors import AblateError
 from ablate.spec import parse_study
 from ablate.startup import (DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, measure_startup,
                             process_age_s, timed_load)
-from ablate.study import final_items
-from ablate.train import Runtime
+from ablate.contract import final_items
+from ablate.recipe import Runtime
 
 
 def test_process_age_counts_from_the_process_start() -> None:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -16,38 +15,14 @@ import yaml
 from optuna.trial import TrialState, create_trial
 
 from ablate.cli import main
+from ablate.contract import WORKER_ATTR, is_ignored, storage_of, study_id_of
+from ablate.runner import run_study
 from ablate.spec import load_study
-from ablate.storage import WORKER_ATTR, open_storage, worker_host
-from ablate.study import run_study, status_frame
-from ablate.workqueue import is_ignored, item_distribution
+from ablate.status import status_frame
+from ablate.storage import open_storage, worker_host
+from ablate.workqueue import item_distribution
 
-TINY = {
-    "name": "tiny",
-    "dataset": {"name": "synthetic", "train_size": 300, "test_size": 100, "augment": []},
-    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
-    "seeds": [0, 1],
-    "recipe": {"epochs": 1, "batch_size": 50},
-    "measure": {"batch_sizes": [1, 8], "block_time": 0.005, "rounds": 3},
-}
-
-
-def write_study(folder: Path, **overrides: object) -> Path:
-    doc = {**TINY, **overrides}
-    path = folder / f"{doc['name']}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def final_counts(path: Path, storage: str | None = None) -> Counter:
-    """(arm, seed) -> number of COMPLETE final trials."""
-    study = load_study(path, storage=storage)
-    final = optuna.load_study(study_name=f"{study.name}/final", storage=open_storage(study.storage))
-    return Counter((t.params["arm"], t.params["seed"]) for t in final.get_trials(states=(TrialState.COMPLETE,)))
-
-
-def expected_items(path: Path) -> set:
-    study = load_study(path)
-    return {(a.id, s) for a in study.arms for s in study.seeds}
+from .conftest import TINY, expected_items, final_counts, wait_for_running_final, write_study
 
 
 def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,27 +70,12 @@ def test_changed_spec_and_name_clash_are_refused(tmp_path: Path, monkeypatch: py
     assert main(["run", str(path), "--phases", "profile", "--quiet", "--allow-changed-spec"]) == 0
 
 
-def _wait_for_running_final(db: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                storage = open_storage(f"sqlite:///{db}")
-                final = optuna.load_study(study_name="tiny/final", storage=storage)
-                if final.get_trials(states=(TrialState.RUNNING,)):
-                    return
-            except KeyError:
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no final trial started in time")
-
-
 @pytest.mark.slow
 def test_resume_after_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, recipe={"epochs": 4, "batch_size": 50})
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--quiet"], cwd=tmp_path)
-    _wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
+    wait_for_running_final(tmp_path / "runs" / "tiny" / "optuna.db")
     time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -187,7 +147,7 @@ def _running_claim(final: optuna.Study, worker: str, seed: int) -> int:
     claim = create_trial(state=TrialState.RUNNING, params={"arm": "cnn/none", "seed": seed},
                          distributions={"arm": item_distribution(["cnn/none"]), "seed": item_distribution([seed])},
                          system_attrs={WORKER_ATTR: worker}, user_attrs={"worker_device": "cuda:0 (physical 2)"})
-    return final._storage.create_new_trial(final._study_id, template_trial=claim)
+    return storage_of(final).create_new_trial(study_id_of(final), template_trial=claim)
 
 
 def test_status_shows_dead_workers_without_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -200,7 +160,7 @@ def test_status_shows_dead_workers_without_writing(tmp_path: Path, monkeypatch: 
     _running_claim(final, f"{worker_host()}:{int(gone.stdout)}", 0)  # a local process that has exited
     _running_claim(final, f"{worker_host()}:{os.getpid()}", 1)  # this live process
     silent = _running_claim(final, "elsewhere:1", 2)  # another host: only its heartbeat tells
-    final._storage.record_heartbeat(silent)
+    storage_of(final).record_heartbeat(silent)
     time.sleep(2.5)  # > the 1 s grace period (the database clock counts whole seconds)
     db = tmp_path / "runs" / "tiny" / "optuna.db"
     before = db.read_bytes()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate import costs, timing
+from ablate import columns, costs, timing
 from ablate.errors import AblateError
 from ablate.models import build_model
 from ablate.spec import load_study
-from ablate.study import warn_oversubscribed
+from ablate.workers import warn_oversubscribed
 
 TRUE_COST = {"none": 1.0e-3, "se": 1.25e-3, "cbam": 2.0e-3}
 
@@ -99,9 +99,9 @@ def test_setting_rejects_values_that_cannot_work() -> None:
 
 
 def test_overhead_text_marks_noise() -> None:
-    assert costs.overhead_text(26.0, 19.0, 29.0) == "+26.0% [+19.0, +29.0]"
-    assert costs.overhead_text(2.0, -1.0, 5.0) == "~+2.0% [-1.0, +5.0]"
-    assert costs.overhead_text(None, None, None) == "-"
+    assert columns.overhead_text(26.0, 19.0, 29.0) == "+26.0% [+19.0, +29.0]"
+    assert columns.overhead_text(2.0, -1.0, 5.0) == "~+2.0% [-1.0, +5.0]"
+    assert columns.overhead_text(None, None, None) == "-"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_oversubscription_warns(tmp_path: Path, capsys: pytest.CaptureFixture) -
 
 
 def test_workers_keep_the_study_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate import study as study_mod
+    from ablate import workers as workers_mod
 
     commands = []
 
@@ -189,12 +189,12 @@ def test_workers_keep_the_study_threads(tmp_path: Path, monkeypatch: pytest.Monk
         def poll(self) -> int:
             return 0
 
-    monkeypatch.setattr(study_mod.subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(workers_mod.subprocess, "Popen", FakeProc)
     s = load_study(_study(tmp_path, runtime={"threads": 1}))
-    study_mod.spawn_workers(s, [None] * 3, ("final",), False, False, None, progress=False)  # 3 CPU workers
+    workers_mod.spawn_workers(s, [None] * 3, ("final",), False, False, None, progress=False)  # 3 CPU workers
     assert len(commands) == 3 and all(c[c.index("--threads") + 1] == "1" for c in commands)
     commands.clear()
-    study_mod.spawn_workers(load_study(_study(tmp_path)), [None] * 2, ("final",), False, False, None, progress=False)
+    workers_mod.spawn_workers(load_study(_study(tmp_path)), [None] * 2, ("final",), False, False, None, progress=False)
     assert all("--threads" not in c for c in commands)  # unset stays unset: same fingerprint in the child
 
 

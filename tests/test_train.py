@@ -13,8 +13,9 @@ from ablate.bench import run_bench
 from ablate.cli import main
 from ablate.data import Data
 from ablate.errors import AblateError
-from ablate.train import (NonFiniteLossError, Recipe, Runtime, TrainResult, load_checkpoint, load_weights,
-                          model_factory, train)
+from ablate.checkpoint import load_checkpoint, load_weights
+from ablate.recipe import Recipe, Runtime
+from ablate.train import NonFiniteLossError, TrainResult, model_factory, train
 
 from .conftest import write_idx_gz
 
@@ -38,19 +39,19 @@ def test_recipe_defaults_are_seed_000() -> None:
 
 def test_recipe_from_dict_coerces_and_validates() -> None:
     assert Recipe.from_dict({"lr": "3e-4", "epochs": 2}).lr == pytest.approx(3e-4)
-    cases = [
-        ({"learning_rate": 0.1}, "unknown key 'learning_rate'"),
+    cases = [  # every message names the key on its path under `where`
+        ({"learning_rate": 0.1}, "recipe.learning_rate: unknown key"),
         ({"optimiser": "sgd"}, "did you mean 'optimizer'?"),
-        ({"optimizer": "adamm"}, "optimizer: unknown value 'adamm' (did you mean 'adam'?); allowed: adam, adamw, sgd"),
-        ({"lr": 0}, "lr must be > 0.0"),
+        ({"optimizer": "adamm"}, "recipe.optimizer: unknown value 'adamm' (did you mean 'adam'?); allowed: adam, adamw, sgd"),
+        ({"lr": 0}, "recipe.lr: must be > 0.0"),
         ({"scheduler": "step"}, "allowed: plateau, cosine, onecycle, none"),
-        ({"nesterov": True}, "nesterov needs optimizer 'sgd'"),
-        ({"batch_size": "64"}, "batch_size must be int"),
+        ({"nesterov": True}, "recipe: nesterov needs optimizer 'sgd'"),
+        ({"batch_size": "64"}, "recipe.batch_size: must be int"),
     ]
     for d, needle in cases:
         with pytest.raises(AblateError) as err:
-            Recipe.from_dict(d, "study.yaml recipe")
-        assert str(err.value).startswith("study.yaml recipe: ") and needle in str(err.value), (d, str(err.value))
+            Recipe.from_dict(d, "recipe")
+        assert str(err.value).startswith("recipe") and needle in str(err.value), (d, str(err.value))
 
 
 def test_runtime_rejects_unknown_devices() -> None:
@@ -167,7 +168,7 @@ def test_cli_train_data_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_cli_reports_bad_settings_and_nan_as_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--dataset", "synthetic", "--lr", "-1", "--no-progress"]) == 2
-    assert "ablate train: error: options: lr must be > 0.0" in capsys.readouterr().err
+    assert "ablate train: error: options.lr: must be > 0.0" in capsys.readouterr().err
     assert main(["train", "--dataset", "synthetic", "--train-size", "200", "--epochs", "1", "--optimizer", "sgd",
                  "--lr", "1e12", "--scheduler", "none", "--no-progress", "--device", "cpu"]) == 2
     assert "non-finite training loss" in capsys.readouterr().err
@@ -176,5 +177,5 @@ def test_cli_reports_bad_settings_and_nan_as_user_errors(capsys: pytest.CaptureF
 def test_bench_runs_all_three_loops_on_identical_data() -> None:
     (row,) = run_bench(["cnn"], train_size=128, runtime=CPU)
     assert row.images == 128 and row.backbone == "cnn" and row.device.startswith("cpu")
-    assert min(row.seed_loop_sps, row.engine_sps, row.bare_sps, row.engine_plain_sps) > 0
-    assert row.ratio == pytest.approx(row.engine_sps / row.seed_loop_sps)
+    assert min(row.ref_loop_sps, row.engine_sps, row.bare_sps, row.engine_plain_sps) > 0
+    assert row.ratio == pytest.approx(row.engine_sps / row.ref_loop_sps)

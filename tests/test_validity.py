@@ -15,8 +15,9 @@ from ablate.cli import main
 from ablate.data import Data, DataConfig, DataMeta, Split, load_data
 from ablate.errors import AblateError
 from ablate.models import attention_modules
-from ablate.train import (Recipe, Runtime, decode_correct, encode_correct, initial_model, model_factory,
-                          time_to_target, train)
+from ablate.recipe import Recipe, Runtime
+from ablate.records import decode_correct, encode_correct, time_to_target
+from ablate.train import initial_model, model_factory, train
 
 CPU = Runtime(device="cpu")
 ARMS = ("none", "se", "cbam", "nonlocal")

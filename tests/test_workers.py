@@ -15,19 +15,19 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import ablate.study as study_module
+import ablate.workers as workers_module
 from ablate.cli import main
+from ablate.contract import FAIL_ATTR, WORKER_ATTR
 from ablate.errors import AblateError
 from ablate.spec import load_study
-from ablate.storage import FAIL_ATTR, WORKER_ATTR, open_storage, worker_host
-from ablate.study import describe_device, worker_gpus
+from ablate.storage import open_storage, worker_host
+from ablate.workers import describe_device, worker_gpus
 
-from .test_secrets import record_popen
-from .test_study import write_study
+from .conftest import record_popen, write_study
 
 
 def fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
-    monkeypatch.setattr(study_module, "cuda_device_count", lambda: count)
+    monkeypatch.setattr(workers_module, "cuda_device_count", lambda: count)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ..config import is_integer
 from ..errors import AblateError, unknown
 from .base import Attention, Knob, hidden_width
 from .cam import ChannelAttentionModule
@@ -71,7 +72,7 @@ def resolve_knobs(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_reduction(reduction: Any) -> int:
-    if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+    if not is_integer(reduction) or reduction < 1:
         raise AblateError(f"reduction ratio must be an integer >= 1, got {reduction!r}.")
     return reduction
 

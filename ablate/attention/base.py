@@ -3,19 +3,26 @@
 A module takes the channel count first and keeps the input shape. Class attributes say whether the
 reduction ratio applies and which knobs (module-specific factors) exist, with their defaults and
 allowed values; the study grid collapses factors a module does not have, so arms never repeat.
+
+A module also declares its gates, so diagnostics can draw them without knowing its internals:
+`gate_modules()` names the submodules whose outputs are the gates (the caller hooks them; the
+forward pass is untouched, so training, torch.compile and MAC counting never see this), and
+`gate_maps()` turns those captured outputs into the documented maps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from torch import nn
+from torch import Tensor, nn
+
+from ..config import is_integer, is_number
 
 
 def hidden_width(channels: int, reduction: int) -> int:
-    """Bottleneck width exactly as the seeds compute it: max(1, C // r) (no rounding to 8)."""
+    """Bottleneck width exactly as the reference tutorials compute it: max(1, C // r) (no rounding to 8)."""
     return max(1, channels // reduction)
 
 
@@ -42,7 +49,7 @@ class Knob:
 
 
 class Attention(nn.Module):
-    """Base class: registry metadata plus the recorded bottleneck width."""
+    """Base class: registry metadata, the recorded bottleneck width and the declared gates."""
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # channel | spatial | channel+spatial | global context | none
@@ -56,10 +63,30 @@ class Attention(nn.Module):
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}" if self.hidden is not None else ""
 
+    def gate_modules(self) -> dict[str, nn.Module]:
+        """Submodules whose forward outputs are this module's gates, by name; none by default.
+
+        Named "channel" (output B x C, any trailing 1s) and "spatial" (B x 1 x H x W) unless the
+        module overrides `gate_maps` to combine other outputs.
+        """
+        return {}
+
+    def gate_maps(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The gate maps from one forward's captured `gate_modules()` outputs.
+
+        "channel": B x C, the weight of each channel; "spatial": B x H x W, the weight of each position.
+        """
+        maps: dict[str, Tensor] = {}
+        if "channel" in outputs:
+            maps["channel"] = outputs["channel"].reshape(outputs["channel"].shape[0], -1)
+        if "spatial" in outputs:
+            maps["spatial"] = outputs["spatial"][:, 0]
+        return maps
+
 
 def is_positive_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return is_number(value) and value > 0
 
 
 def is_odd_positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2 == 1
+    return is_integer(value) and value >= 1 and value % 2 == 1

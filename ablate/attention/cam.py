@@ -1,4 +1,4 @@
-"""`cam`: CBAM's channel attention module, exactly seed-002's ChannelAttention.
+"""`cam`: CBAM's channel attention module, exactly the reference tutorial ref002's ChannelAttention.
 
 Average- and max-pooled descriptors go through one shared MLP (Linear with bias, ReLU, Linear with
 bias), are summed and gated by a sigmoid. Knob `pool` is CBAM's channel-pooling ablation.
@@ -53,3 +53,6 @@ class ChannelAttentionModule(Attention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        return {"channel": self.gate}

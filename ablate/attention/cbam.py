@@ -7,6 +7,7 @@ spatial_first, or parallel (both gates computed from the input and applied toget
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .base import Attention, Knob
 from .cam import POOLS, ChannelGate
@@ -42,3 +43,7 @@ class CBAM(Attention):
             return x * self.channel(x)
         x = x * self.channel(x)
         return x * self.spatial(x)
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        """Each gate as computed in `order`: the second one sees the input already weighted by the first."""
+        return {"channel": self.channel, "spatial": self.spatial}

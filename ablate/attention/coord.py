@@ -7,8 +7,10 @@ max(1, C // r) exactly (the paper floors it at 8; ablate records the real width 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .base import Attention, hidden_width
 
@@ -36,3 +38,11 @@ class CoordAttention(Attention):
         a_h = torch.sigmoid(self.conv_h(y_h))  # B, C, H, 1
         a_w = torch.sigmoid(self.conv_w(y_w.transpose(2, 3)))  # B, C, 1, W
         return x * a_h * a_w
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        """The two axis convs: their outputs are the logits of the H-gate and the W-gate."""
+        return {"h": self.conv_h, "w": self.conv_w}
+
+    def gate_maps(self, outputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The spatial map a_h * a_w (B x C x H x W) averaged over channels; it declares no channel map."""
+        return {"spatial": (torch.sigmoid(outputs["h"]) * torch.sigmoid(outputs["w"])).mean(1)}

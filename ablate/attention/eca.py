@@ -43,3 +43,6 @@ class ECA(Attention):
         b, c = x.shape[:2]
         y = self.conv(self.avg_pool(x).view(b, 1, c))
         return x * self.sigmoid(y).view(b, c, 1, 1)
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        return {"channel": self.sigmoid}  # B x 1 x C

@@ -3,6 +3,7 @@
 Context modelling: a 1x1 conv to one logit per position, softmax over positions, weighted sum of
 features. Transform: 1x1 conv C->C/r, LayerNorm, ReLU, 1x1 conv -> C (zero-initialised, as GCNet,
 so the block starts as identity). Fusion by addition.
+It declares no gates: its softmax only pools the context, and nothing multiplies the input.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""`local`: seed-003's LocalAttention, exactly.
+"""`local`: the reference tutorial ref003's LocalAttention, exactly.
 
 A channel branch (GAP -> 1x1 conv C->C/r -> ReLU -> 1x1 conv -> C -> Sigmoid) and a spatial branch
 (1x1 conv C->C/r -> ReLU -> 1x1 conv -> 1 -> Sigmoid), both with bias, multiplied: x * (ch * sp).
-The seed's default ratio is 8.
+ref003's default ratio is 8.
 """
 
 from __future__ import annotations
@@ -37,3 +37,6 @@ class LocalAttention(Attention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * (self.channel_attention(x) * self.spatial_attention(x))
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        return {"channel": self.channel_attention, "spatial": self.spatial_attention}

@@ -1,4 +1,4 @@
-"""`none`: the baseline. An identity so every arm has the same model structure."""
+"""`none`: the baseline. An identity so every arm has the same model structure; it declares no gates."""
 
 from __future__ import annotations
 

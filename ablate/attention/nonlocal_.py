@@ -3,6 +3,7 @@
 theta/phi/g are 1x1 convs C -> C/r; the affinity softmax(theta^T phi) is HW x HW (a 1024 x 1024
 matrix per image at 32 x 32: cost grows with the square of the map size); the output goes through a
 1x1 conv and a BatchNorm whose weight starts at zero, so the residual block starts as identity.
+It declares no gates: the affinity mixes positions and the result is added; nothing weights the input.
 """
 
 from __future__ import annotations

@@ -38,3 +38,6 @@ class SpatialAttentionModule(Attention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
+
+    def gate_modules(self) -> dict[str, nn.Module]:
+        return {"spatial": self.gate}

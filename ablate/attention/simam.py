@@ -3,6 +3,8 @@
 Each activation's weight is sigmoid of its inverse energy d / (4 (v + lambda)) + 0.5, where d is
 its squared distance to the channel mean and v the channel variance. No parameters, no ratio; its
 whole cost is elementwise work that fvcore's default op set counts as zero.
+It declares no gates: its weight is per element (neither a channel nor a spatial map) and comes from
+no submodule that could be hooked.
 """
 
 from __future__ import annotations

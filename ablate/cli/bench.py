@@ -1,4 +1,4 @@
-"""`ablate bench`: seed 000's DataLoader+PIL loop against ablate's engine, and the harness overhead;
+"""`ablate bench`: ref000's DataLoader+PIL loop against ablate's engine, and the harness overhead;
 `--workers`: does a second worker pay (steady-state items/min); `--startup`: what a worker pays to start."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..data import DATA_ENV, DataConfig
 from ..device import resolve_device
 from ..errors import AblateError
 from ..startup import fresh_worker_startup
-from ..train import Runtime
+from ..recipe import Runtime
 from . import csv_list, int_list
 
 RATIO_TARGET = {"cpu": 1.5, "cuda": 10.0}  # for the cnn backbone
@@ -27,7 +27,7 @@ STARTUP_WARM_RUNS = 3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="seed-000 training loop vs ablate's engine (samples/s, ratio, overhead)")
+    p = sub.add_parser("bench", help="ref000 training loop vs ablate's engine (samples/s, ratio, overhead)")
     p.add_argument("--backbones", type=csv_list, default=["cnn", "vgg16"])
     p.add_argument("--dataset", help="synthetic (CIFAR-shaped; the default) or any dataset name; "
                                      f"--workers and --startup default to {SCALING_DATASET}")

@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import costs
     from ..device import resolve_device
     from ..errors import AblateError
-    from ..macs import MAC_POLICY
-    from ..timing import CI_METHOD, Setting, available_cores, check_precision
+    from ..columns import MAC_POLICY, rows_to_frame
+    from ..device import available_cores
+    from ..precision import check_precision
+    from ..timing import CI_METHOD, Setting
 
     shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         warnings += [w for r in backbone_rows for w in r["timing_warnings"]]
     for text in warnings:
         print(f"warning: {text}", file=sys.stderr)
-    df = costs.rows_to_frame(rows)
+    df = rows_to_frame(rows)
     if args.format == "csv":
         text = df.drop(columns=["timing_warnings"]).to_csv(index=False, na_rep="n/a")
     elif args.format == "json":
@@ -174,7 +176,7 @@ def _fmt(column: str, value: Any) -> str:
 
 def overhead_cell(row: Any, metric: str) -> str:
     """'+26% [19, 33]' (overhead and its 95% CI); '-' for the baseline; a mark when the CI covers zero."""
-    from ..costs import Columns, overhead_text
+    from ..columns import Columns, overhead_text
 
     pct, low, high = (row.get(c) for c in Columns.overhead(metric))
     return overhead_text(pct, low, high)
@@ -186,8 +188,7 @@ def render_table(df: Any, warnings: list[str] | None = None) -> str:
     same way, and peak memory; csv/json keep every column."""
     from tabulate import tabulate
 
-    from ..costs import Columns, add_baseline_deltas, batch_sizes_of
-    from ..macs import MAC_POLICY_TEXT
+    from ..columns import MAC_POLICY_TEXT, Columns, add_baseline_deltas, batch_sizes_of
 
     table = add_baseline_deltas(df, ["params", "macs_full"])
     sizes = batch_sizes_of(df)

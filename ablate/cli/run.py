@@ -10,10 +10,12 @@ import argparse
 import os
 import sys
 
+from ..contract import PHASES
 from ..errors import AblateError
+from ..runner import run_study
 from ..spec import load_study
+from ..status import summary_text
 from ..storage import STORAGE_ENV
-from ..study import PHASES, run_study, summary_text
 from . import csv_list, int_list
 
 

@@ -16,15 +16,17 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_type_hints
 
+from ..arms import BackboneChoice
 from ..attention import ATTENTION
 from ..augment import AUGMENTATIONS
 from ..config import type_name
 from ..data import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
+from ..device import DEVICE_SETTINGS
 from ..models import BACKBONES, POSITIONS
-from ..spec import (BACKBONE_KEYS, GRID_KEYS, MAX_PLAN_SEEDS, MAX_STUDY_BYTES, MEASURE_DEVICES, MEASURE_PRECISIONS,
+from ..spec import (GRID_KEYS, MAX_PLAN_SEEDS, MAX_STUDY_BYTES, MEASURE_PRECISIONS,
                     PARAM_KEYS, PRUNERS, SCOPES, SEED_PLAN_KEYS, TOP_KEYS, Measure, Tuning)
+from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime
 from ..storage import STORAGE_SCHEMES
-from ..train import OPTIMIZERS, SCHEDULERS, Recipe, Runtime
 
 # `name: type = default  # comment` in a dataclass body
 _FIELD_LINE = re.compile(r"\s+(?P<name>[A-Za-z_]\w*): [^#]*#\s*(?P<comment>.*)")
@@ -35,8 +37,8 @@ SECTIONS: Mapping[str, tuple[type, Mapping[str, Sequence[str]]]] = {
                              "resize": RESIZE_MODES}),
     "recipe": (Recipe, {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}),
     "tuning": (Tuning, {"scope": SCOPES, "pruner": PRUNERS}),
-    "measure": (Measure, {"device": MEASURE_DEVICES, "precision": MEASURE_PRECISIONS}),
-    "runtime": (Runtime, {"device": MEASURE_DEVICES}),
+    "measure": (Measure, {"device": DEVICE_SETTINGS, "precision": MEASURE_PRECISIONS}),
+    "runtime": (Runtime, {"device": DEVICE_SETTINGS}),
 }
 # fields whose YAML form differs from the parsed one: (section, key) -> (type, default) as written in the file
 YAML_FORMS: Mapping[tuple[str, str], tuple[str, str]] = {("tuning", "space"): ("mapping", "{}")}
@@ -65,7 +67,7 @@ TOP_HELP: Mapping[str, tuple[str, str, str, str]] = {
 }
 
 GRID_HELP: Mapping[str, tuple[str, str, str, str]] = {
-    "backbones": ("list", "required", "names below, or mappings with " + ", ".join(f"`{k}`" for k in BACKBONE_KEYS),
+    "backbones": ("list", "required", "names below, or mappings with " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(BackboneChoice)),
                   "backbone networks; `head` picks the classifier, `bn: false` builds without BatchNorm"),
     "attention": ("list[str]", "required", "names below", "attention types; `none` is the baseline"),
     "positions": ("list[str]", "[after_relu]", "names below", "where modules go; positions building the same model "

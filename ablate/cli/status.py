@@ -10,7 +10,7 @@ import argparse
 
 from ..spec import load_study
 from ..storage import mask_url, open_storage, storage_missing
-from ..study import phase_studies, running_frame, status_frame
+from ..status import phase_studies, running_frame, status_frame
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

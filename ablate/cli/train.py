@@ -1,12 +1,12 @@
 """`ablate train`: one arm, one seed, one dataset; a progress bar, the curves and the final numbers.
 
 Every option left out takes its default from Recipe / DataConfig / Runtime, so the command, a
-study file and the Python API agree. Defaults reproduce seed 000 (Adam 1e-3, batch 64, plateau
+study file and the Python API agree. Defaults reproduce ref000 (Adam 1e-3, batch 64, plateau
 schedule, crop/flip/jitter/rotate) and report the test accuracy after each epoch (`--eval val`
-reports validation instead). Unlike seed 000, the test split never decides anything: the plateau
+reports validation instead). Unlike ref000, the test split never decides anything: the plateau
 schedule steps on a validation split, so with it 10% of the training images are held out by
 default (`--val-fraction`), and `--val-fraction 0` needs a schedule that reads no data (cosine,
-onecycle, none), which then trains on the whole training split as seed 000 did.
+onecycle, none), which then trains on the whole training split as ref000 did.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from ..data import DATA_ENV, DataConfig, list_datasets, load_data
 from ..errors import AblateError
 from ..models import POSITIONS, list_backbones
 from ..spec import check_dataset_sizes
-from ..train import (EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, NonFiniteLossError, Recipe, Runtime, TrainResult,
-                     check_schedule, model_factory, train)
+from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
+from ..train import EVAL_SPLITS, NonFiniteLossError, TrainResult, model_factory, train
 from . import csv_list, finite_float, int_list, integer, seed
 
 
@@ -54,7 +54,7 @@ def parse_stages(text: str) -> str | list[int]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one arm on one dataset (seed-000 recipe by default)",
+    p = sub.add_parser("train", help="train one arm on one dataset (ref000 recipe by default)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     arm = p.add_argument_group("arm")
     arm.add_argument("--backbone", default="cnn", choices=list_backbones())
@@ -94,7 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run_ = p.add_argument_group("run")
     run_.add_argument("--seed", type=seed, default=0, help="0 to 2**63-1 (default: 0)")
     run_.add_argument("--eval", dest="eval_split", choices=EVAL_SPLITS, default="test",
-                      help="split the reported accuracy comes from (default: test, as seed 000); validation, "
+                      help="split the reported accuracy comes from (default: test, as ref000); validation, "
                            "when held out, is evaluated too and alone decides")
     run_.add_argument("--target-acc", type=finite_float,
                       help="report the epochs and training seconds until the validation accuracy reached this (%%)")

@@ -1,8 +1,8 @@
 """Backbone layouts: conv widths per block, and the classifier heads.
 
-`cnn` is seed-000's 3-block CNN (32/64/128, fc 512, dropout 0.5); `vgg16` is configuration D.
-Heads: `mlp` (seed 000: flatten -> 512 -> classes), `cifar` (global pool -> 512 -> classes, the
-usual VGG for 32x32), `imagenet` (torchvision / seed 003: AdaptiveAvgPool 7x7, 25088-4096-4096).
+`cnn` is ref000's 3-block CNN (32/64/128, fc 512, dropout 0.5); `vgg16` is configuration D.
+Heads: `mlp` (ref000: flatten -> 512 -> classes), `cifar` (global pool -> 512 -> classes, the
+usual VGG for 32x32), `imagenet` (torchvision / ref003: AdaptiveAvgPool 7x7, 25088-4096-4096).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ class Backbone:
     blocks: tuple[tuple[int, ...], ...]  # output channels of each conv unit, per block
     heads: tuple[str, ...]  # allowed heads; the first is the default
     description: str
+    inplace_relu: bool  # ReLU(inplace=True), as the reference tutorial of this backbone builds it
 
     @property
     def default_head(self) -> str:
@@ -30,12 +31,14 @@ class Backbone:
 
 BACKBONES: Mapping[str, Backbone] = MappingProxyType(
     {
-        "cnn": Backbone("cnn", ((32,), (64,), (128,)), ("mlp",), "seed-000 CNN: 3 x (conv3x3-BN-ReLU-pool), fc 512"),
+        "cnn": Backbone("cnn", ((32,), (64,), (128,)), ("mlp",), "ref000 CNN: 3 x (conv3x3-BN-ReLU-pool), fc 512",
+                        inplace_relu=False),
         "vgg16": Backbone(
             "vgg16",
             ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
             ("cifar", "imagenet"),
-            "VGG16 (cfg D), BN by default; head cifar (512 -> classes) or imagenet (seed 003)",
+            "VGG16 (cfg D), BN by default; head cifar (512 -> classes) or imagenet (ref003)",
+            inplace_relu=True,
         ),
     }
 )

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..attention import Attention, check_reduction, create_attention, get_attention, resolve_knobs
+from ..config import is_integer
 from ..errors import AblateError
 from ..rng import derive_seed, seeded
 from .backbones import get_backbone, make_head
@@ -72,7 +73,7 @@ def resolve_stages(stages: Stages, n_blocks: int) -> tuple[int, ...]:
     if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
         raise AblateError(f"stages must be 'all' or a non-empty list of block indexes 1..{n_blocks}, got {stages!r}.")
     for s in stages:
-        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= n_blocks:
+        if not is_integer(s) or not 1 <= s <= n_blocks:
             raise AblateError(f"stages: block index {s!r} is out of range; this backbone has blocks 1..{n_blocks}.")
     return tuple(sorted(set(stages)))
 
@@ -130,7 +131,7 @@ def build_model(
     resolve_knobs(attention, knobs)
     check_reduction(reduction)
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("input_size", input_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_integer(value) or value < 1:
             raise AblateError(f"{name} must be a positive integer, got {value!r}.")
     chosen = resolve_stages(stages, len(spec.blocks))
     base = draw_init_seed() if init_seed is None else init_seed
@@ -142,7 +143,7 @@ def build_model(
         slots = block_slots(position, len(widths), bn) if attention != "none" and b in chosen else ()
         pooled = _pooled(size, backbone, input_size)
         layers: list[tuple[str, nn.Module]] = []
-        for name, make, slot, c, h in _block_layers(widths, channels, size, pooled, bn, backbone != "cnn"):
+        for name, make, slot, c, h in _block_layers(widths, channels, size, pooled, bn, spec.inplace_relu):
             with seeded(derive_seed(base, "backbone", f"features.block{b}.{name}")):
                 layers.append((name, make()))
             if slot in slots:

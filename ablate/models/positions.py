@@ -17,8 +17,8 @@ Slot = tuple[int, str]  # (unit index within the block, "conv" | "bn" | "relu" |
 POSITIONS: dict[str, str] = {
     "after_conv": "conv -> attn -> bn -> relu (last conv unit of each block)",
     "after_bn": "conv -> bn -> attn -> relu (last conv unit of each block; needs BatchNorm)",
-    "after_relu": "... relu -> attn -> pool (seed 000)",
-    "block_end": "after the block's last layer, before pooling (seed 003)",
+    "after_relu": "... relu -> attn -> pool (ref000)",
+    "block_end": "after the block's last layer, before pooling (ref003)",
     "after_pool": "after the block's max-pool",
     "every_conv": "after every conv unit's ReLU",
 }

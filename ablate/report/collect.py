@@ -3,7 +3,7 @@
 Reading never creates or changes anything in storage (a report may run beside live workers). Each
 arm x seed of the study file is classified as complete, failed (with its reason), running or
 missing, so a partial study still reports, and says what it lacks. Duplicate claims and trials of
-dead workers (`ablate.workqueue.is_ignored`) are not results and are skipped.
+dead workers (`ablate.contract.is_ignored`) are not results and are skipped.
 """
 
 from __future__ import annotations
@@ -18,15 +18,14 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from ..columns import batch_sizes_of
+from ..contract import (COST_ATTR, COSTS_ATTR, FAIL_ATTR, FINAL_KEYS, ROUNDS_ATTR, SERIES_ATTR, claimed, phase_name,
+                        profile_trials, results_of, tuning_groups, wanted_seeds)
 from ..errors import AblateError
 from ..spec import Study
-from ..storage import FAIL_ATTR, SERIES_ATTR, mask_url, open_storage
-from ..costs import batch_sizes_of
-from ..study import phase_name, profile_trials, results_of, tuning_groups, wanted_seeds
-from ..workqueue import claimed
+from ..storage import mask_url, open_storage
 
 FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
-ITEM_KEYS = ("arm", "seed")
 CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
               "epoch_time_s", "train_time_s")
 
@@ -91,7 +90,7 @@ def collect(study: Study) -> Collected:
 
     spec_arms = [a.id for a in study.arms]
     final_trials = final.get_trials(deepcopy=False) if final is not None else []
-    owners = claimed(final, ITEM_KEYS) if final is not None else {}
+    owners = claimed(final, FINAL_KEYS) if final is not None else {}
     complete = [t for t in owners.values() if t.state == TrialState.COMPLETE and t.params.get("arm") in spec_arms]
     stored_arms = {t.params.get("arm") for t in final_trials if t.state == TrialState.COMPLETE}
     sessions = profile_trials(profile) if profile is not None else {}
@@ -105,7 +104,7 @@ def collect(study: Study) -> Collected:
         tuning=tuning,
         attrs=dict(final.user_attrs) if final is not None else {},
         extra_arms=tuple(sorted(str(a) for a in stored_arms - set(spec_arms) if a is not None)),
-        timing={label: dict(t.user_attrs.get("rounds") or {}) for label, t in sessions.items()},
+        timing={label: dict(t.user_attrs.get(ROUNDS_ATTR) or {}) for label, t in sessions.items()},
         final=final,
     )
 
@@ -114,9 +113,9 @@ def _arm_frame(study: Study, sessions: dict[str, FrozenTrial], complete: list[Fr
     """Factors of every spec arm, plus its cost row: its backbone's profile session, else a final trial's copy."""
     costs: dict[str, dict[str, Any]] = {}
     for t in complete:
-        costs.setdefault(t.params["arm"], dict(t.user_attrs.get("cost") or {}))
+        costs.setdefault(t.params["arm"], dict(t.user_attrs.get(COST_ATTR) or {}))
     for t in sessions.values():
-        costs.update({arm: dict(row) for arm, row in t.user_attrs["costs"].items()})
+        costs.update({arm: dict(row) for arm, row in t.user_attrs[COSTS_ATTR].items()})
     rows = []
     for arm in study.arms:
         cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}

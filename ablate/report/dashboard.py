@@ -18,6 +18,7 @@ from optuna_dashboard import save_note, save_plotly_graph_object
 
 from .. import stats
 from ..artifacts import attach, open_store
+from ..contract import storage_of
 from .figures import done_arms
 
 VERDICT_COLORS = {stats.BETTER: "#2ca02c", stats.WORSE: "#d62728", stats.SAME: "#666666", stats.UNTESTED: "#aaaaaa"}
@@ -95,5 +96,5 @@ def publish(final: optuna.Study, t: pd.DataFrame, note: str, artifact_folder: Pa
     for rel in files:
         path = out / rel
         if path.is_file():
-            attach(store, final._storage, final, path)
+            attach(store, storage_of(final), final, path)
     return ids

@@ -1,13 +1,13 @@
-"""Visual diagnostics from the final checkpoints: the seeds' three views, for the baseline and best arms.
+"""Visual diagnostics from the final checkpoints: the reference tutorials' three views, for the baseline and best arms.
 
-1. Feature maps (seed 000/001): the most active channels of each block's last activation before
+1. Feature maps (ref000/ref001): the most active channels of each block's last activation before
    its max-pool, for a few test images, captured by forward hooks.
-2. Grad-CAM (seed 001, done correctly): the gradient of the predicted class's logit with respect to
+2. Grad-CAM (ref001, done correctly): the gradient of the predicted class's logit with respect to
    a layer's *activations* (not its weights), averaged over space, weights those activations;
    ReLU of the weighted sum, upsampled to the image (Selvaraju et al. 2017).
-3. The attention modules' own outputs, hooked: spatial gates of sam / cbam / local / coord drawn over
-   the image, and channel gates of se / cam / eca / cbam / local averaged per class at each depth
-   (SENet's excitation analysis: similar across classes early, class-specific late).
+3. The attention modules' own gates, hooked where each module declares them (`Attention.gate_modules`,
+   `Attention.gate_maps`): spatial gates drawn over the image, and channel gates averaged per class at
+   each depth (SENet's excitation analysis: similar across classes early, class-specific late).
 
 Nothing is trained: models are rebuilt from the arm's factors and loaded from the checkpoint of the
 lowest seed that has one. A missing dataset, or a missing or unreadable checkpoint, becomes a note in the report.
@@ -16,7 +16,7 @@ lowest seed that has one. A missing dataset, or a missing or unreadable checkpoi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,27 +30,14 @@ from torch import nn
 
 from ..arms import Arm
 from ..augment import Normalize, to_unit_float
+from ..checkpoint import UnreadableCheckpoint, load_weights
 from ..data import Data, load_data
 from ..errors import AblateError
 from ..models import attention_modules, build_model
-from ..train import UnreadableCheckpoint, load_weights
 from .collect import Collected
 from .figures import short
 from .output import Figure, save_figure
 
-# attention type -> the submodule whose output is the gate (spatial: B,1,H,W; channel: any shape B x C)
-SPATIAL_GATES: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "sam": lambda m: m.gate,
-    "cbam": lambda m: m.spatial,
-    "local": lambda m: m.spatial_attention,
-}
-CHANNEL_GATES: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "se": lambda m: m.fc,
-    "cam": lambda m: m.gate,
-    "eca": lambda m: m.sigmoid,
-    "cbam": lambda m: m.channel,
-    "local": lambda m: m.channel_attention,
-}
 MAX_CLASS_IMAGES = 2000  # test images averaged for the per-class channel-gate profiles
 MAX_CLASSES_SHOWN = 6
 
@@ -136,27 +123,16 @@ def grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> tuple[torch
 
 @torch.no_grad()
 def attention_gates(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-    """module path -> {'spatial': N x H x W, 'channel': N x C} for every attention module that has them."""
-    modules: dict[str, nn.Module] = {}
-    for path, m in attention_modules(model):
-        if m.name in SPATIAL_GATES:
-            modules[f"{path}|spatial"] = SPATIAL_GATES[m.name](m)
-        if m.name in CHANNEL_GATES:
-            modules[f"{path}|channel"] = CHANNEL_GATES[m.name](m)
-        if m.name == "coord":  # two axis gates; their product is the spatial weighting, averaged over channels
-            modules[f"{path}|coord_h"], modules[f"{path}|coord_w"] = m.conv_h, m.conv_w
-    with _capture(modules) as store:
+    """module path -> {'spatial': N x H x W, 'channel': N x C} for every attention module that declares them."""
+    modules = attention_modules(model)
+    declared = {path: m.gate_modules() for path, m in modules}
+    with _capture({f"{path}|{name}": g for path, gs in declared.items() for name, g in gs.items()}) as store:
         model(x)
     gates: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in store.items():
-        path, kind = key.split("|")
-        g = gates.setdefault(path, {})
-        if kind == "spatial":
-            g["spatial"] = value[:, 0].float()
-        elif kind == "channel":
-            g["channel"] = value.reshape(value.shape[0], -1).float()
-        elif kind == "coord_h":  # B,C,H,1 x B,C,1,W -> B,C,H,W
-            g["spatial"] = (torch.sigmoid(value) * torch.sigmoid(store[f"{path}|coord_w"])).mean(1).float()
+    for path, m in modules:
+        maps = m.gate_maps({name: store[f"{path}|{name}"] for name in declared[path]})
+        if maps:
+            gates[path] = {kind: value.float() for kind, value in maps.items()}
     return gates
 
 

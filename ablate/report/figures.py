@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 
 from .. import stats
 from ..attention import ATTENTION
-from ..costs import Columns
+from ..columns import Columns
 from .collect import Collected
 from .output import Figure, save_figure, slug
 

@@ -20,10 +20,9 @@ import pandas as pd
 import torch
 
 from .. import stats
+from ..columns import MAC_POLICY_TEXT, overhead_text
 from ..data import dataset_info
 from ..errors import AblateError
-from ..costs import overhead_text
-from ..macs import MAC_POLICY_TEXT
 from ..storage import mask_url
 from .collect import Collected
 from .output import Figure

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from ..costs import Columns, add_baseline_deltas, overhead_text
+from ..columns import Columns, add_baseline_deltas, overhead_text
 from ..data import dataset_info
-from ..train import decode_correct, time_to_target
+from ..records import decode_correct, time_to_target
 from .collect import Collected
 
 FACTOR_COLUMNS = ("arm", "backbone", "attention", "position", "reduction", "hidden", "stages", "knobs")
@@ -29,7 +29,7 @@ SWEEPABLE = ("backbone", "position", "reduction", "stages", "knobs")
 
 
 def timed_columns(batch_sizes: Sequence[int]) -> list[str]:
-    """Every measured cost column a profile row can carry (ablate.costs.Columns), in display order."""
+    """Every measured cost column a profile row can carry (ablate.columns.Columns), in display order."""
     cols: list[str] = []
     for b in batch_sizes:
         cols += [Columns.latency(b), Columns.latency_iqr(b), Columns.throughput(b), Columns.peak_mem(b),

@@ -1,0 +1,66 @@
+"""Checkpoints: plain tensors and Python values, loadable with weights_only=True.
+
+A damaged file (truncated, overwritten, not a checkpoint) is one error type, UnreadableCheckpoint,
+so the trainer can move it aside and restart its item and the report can skip its diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import AblateError
+
+# what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
+# random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
+# Garbage bytes reach torch's weights-only unpickler and can fail with any exception type (seen: OSError,
+# RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError); every one means "not a checkpoint".
+CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (Exception,)
+CHECKPOINT_KEYS = ("fingerprint", "epoch", "result", "model", "optimizer", "scheduler", "rng_cpu", "rng_gen",
+                   "rng_host", "rng_cuda")
+
+
+class UnreadableCheckpoint(AblateError):
+    """A checkpoint file that cannot be read: truncated, overwritten, not a checkpoint, keys missing."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically (a crash mid-write never leaves a torn checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents; UnreadableCheckpoint when the file is not one (truncated, garbage, no weights).
+    A missing file stays FileNotFoundError: that is a wrong path, not a damaged file."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except CHECKPOINT_ERRORS as err:
+        reason = (str(err).splitlines() or [""])[0][:200]
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({type(err).__name__}: {reason})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise UnreadableCheckpoint(f"checkpoint {path} holds no model weights ({type(state).__name__})")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a checkpoint's model weights into `model` (for evaluation and visualisation)."""
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to `<name>.corrupt-<timestamp>`, kept for inspection; the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() % 10**9:09d}"
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, target)
+    return target
