@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 # the names DataConfig.augment accepts, in the order they are applied (ref000's order)
 AUGMENTATIONS = ("crop", "flip", "jitter", "rotate")
-SEED000_AUGMENT = AUGMENTATIONS
+REF000_AUGMENT = AUGMENTATIONS
 
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision use
 
@@ -151,7 +151,7 @@ def random_rotate(x: torch.Tensor, degrees: float, gen: torch.Generator) -> torc
 class Augment:
     """The training-time pipeline: uint8 batch in, float batch in [0, 1] out (normalise after)."""
 
-    ops: tuple[str, ...] = SEED000_AUGMENT
+    ops: tuple[str, ...] = REF000_AUGMENT
     padding: int = 4
     degrees: float = 15.0
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .errors import AblateError
+from .files import atomic_write
 
 # what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
 # random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
@@ -31,10 +32,7 @@ class UnreadableCheckpoint(AblateError):
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (a crash mid-write never leaves a torn checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -54,10 +54,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import AUGMENTATIONS, SEED000_AUGMENT, Augment
+from .augment import AUGMENTATIONS, REF000_AUGMENT, Augment
 from .config import check_choice, check_range, check_types, config_from_dict
 from .device import DataDoesNotFit, check_fits
 from .errors import AblateError
+from .files import atomic_write
 from .rng import derive_seed
 
 DATA_ENV = "ABLATE_DATA"
@@ -86,7 +87,7 @@ class DataConfig:
     test_size: int | None = None  # images drawn from the test split; None: all
     val_fraction: float = 0.1  # share of the drawn training images held out for validation
     split_seed: int = 0  # fixes the subsets and the validation split, independent of the run seed
-    augment: tuple[str, ...] = SEED000_AUGMENT  # any of AUGMENTATIONS; () for none
+    augment: tuple[str, ...] = REF000_AUGMENT  # any of AUGMENTATIONS; () for none
     crop_padding: int = 4
     rotate_degrees: float = 15.0
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)  # brightness, contrast, saturation, hue
@@ -355,14 +356,13 @@ def _copy_idx(source_dir: Path, raw_dir: Path, names: Sequence[str]) -> None:
     """Decompress `<name>.gz` (or copy `<name>`) from `source_dir` into torchvision's raw folder."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        gz, plain, dest = source_dir / f"{name}.gz", source_dir / name, raw_dir / name
-        tmp = dest.with_suffix(".part")
-        if gz.is_file():
-            with gzip.open(gz, "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out)
-        else:
-            shutil.copyfile(plain, tmp)
-        os.replace(tmp, dest)
+        gz, plain = source_dir / f"{name}.gz", source_dir / name
+        atomic_write(raw_dir / name, lambda tmp: _decompress(gz, tmp) if gz.is_file() else shutil.copyfile(plain, tmp))
+
+
+def _decompress(gz: Path, out_path: Path) -> None:
+    with gzip.open(gz, "rb") as src, open(out_path, "wb") as out:
+        shutil.copyfileobj(src, out)
 
 
 def _has_idx(source_dir: Path, names: Sequence[str]) -> bool:

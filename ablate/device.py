@@ -23,6 +23,15 @@ def check_device_setting(key: str, value: Any) -> str:
     raise ConfigError(key, f"unknown value {value!r}; allowed: {', '.join(DEVICE_SETTINGS)}.")
 
 
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def set_cublas_workspace() -> None:
+    """Set CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS) unless the user did: cuBLAS reads it once per
+    process, when it is first used, so this must run before any CUDA work (the CLI calls it first)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'; a clear error for what is not here.
 
@@ -80,14 +89,18 @@ def check_fits(nbytes: int, device: torch.device, what: str = "the dataset") -> 
             "and its activations): use a smaller train_size or input_size, free the GPU, or run on device cpu.")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what `platform` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        platform.processor() or platform.machine())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
     """A human name for reports: the GPU model, or the CPU model and thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
+    return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"

@@ -19,8 +19,8 @@ import torch
 from .columns import Columns
 from .costs import TrainStep, enumerate_profile_arms, profile_backbone
 from .data import Data, DataConfig, load_data
-from .device import device_name, resolve_device
-from .timing import Setting, set_cublas_workspace
+from .device import device_name, resolve_device, set_cublas_workspace
+from .timing import Setting
 from .recipe import Recipe, Runtime
 from .train import TrainResult, make_optimizer, model_factory, train
 

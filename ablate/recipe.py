@@ -19,6 +19,7 @@ from .precision import mixed_precision
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
+EVAL_SPLITS = ("val", "test")  # the split a run reports on; validation always decides
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ a parent that has long finished its own imports (e.g. `ablate plan`) can still m
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -112,8 +113,7 @@ def timed_load(config: DataConfig, root: str | Path | None = None,
 def deferred_import_s() -> float:
     """Import what torch imports lazily on the first optimizer (see the module docstring); seconds taken."""
     t0 = time.perf_counter()
-    import torch._dynamo  # noqa: F401
-
+    importlib.import_module("torch._dynamo")
     return time.perf_counter() - t0
 
 
@@ -183,8 +183,8 @@ def study_startup(study: Study, root: str | Path | None = None) -> Startup:
 
 def _probe(request: Mapping[str, Any]) -> Startup:
     """The child side of fresh_worker_startup: import what a worker imports, then measure."""
-    import ablate.cli  # noqa: F401  (the command-line layer a worker starts through)
-    import ablate.runner  # noqa: F401  (optuna, pandas, the runner)
+    importlib.import_module("ablate.cli")  # the command-line layer a worker starts through
+    importlib.import_module("ablate.runner")  # optuna, pandas, the runner
 
     return measure_startup(DataConfig.from_dict(request["data"], "start-up probe"), request["root"],
                            runtime=Runtime.from_dict(request["runtime"], "start-up probe"),

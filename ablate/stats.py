@@ -123,16 +123,13 @@ def welch(arm: Sequence[float], baseline: Sequence[float], confidence: float = 0
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return Comparison(diff, math.nan, math.nan, math.nan, math.nan)
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se2 = va + vb
-    if se2 == 0:  # every seed identical on both sides: nothing to test against
+    if a.var(ddof=1) + b.var(ddof=1) == 0:  # every seed identical on both sides: nothing to test against
         return Comparison(diff, math.nan, math.nan, math.nan, math.nan)
-    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
     with warnings.catch_warnings():  # near-identical samples (e.g. 100% every seed) warn; the value is still right
         warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(sps.ttest_ind(a, b, equal_var=False).pvalue)
-    return Comparison(diff, diff - half, diff + half, p, float(df))
+        result = sps.ttest_ind(a, b, equal_var=False)
+        ci = result.confidence_interval(confidence)
+    return Comparison(diff, float(ci.low), float(ci.high), float(result.pvalue), float(result.df))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -69,15 +69,6 @@ Block = Callable[[], None]
 # process-wide switches, set for the duration and put back
 
 
-CUBLAS_WORKSPACE_CONFIG = ":4096:8"
-
-
-def set_cublas_workspace() -> None:
-    """Set CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS) unless the user did: cuBLAS reads it once per
-    process, when it is first used, so this must run before any CUDA work (the CLI calls it first)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-
-
 NONDETERMINISTIC_ALERT = " does not have a deterministic implementation"
 
 

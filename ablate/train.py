@@ -46,15 +46,14 @@ from .checkpoint import CHECKPOINT_ERRORS, CHECKPOINT_KEYS, UnreadableCheckpoint
     save_checkpoint
 from .config import check_choice, check_range
 from .data import Data, DataMeta, Split
-from .device import available_cores, device_name, resolve_device
+from .device import available_cores, device_name, resolve_device, set_cublas_workspace
 from .errors import AblateError
 from .models import build_model
 from .precision import autocast
-from .recipe import Recipe, Runtime, check_schedule
+from .recipe import EVAL_SPLITS, Recipe, Runtime, check_schedule
 from .records import encode_correct, time_to_target
-from .timing import record_nondeterministic_ops, set_cublas_workspace, synchronize
+from .timing import record_nondeterministic_ops, synchronize
 
-EVAL_SPLITS = ("val", "test")
 ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation
 PLACEMENT_KEYS = ("device", "precision")  # fingerprint keys that say where a run ran, not which run it is
 

@@ -37,7 +37,8 @@ from ablate.storage import open_storage
 from ablate.checkpoint import UnreadableCheckpoint, load_checkpoint
 from ablate.precision import bf16_native, mixed_precision
 from ablate.recipe import Recipe, Runtime
-from ablate.timing import CUBLAS_WORKSPACE_CONFIG, nondeterministic_op, record_nondeterministic_ops
+from ablate.device import CUBLAS_WORKSPACE_CONFIG
+from ablate.timing import nondeterministic_op, record_nondeterministic_ops
 from ablate.train import TrainResult, _restore, model_factory, train
 
 from .conftest import write_study

@@ -264,6 +264,7 @@ def test_cli_profile_csv_with_timing() -> None:
     code, out, _ = run_cli(
         "profile", "--backbone", "cnn", "--attention", "none,se,simam", "--reduction", "8,16",
         "--batch-sizes", "1,2", "--block-time", "0.002", "--rounds", "3", "--train-batch", "2", "--format", "csv",
+        "--device", "cpu",
     )  # fmt: skip
     assert code == 0
     df = pd.read_csv(io.StringIO(out))
@@ -280,14 +281,14 @@ def test_cli_profile_csv_with_timing() -> None:
     assert df.loc[0, "params"] == cnn_baseline_params()
 
 
-def test_cli_profile_table_and_json() -> None:
+def test_cli_profile_table_and_json(tmp_path) -> None:
     code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing")
     assert code == 0
     assert "| cnn/eca/after_relu/s1-3" in out and "| vs none" in out
     assert columns.MAC_POLICY["full"] in out
-    code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--format", "json")
-    assert code == 0
-    data = json.loads(out)
+    code, out, _ = run_cli("profile", "--attention", "none,eca", "--no-timing", "--json", str(tmp_path / "p.json"))
+    assert code == 0 and "| cnn/eca/after_relu/s1-3" in out  # the table is still printed
+    data = json.loads((tmp_path / "p.json").read_text())
     assert set(data["mac_policy"]) == {"fvcore", "full"}
     assert [r["arm"] for r in data["rows"]] == ["cnn/none", "cnn/eca/after_relu/s1-3"]
 

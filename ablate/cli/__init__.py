@@ -1,5 +1,11 @@
 """The `ablate` command: one module per subcommand, each with `add_parser(subparsers)`.
 
+An option that several commands take (the study file, --storage, --data-dir, --device, --threads,
+--backbone, --json) is added by one helper below, so it has one name, one meaning and one help text
+everywhere. Building the parser loads no more than the registries its choices and help list (and
+torch, which they import): each command module imports the study loader, storage, pandas, Optuna,
+scipy and the training engine inside its `run`, so `ablate --help` and usage errors stay fast.
+
 User mistakes (AblateError) become one paragraph on stderr and exit code 2; argparse's own usage
 errors also exit 2; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial.
 Anything else is a bug and keeps its traceback.
@@ -9,15 +15,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import signal
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from ..config import INT64_MAX, INT64_MIN, is_number
+from ..data import DATA_ENV
+from ..device import DEVICE_SETTINGS, set_cublas_workspace
 from ..errors import AblateError
-from ..timing import set_cublas_workspace
+from ..models import list_backbones
 
 # subcommand modules under ablate.cli, in the order `ablate --help` lists them
 COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "status", "dashboard", "report", "spec")
@@ -43,9 +54,9 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    set_cublas_workspace()  # first: cuBLAS reads it once per process (deterministic runs need it)
     warnings.filterwarnings("ignore", category=FutureWarning, module="fvcore")
     args = build_parser().parse_args(argv)
+    set_cublas_workspace()  # before the command: cuBLAS reads it once per process (deterministic runs need it)
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
@@ -104,3 +115,88 @@ def int_list(text: str) -> list[int]:
         return [integer(part) for part in csv_list(text)]
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def stages(text: str) -> str | list[int]:
+    """argparse type for --stages: 'all' or comma-separated 1-based block indexes (the range is checked
+    against the backbone when the model is built)."""
+    text = text.strip()
+    if text == "all":
+        return "all"
+    try:
+        return int_list(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'all' or comma-separated block indexes, got {text!r}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# options several commands take: one helper, one help text each
+
+STUDY_HELP = "study file (studies/*.yaml)"
+STORAGE_HELP = ("the study's storage URL, instead of the study file's: sqlite:///PATH, postgresql://USER@HOST/DB, "
+                "journal:PATH, ... (every scheme: `ablate spec`). A password written here is visible to other "
+                "users of this host (ps)")
+DATA_DIR_HELP = f"dataset root (default: ${DATA_ENV}, else ./data)"
+DEVICE_HELP = (f"where to run: {', '.join(DEVICE_SETTINGS)}; auto is cuda when available, else cpu "
+               "(default: auto)")
+THREADS_HELP = ("torch intra-op threads for this command, N >= 1, or 0 for every core this process may use; "
+                "default here: {default}")
+JSON_HELP = "also write the results, with every field and setting, as JSON to FILE"
+
+
+def add_study(p: argparse.ArgumentParser, several: bool = False) -> None:
+    """The study file positional; `several`: one or more (`ablate report A.yaml B.yaml`)."""
+    if several:
+        p.add_argument("study", nargs="+", help=f"{STUDY_HELP}; two or more: a side-by-side comparison, each "
+                                                "study read from its own storage")
+    else:
+        p.add_argument("study", help=STUDY_HELP)
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
+
+
+def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+
+
+def add_device(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None, default_text: str) -> None:
+    """--threads N: torch intra-op threads for this command; 0 is every core, omitted is `default`
+    (the command's own: timing defaults to 1 thread, training to every core, as in study files)."""
+    p.add_argument("--threads", type=thread_count, default=default, metavar="N",
+                   help=THREADS_HELP.format(default=default_text))
+
+
+def add_backbone(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | list[str],
+                 several: bool = True) -> None:
+    """--backbone: a comma-separated list where a command runs several, one name where it builds one."""
+    names = ", ".join(list_backbones())
+    if several:  # [*default], not list(default): in this package `list` is the `ablate list` module once loaded
+        p.add_argument("--backbone", type=csv_list, default=[*default], metavar="NAME[,NAME...]",
+                       help=f"comma-separated backbones: {names} (default: {','.join(default)})")
+    else:
+        p.add_argument("--backbone", default=default, choices=list_backbones(), metavar="NAME",
+                       help=f"backbone: {names} (default: {default})")
+
+
+def add_json(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument("--json", type=Path, metavar="FILE", help=JSON_HELP)
+
+
+def write_json(path: Path | None, payload: Any) -> None:
+    """--json FILE: write `payload` there (folders created), and say so on stderr; nothing without it."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def thread_count(text: str) -> int:
+    """argparse type for --threads: 0 (every core) or a positive integer."""
+    return _int_between(text, 0, INT64_MAX, "a thread count: 0 (every core) or a positive integer")

@@ -4,20 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
-from ..bench import bench_table, run_bench, run_scaling, scaling_table
-from ..data import DATA_ENV, DataConfig
+from ..data import DataConfig
 from ..device import resolve_device
 from ..errors import AblateError
-from ..startup import fresh_worker_startup
 from ..recipe import Runtime
-from . import csv_list, int_list
+from . import add_backbone, add_data_dir, add_device, add_json, int_list, write_json
 
 RATIO_TARGET = {"cpu": 1.5, "cuda": 10.0}  # for the cnn backbone
 OVERHEAD_TARGET_PCT = 5.0
@@ -28,18 +23,18 @@ STARTUP_WARM_RUNS = 3
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="ref000 training loop vs ablate's engine (samples/s, ratio, overhead)")
-    p.add_argument("--backbones", type=csv_list, default=["cnn", "vgg16"])
+    add_backbone(p, default=["cnn", "vgg16"])
     p.add_argument("--dataset", help="synthetic (CIFAR-shaped; the default) or any dataset name; "
                                      f"--workers and --startup default to {SCALING_DATASET}")
-    p.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    add_data_dir(p)
     p.add_argument("--train-size", type=int, help="training images (default: per backbone and device)")
     p.add_argument("--input-size", type=int, help="pad images to this size (e.g. 32 for fashion-mnist)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeats", type=int, help="alternate the loops (or, with --workers, the worker counts) this "
                                                "often and keep the best of each (default 2; with --workers 1)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--json", type=Path, help="write the rows to this file")
+    add_device(p)
+    add_json(p)
     p.add_argument("--workers", type=int_list, nargs="?", const=[1, 2], metavar="N,M",
                    help="instead: the same 24-item final phase through `ablate run` with each worker count "
                         "(default 1,2), threads = cores // workers; steady-state items/min side by side")
@@ -53,9 +48,11 @@ def run(args: argparse.Namespace) -> int:
         return run_workers(args)
     if args.startup:
         return run_startup(args)
+    from ..bench import bench_table, run_bench  # the reference loop, Optuna and pandas: for this command only
+
     runtime = Runtime.from_dict({"device": args.device}, "ablate bench")
     device = resolve_device(runtime.device)
-    rows = run_bench(args.backbones, dataset=args.dataset or "synthetic", train_size=args.train_size,
+    rows = run_bench(args.backbone, dataset=args.dataset or "synthetic", train_size=args.train_size,
                      input_size=args.input_size,
                      epochs=args.epochs, batch_size=args.batch_size, runtime=runtime, repeats=args.repeats or 2,
                      root=args.data_dir)
@@ -76,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_workers(args: argparse.Namespace) -> int:
+    from ..bench import run_scaling, scaling_table
+
     if not args.workers or any(n < 1 for n in args.workers):
         raise AblateError(f"--workers needs positive worker counts, got {args.workers}.")
     kwargs = {"train_size": args.train_size} if args.train_size else {}
@@ -96,6 +95,8 @@ def run_workers(args: argparse.Namespace) -> int:
 
 def run_startup(args: argparse.Namespace) -> int:
     """A cold start (empty cache folder) and warm ones, each a fresh process, one at a time."""
+    from ..startup import fresh_worker_startup
+
     config = DataConfig(name=args.dataset or SCALING_DATASET, train_size=args.train_size or 8000,
                         input_size=args.input_size)
     runtime = Runtime.from_dict({"device": args.device, "threads": 1}, "ablate bench")
@@ -113,12 +114,6 @@ def run_startup(args: argparse.Namespace) -> int:
                             "first step (s)", "next step (s)", "total (s)"], tablefmt="github"))
     write_json(args.json, rows)
     return 0
-
-
-def write_json(path: Path | None, rows: list[dict[str, Any]]) -> None:
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows, indent=2))
 
 
 def _seconds(value: float | None) -> str:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import socket
 
-from ..artifacts import artifact_dir, open_store
 from ..errors import AblateError
-from ..spec import load_study
-from ..storage import mask_url, open_storage, storage_missing
+from . import add_storage, add_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="browse a study's trials in optuna-dashboard")
-    p.add_argument("study", help="study file (studies/*.yaml)")
-    p.add_argument("--storage", help="override the study's storage URL")
+    add_study(p)
+    add_storage(p)
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", default="8080", help="TCP port, 1-65535 (default 8080)")
     p.set_defaults(func=run)
@@ -43,7 +41,11 @@ def check_port(host: str, text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optuna_dashboard import run_server  # the web stack loads only for this command
+    from optuna_dashboard import run_server  # the web stack, Optuna and the study loader: for this command only
+
+    from ..artifacts import artifact_dir, open_store
+    from ..spec import load_study
+    from ..storage import mask_url, open_storage, storage_missing
 
     study = load_study(args.study, storage=args.storage)
     port = check_port(args.host, args.port)

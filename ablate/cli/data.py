@@ -8,23 +8,24 @@ import shutil
 
 from tabulate import tabulate
 
-from ..data import CACHE_ENV, DATA_ENV, cache_entries, cache_root, data_root, dataset_status, fetch, list_datasets
+from ..data import CACHE_ENV, cache_entries, cache_root, data_root, dataset_status, fetch, list_datasets
+from . import add_data_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list datasets and fetch one")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     ls = actions.add_parser("list", help="which datasets are present under the data root")
-    ls.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    add_data_dir(ls)
     get = actions.add_parser("fetch", help="download or prepare a dataset")
     get.add_argument("name", choices=[n for n in list_datasets() if n != "synthetic"], metavar="NAME",
                      help=", ".join(n for n in list_datasets() if n != "synthetic"))
-    get.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    add_data_dir(get)
     get.add_argument("--from", dest="local_copy", metavar="DIR",
                      help="prepare from a folder holding the four idx(.gz) files (mnist, fashion-mnist); "
                           "fashion-mnist looks in Debian's /usr/share/datasets/fashion-mnist by itself")
     cache = actions.add_parser("cache", help="list (or --clear) the decoded-dataset cache")
-    cache.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    add_data_dir(cache)
     cache.add_argument("--clear", action="store_true", help="delete every entry (the next load decodes again)")
     p.set_defaults(func=run)
 

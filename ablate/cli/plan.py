@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from ..plan import plan_frame, plan_notes, plan_summary
-from ..spec import load_study
+from . import add_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="list a study's arms, trial count and estimated cost (no training)")
-    p.add_argument("study", help="study file (studies/*.yaml)")
+    add_study(p)
     p.add_argument("--no-timing", action="store_true", help="skip the measured training-step time")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..plan import plan_frame, plan_notes, plan_summary  # pandas, Optuna and the timing code
+    from ..spec import load_study
+
     study = load_study(args.study)
     frame = plan_frame(study, timing=not args.no_timing)
     print(f"# {study.name}: {study.description}".rstrip(": "))

@@ -2,7 +2,8 @@
 
 The arms are the cartesian product of the lists with factors that do not apply collapsed (see
 `ablate.costs.enumerate_profile_arms`). `--format table` adds % over the same-backbone `none`
-row and prints the MAC counting policy under the table; csv and json carry every column.
+row and prints the MAC counting policy under the table; `--format csv` and `--json FILE` carry
+every column.
 """
 
 from __future__ import annotations
@@ -12,22 +13,28 @@ import json
 import sys
 from typing import Any
 
-from . import csv_list, finite_float, int_list, integer
+import torch
+from tabulate import tabulate
+from tqdm import tqdm
 
-FORMATS = ("table", "csv", "json")
+from ..attention import list_attention
+from ..device import available_cores, resolve_device
+from ..errors import AblateError
+from ..precision import check_precision
+from . import add_backbone, add_device, add_json, add_threads, csv_list, finite_float, int_list, integer, stages, write_json
+
+FORMATS = ("table", "csv")
 PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..attention import list_attention  # light: the registry only
-
     p = sub.add_parser(
         "profile",
         help="params, MACs, latency and memory of every arm (no training)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--backbone", type=csv_list, default=["cnn"], help="comma-separated backbones (default: cnn)")
+    add_backbone(p, default=["cnn"])
     p.add_argument(
         "--attention",
         type=csv_list,
@@ -36,10 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--position", type=csv_list, default=["after_relu"], help="comma-separated insertion positions")
     p.add_argument("--reduction", type=int_list, default=[16], help="comma-separated reduction ratios (default: 16)")
-    p.add_argument("--stages", default="all", help="'all' or comma-separated 1-based block indexes (default: all)")
+    p.add_argument("--stages", type=stages, default="all",
+                   help="'all' or comma-separated 1-based block indexes (default: all)")
     p.add_argument("--input", default="3x32x32", metavar="CxHxW", help="one image's shape (default: 3x32x32)")
     p.add_argument("--num-classes", type=integer, default=10, help="classifier outputs (default: 10)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    add_device(p)
     p.add_argument(
         "--batch-sizes",
         type=int_list,
@@ -62,40 +70,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: 64)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="CUDA only: time the forward pass replayed from captured CUDA graphs (launch overhead out)")
-    p.add_argument(
-        "--threads",
-        type=integer,
-        default=1,
-        help="torch intra-op threads while timing; 1 (default, as torch.utils.benchmark) is the reproducible "
-        "choice on shared machines; 0 = every core",
-    )
+    add_threads(p, default=1, default_text="1, as the study file's measure.threads (timings at one thread are "
+                                           "reproducible on shared machines)")
     p.add_argument("--no-timing", action="store_true", help="params and MACs only (fast)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    p.add_argument("--out", metavar="FILE", default=None, help="write to FILE instead of stdout")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="printed format: table (for people) or csv (every column); default: table")
+    p.add_argument("--out", metavar="FILE", default=None, help="write the --format output to FILE instead of stdout")
+    add_json(p)
     p.set_defaults(func=run)
 
 
-def _stages(text: str) -> Any:
-    from ..errors import AblateError
-
-    if text.strip() == "all":
-        return "all"
-    try:
-        return int_list(text)
-    except argparse.ArgumentTypeError:
-        raise AblateError(f"--stages must be 'all' or comma-separated block indexes, got {text!r}.") from None
-
-
 def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from .. import costs
-    from ..device import resolve_device
-    from ..errors import AblateError
+    from .. import costs  # fvcore, pandas and scipy: loaded for this command only
     from ..columns import MAC_POLICY, rows_to_frame
-    from ..device import available_cores
-    from ..precision import check_precision
     from ..timing import CI_METHOD, Setting
 
     shape = costs.parse_input_shape(args.input)
@@ -104,13 +91,12 @@ def run(args: argparse.Namespace) -> int:
         raise AblateError(f"--block-time must be a number of seconds in (0, 60], got {args.block_time}.")
     if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
         raise AblateError(f"--batch-sizes must be positive integers, got {args.batch_sizes}.")
-    for name, value, low in (("--num-classes", args.num_classes, 1), ("--threads", args.threads, 0),
+    for name, value, low in (("--num-classes", args.num_classes, 1),
                              ("--rounds", args.rounds, 1), ("--train-batch", args.train_batch, 0),
                              ("--blocks", args.blocks, 1)):
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
-    stages = _stages(args.stages)
-    arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, stages)
+    arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
     for backbone in dict.fromkeys(args.backbone):
         for dropped, kept in costs.equivalent_positions(backbone, args.position).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
@@ -140,10 +126,6 @@ def run(args: argparse.Namespace) -> int:
     df = rows_to_frame(rows)
     if args.format == "csv":
         text = df.drop(columns=["timing_warnings"]).to_csv(index=False, na_rep="n/a")
-    elif args.format == "json":
-        records = json.loads(df.to_json(orient="records"))
-        text = json.dumps({"mac_policy": dict(MAC_POLICY), "timing": setting.as_dict(), "ci_method": CI_METHOD,
-                           "warnings": warnings, "rows": records}, indent=2) + "\n"
     else:
         text = render_table(df, warnings) + "\n"
     if args.out:
@@ -152,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    write_json(args.json, {"mac_policy": dict(MAC_POLICY), "timing": setting.as_dict(), "ci_method": CI_METHOD,
+                           "warnings": warnings, "rows": json.loads(df.to_json(orient="records"))})
     return 0
 
 
@@ -185,9 +169,7 @@ def overhead_cell(row: Any, metric: str) -> str:
 def render_table(df: Any, warnings: list[str] | None = None) -> str:
     """GitHub table for people: arm id, static costs with % over the same-backbone `none` row, then
     per batch size the latency (median over rounds) and its overhead with CI, the training step the
-    same way, and peak memory; csv/json keep every column."""
-    from tabulate import tabulate
-
+    same way, and peak memory; csv and --json keep every column."""
     from ..columns import MAC_POLICY_TEXT, Columns, add_baseline_deltas, batch_sizes_of
 
     table = add_baseline_deltas(df, ["params", "macs_full"])
@@ -218,7 +200,7 @@ def render_table(df: Any, warnings: list[str] | None = None) -> str:
             "interleaved rounds (every arm of a backbone timed once per round, fresh random order), IQR over rounds. "
             "Overhead: median of the per-round ratios to the baseline timed in the same round, with a "
             "distribution-free 95% CI; '~' marks a CI that covers zero (within timing noise). peak_mem: CUDA only, "
-            "above weights and input. --format csv/json give every column."
+            "above weights and input. --format csv and --json give every column."
         )
     for text in warnings or []:
         lines.append(f"WARNING: {text}")

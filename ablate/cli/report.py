@@ -13,18 +13,18 @@ import argparse
 from pathlib import Path
 
 from ..errors import AblateError
-from ..spec import check_output_dir, load_study
+from . import add_data_dir, add_storage, add_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write the study's report from its storage (no retraining)")
-    p.add_argument("study", nargs="+", help="study file (studies/*.yaml); two or more: a side-by-side comparison")
-    p.add_argument("--storage", help="override the study's storage URL (one study only)")
+    add_study(p, several=True)
+    add_storage(p)
     p.add_argument("--out", help="output folder under reports/, created when missing (default: the study's output, "
                                  "reports/<name>)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="skip feature maps, Grad-CAM and attention maps (they load checkpoints and the test split)")
-    p.add_argument("--data-dir", help="dataset root for the diagnostics (default: $ABLATE_DATA or ./data)")
+    add_data_dir(p)
     p.set_defaults(func=run)
 
 
@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report import write_report  # matplotlib/seaborn load only for this command
     from ..report.compare import write_comparison
     from ..report.output import check_output_folder, mark_output
+    from ..spec import check_output_dir, load_study
 
     if len(args.study) > 1 and args.storage:
         raise AblateError("--storage overrides one study's storage; a comparison reads each study's own.")

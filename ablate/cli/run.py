@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
-from ..contract import PHASES
+from ..device import available_cores
 from ..errors import AblateError
-from ..runner import run_study
-from ..spec import load_study
-from ..status import summary_text
-from ..storage import STORAGE_ENV
-from . import csv_list, int_list
+from . import add_data_dir, add_storage, add_study, add_threads, csv_list, int_list
+
+if TYPE_CHECKING:
+    from ..spec import Study
+    from ..status import RunOutcome
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,38 +25,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "run", help="run a study (resumes where it stopped)",
         description="Run a study: profile, tune and train every arm x seed; re-running resumes. Ends with a summary "
                     "on stderr; exits 1 when an item failed in this run, 2 on a usage error.",
-        epilog=f"environment: ${STORAGE_ENV} sets the storage URL when --storage is not given (it keeps a password "
+        epilog="environment: $ABLATE_STORAGE sets the storage URL when --storage is not given (it keeps a password "
                "off the command line; local workers get their storage this way). $ABLATE_HOST overrides the host "
                "name workers record; $ABLATE_HEARTBEAT_S / $ABLATE_GRACE_S set the heartbeat interval (20 s) and "
                "the grace period (90 s) after which a silent worker's trial is re-run elsewhere (database storage).")
-    p.add_argument("study", help="study file (studies/*.yaml)")
+    add_study(p)
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes sharing the storage (default 1; with --workers-per-gpu: M x GPUs). "
                         "On a host with CUDA GPUs each worker gets its own GPU (worker i: GPU i mod k, through "
                         "CUDA_VISIBLE_DEVICES)")
     p.add_argument("--gpus", type=int_list, help="comma list of the GPUs to place workers on (default: all visible)")
     p.add_argument("--workers-per-gpu", type=int, metavar="M", help="allow up to M workers on each GPU")
-    p.add_argument("--storage", help=f"override the study's storage URL (sqlite:///, postgresql://, journal:PATH); "
-                                     f"default ${STORAGE_ENV} when set, else the study file's. A password given here "
-                                     f"is visible to other users of this host (ps): prefer ${STORAGE_ENV}")
+    add_storage(p)
     p.add_argument("--allow-changed-spec", action="store_true", help="continue although the study file changed")
     p.add_argument("--retry-failed", action="store_true", help="re-run trials that failed (non-finite loss, OOM)")
-    p.add_argument("--phases", type=csv_list, default=list(PHASES), help="comma list of profile,tune,final")
-    p.add_argument("--data-dir", help="dataset root (default: $ABLATE_DATA or ./data)")
-    p.add_argument("--threads", type=int,
-                   help="training threads per worker (overrides the study's runtime.threads; part of the fingerprint, "
-                        "since threads change float results)")
+    p.add_argument("--phases", type=csv_list, help="comma list of profile,tune,final (default: all three)")
+    add_data_dir(p)
+    add_threads(p, default=None, default_text="the study file's runtime.threads, else every core (training "
+                                              "threads, per worker; the profile phase times with measure.threads). "
+                                              "Part of the study's fingerprint: threads change float results")
     p.add_argument("--quiet", action="store_true", help="no progress output (each worker's start-up line and the closing summary are still printed)")
     p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)  # spawned by --workers: no summary
     p.set_defaults(func=run)
 
 
+def run_study(study: Study, **kwargs: Any) -> RunOutcome:
+    """ablate.runner.run_study, imported on first use: the runner loads Optuna, pandas and the training engine,
+    which building the parser (`ablate --help`) does not need."""
+    from ..runner import run_study as run_study_
+
+    return run_study_(study, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise AblateError(f"--threads must be a positive integer, got {args.threads}.")
+    from ..contract import PHASES
+    from ..spec import load_study
+    from ..status import summary_text
+    from ..storage import STORAGE_ENV
+
     storage = args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
-    study = load_study(args.study, storage=storage, threads=args.threads)
-    bad = [p for p in args.phases if p not in PHASES]
+    threads = available_cores() if args.threads == 0 else args.threads
+    study = load_study(args.study, storage=storage, threads=threads)
+    phases = PHASES if args.phases is None else args.phases
+    bad = [p for p in phases if p not in PHASES]
     if bad:
         raise AblateError(f"--phases: unknown phase(s) {', '.join(bad)}; allowed: {', '.join(PHASES)}.")
     outcome = run_study(
@@ -67,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.quiet,
         data_dir=args.data_dir,
-        phases=tuple(p for p in PHASES if p in args.phases),
+        phases=tuple(p for p in PHASES if p in phases),
     )
     if not args.worker_process:
         print(summary_text(outcome), file=sys.stderr, flush=True)

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import argparse
 
-from ..spec import load_study
-from ..storage import mask_url, open_storage, storage_missing
-from ..status import phase_studies, running_frame, status_frame
+from . import add_storage, add_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="trial counts per phase of a study (read-only)")
-    p.add_argument("study", help="study file (studies/*.yaml)")
-    p.add_argument("--storage", help="override the study's storage URL")
+    add_study(p)
+    add_storage(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..spec import load_study  # Optuna, SQLAlchemy and pandas: for this command only
+    from ..status import phase_studies, running_frame, status_frame
+    from ..storage import mask_url, open_storage, storage_missing
+
     study = load_study(args.study, storage=args.storage)
     print(f"study {study.name}: {len(study.arms)} arms x {len(study.seeds)} seeds; storage {mask_url(study.storage)}")
     not_run = f"not run yet; start it with: ablate run {study.path}"

@@ -12,21 +12,23 @@ onecycle, none), which then trains on the whole training split as ref000 did.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from ..config import is_unusable_number
-from ..data import DATA_ENV, DataConfig, list_datasets, load_data
+from ..data import DataConfig, list_datasets, load_data
 from ..errors import AblateError
-from ..models import POSITIONS, list_backbones
-from ..spec import check_dataset_sizes
-from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
-from ..train import EVAL_SPLITS, NonFiniteLossError, TrainResult, model_factory, train
-from . import csv_list, finite_float, int_list, integer, seed
+from ..models import POSITIONS
+from ..recipe import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
+from . import (add_backbone, add_data_dir, add_device, add_json, add_threads, csv_list, finite_float, integer,
+               seed, stages, write_json)
+
+if TYPE_CHECKING:
+    from ..train import TrainResult
+
 
 
 def parse_knob(text: str) -> tuple[str, Any]:
@@ -49,26 +51,22 @@ def parse_knob(text: str) -> tuple[str, Any]:
     return key, raw
 
 
-def parse_stages(text: str) -> str | list[int]:
-    return "all" if text == "all" else int_list(text)
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one arm on one dataset (ref000 recipe by default)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     arm = p.add_argument_group("arm")
-    arm.add_argument("--backbone", default="cnn", choices=list_backbones())
+    add_backbone(arm, default="cnn", several=False)
     arm.add_argument("--attention", default="none", help="attention type (see `ablate list attention`)")
     arm.add_argument("--position", default="after_relu", choices=list(POSITIONS))
     arm.add_argument("--reduction", type=integer, default=16)
-    arm.add_argument("--stages", type=parse_stages, default="all", help="'all' or block indexes, e.g. 1,2")
+    arm.add_argument("--stages", type=stages, default="all", help="'all' or block indexes, e.g. 1,2")
     arm.add_argument("--head", help="classifier head (backbone default when omitted)")
     arm.add_argument("--knob", type=parse_knob, action="append", default=[], metavar="KEY=VALUE",
                      help="an attention knob, repeatable (e.g. --knob kernel_size=7)")
 
     data = p.add_argument_group("data")
     data.add_argument("--dataset", default="cifar10", help=f"{', '.join(list_datasets())} or imagefolder:<path>")
-    data.add_argument("--data-dir", help=f"data root (default: ${DATA_ENV}, else ./data)")
+    add_data_dir(data)
     data.add_argument("--train-size", type=integer, help="images drawn from the training split (all by default)")
     data.add_argument("--test-size", type=integer, help="images drawn from the test split (all by default)")
     data.add_argument("--val-fraction", type=finite_float,
@@ -98,15 +96,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "when held out, is evaluated too and alone decides")
     run_.add_argument("--target-acc", type=finite_float,
                       help="report the epochs and training seconds until the validation accuracy reached this (%%)")
-    run_.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    add_device(run_)
     run_.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                       help="bf16 autocast (default: on for CUDA only)")
     run_.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     run_.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     run_.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None)
-    run_.add_argument("--threads", type=integer, help="CPU threads (default: the cores available)")
+    add_threads(run_, default=None, default_text="every core, as the study file's runtime.threads")
     run_.add_argument("--checkpoint", type=Path, help="save after every epoch; resume when it exists")
-    run_.add_argument("--json", type=Path, help="write the arm, settings and results to this file")
+    add_json(run_)
     run_.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -132,6 +130,9 @@ def target_line(result: TrainResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..spec import check_dataset_sizes
+    from ..train import NonFiniteLossError, model_factory, train
+
     recipe = Recipe.from_dict(_given(args, {k: k for k in (
         "optimizer", "lr", "weight_decay", "momentum", "nesterov", "batch_size", "epochs", "scheduler",
         "label_smoothing", "grad_clip")}), "options")
@@ -147,8 +148,11 @@ def run(args: argparse.Namespace) -> int:
     data_opts.setdefault("val_fraction", default_val_fraction(args.eval_split, recipe.scheduler))
     data_cfg = DataConfig.from_dict(data_opts, "options")
     check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
-    runtime = Runtime.from_dict(_given(args, {k: k for k in (
-        "device", "amp", "channels_last", "compile", "deterministic", "threads")}), "options")
+    runtime_opts = _given(args, {k: k for k in (
+        "device", "amp", "channels_last", "compile", "deterministic", "threads")})
+    if runtime_opts.get("threads") == 0:
+        del runtime_opts["threads"]  # every core: Runtime's own default
+    runtime = Runtime.from_dict(runtime_opts, "options")
     arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,
            "reduction": args.reduction, "stages": args.stages, "head": args.head, **dict(args.knob)}
 
@@ -186,10 +190,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"final {split} acc {result.final_acc:.2f}% (best {result.best_acc:.2f}% at epoch {result.best_epoch}); "
           f"{result.n_params:,} params; {result.total_time_s:.1f} s, {result.throughput:.0f} train img/s on "
           f"{result.device}{reached}{memory}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"arm": arm, "data": {**data_cfg.as_dict(), "meta": meta.as_dict()}, "recipe": recipe.as_dict(),
-                   "runtime": runtime.as_dict(), "result": result.as_dict()}
-        args.json.write_text(json.dumps(payload, indent=2))
-        print(f"wrote {args.json}", file=sys.stderr)
+    write_json(args.json, {"arm": arm, "data": {**data_cfg.as_dict(), "meta": meta.as_dict()},
+                           "recipe": recipe.as_dict(), "runtime": runtime.as_dict(), "result": result.as_dict()})
     return 0

@@ -60,13 +60,13 @@ def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics
         return _write(c, out, diagnostics, data_dir)
 
 
-def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> Path:
-    t = arm_table(c)
-    sizes = c.batch_sizes
+def _write(collected: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> Path:
+    t = arm_table(collected)
+    sizes = collected.batch_sizes
     notes: list[str] = []
 
-    csvs = {"tables/arms.csv": t, "tables/runs.csv": c.runs, "tables/items.csv": c.items,
-            "tables/curves.csv": c.curves}
+    csvs = {"tables/arms.csv": t, "tables/runs.csv": collected.runs, "tables/items.csv": collected.items,
+            "tables/curves.csv": collected.curves}
     factors = {}
     for factor in swept_factors(t):
         long = factor_table(t, factor)
@@ -80,41 +80,42 @@ def _write(c: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> 
                       "position": heatmap if "position" in factors else []}
     latency = (accuracy_vs_cost(t, out, "latency", f"latency at batch {min(sizes)} (ms)", "acc_vs_latency",
                                 "latency") if sizes else [])
-    tune_figs, tune_notes = tuning_plots(c.tuning, out)
+    tune_figs, tune_notes = tuning_plots(collected.tuning, out)
     figures = {
         "Accuracy vs cost": accuracy_vs_cost(t, out, "macs_full", "MACs per image, full policy (millions)",
                                              "acc_vs_macs", "MACs", scale=1e6) + latency,
         "Effect vs baseline": forest(t, out),
         "Accuracy difference by attention type and position": [] if "position" in factors else heatmap,
         "Cost overhead": cost_overhead(t, sizes, out),
-        "Training curves": training_curves(c, t, out),
-        "Per-iteration loss": iteration_loss(c, t, out),
+        "Training curves": training_curves(collected, t, out),
+        "Per-iteration loss": iteration_loss(collected, t, out),
         "Hyperparameter tuning (Optuna)": tune_figs,
     }
     notes += tune_notes
-    if c.study.tuning.enabled and not c.tuning:
+    if collected.study.tuning.enabled and not collected.tuning:
         notes.append("tuning is enabled but storage holds no tuning study yet.")
-    if c.iters.empty and len(c.runs):
+    if collected.iters.empty and len(collected.runs):
         notes.append("no per-iteration losses stored (runs shorter than runtime.loss_every steps).")
 
     diag_figures, diag_arms = [], []
     if diagnostics:
-        d = run_diagnostics(c, t, out, data_dir=data_dir)
+        d = run_diagnostics(collected, t, out, data_dir=data_dir)
         diag_figures, diag_arms = d.figures, d.arms
         notes += d.notes
     else:
         notes.append("visual diagnostics were turned off (--no-diagnostics).")
 
-    sections = Sections(summary=summary_view(t, sizes, c.study.min_effect_pp), costs=cost_view(t, sizes),
+    sections = Sections(summary=summary_view(t, sizes, collected.study.min_effect_pp), costs=cost_view(t, sizes),
                         images=image_view(t), provenance=provenance_view(t), factors=factors,
                         factor_figures=factor_figures, figures=figures, diagnostics=diag_figures,
                         diagnostic_arms=diag_arms, notes=notes, tables=list(csvs))
     report = out / "report.md"
-    write_text(report, render(c, t, sections, sizes))
+    write_text(report, render(collected, t, sections, sizes))
     written = list(csvs) + [f.path for group in (*figures.values(), *factor_figures.values(), diag_figures)
                             for f in group]
     replace_manifest(out, written)
-    if c.final is not None:
-        artifacts = artifact_dir(c.study.storage, c.study.run_dir, c.study.artifacts)
-        publish(c.final, t, dashboard_note(c, t, sections, str(report)), artifacts, out, ["report.md", *written])
+    if collected.final is not None:
+        artifacts = artifact_dir(collected.study.storage, collected.study.run_dir, collected.study.artifacts)
+        note = dashboard_note(collected, t, sections, str(report))
+        publish(collected.final, t, note, artifacts, out, ["report.md", *written])
     return report

@@ -31,9 +31,9 @@ def _whiskers(center: pd.Series, low: pd.Series, high: pd.Series) -> dict:
                 arrayminus=list((c - lo).fillna(0.0)))
 
 
-def pareto(t: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figure | None:
+def pareto(table: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figure | None:
     """Mean accuracy (95% CI whiskers) against a cost, one trace per backbone, the Pareto front drawn."""
-    done = done_arms(t)
+    done = done_arms(table)
     done = done[pd.to_numeric(done[x], errors="coerce").notna()]
     if done.empty:
         return None
@@ -56,9 +56,9 @@ def pareto(t: pd.DataFrame, x: str, x_label: str, scale: float = 1.0) -> go.Figu
     return fig
 
 
-def effect(t: pd.DataFrame) -> go.Figure | None:
+def effect(table: pd.DataFrame) -> go.Figure | None:
     """Difference from each backbone's baseline with its 95% CI, coloured by the Holm-corrected verdict."""
-    arms = done_arms(t[~t["is_baseline"]]).dropna(subset=["diff"])
+    arms = done_arms(table[~table["is_baseline"]]).dropna(subset=["diff"])
     if arms.empty:
         return None
     arms = arms.sort_values(["backbone", "diff"])
@@ -74,22 +74,22 @@ def effect(t: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
-def figures(t: pd.DataFrame) -> dict[str, go.Figure]:
+def figures(table: pd.DataFrame) -> dict[str, go.Figure]:
     """Graph id -> figure; the ids are fixed so a new report overwrites the old figures."""
     built = {
-        "ablate-accuracy-vs-latency": pareto(t, "latency", "latency (ms, smallest batch)"),
-        "ablate-accuracy-vs-macs": pareto(t, "macs_full", "MACs per image (millions)", scale=1e6),
-        "ablate-effect-vs-baseline": effect(t),
+        "ablate-accuracy-vs-latency": pareto(table, "latency", "latency (ms, smallest batch)"),
+        "ablate-accuracy-vs-macs": pareto(table, "macs_full", "MACs per image (millions)", scale=1e6),
+        "ablate-effect-vs-baseline": effect(table),
     }
     return {k: v for k, v in built.items() if v is not None}
 
 
-def publish(final: optuna.Study, t: pd.DataFrame, note: str, artifact_folder: Path, out: Path,
+def publish(final: optuna.Study, table: pd.DataFrame, note: str, artifact_folder: Path, out: Path,
             files: Iterable[str]) -> list[str]:
     """Note, plotly figures and the report's files on the final study; returns the graph ids saved."""
     save_note(final, note)
     ids = []
-    for graph_id, fig in figures(t).items():
+    for graph_id, fig in figures(table).items():
         save_plotly_graph_object(final, fig, graph_object_id=graph_id)
         ids.append(graph_id)
     store = open_store(artifact_folder)

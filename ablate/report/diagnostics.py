@@ -61,13 +61,13 @@ def choose_arms(table: pd.DataFrame, max_arms: int = 3) -> list[str]:
     return chosen
 
 
-def _checkpoint(c: Collected, arm: str) -> tuple[Path | None, int | None]:
+def _checkpoint(collected: Collected, arm: str) -> tuple[Path | None, int | None]:
     """The checkpoint of the lowest seed of `arm` whose file exists (relative paths: cwd, then the study's folder)."""
-    for _, run in c.runs[c.runs["arm"] == arm].sort_values("seed").iterrows():
+    for _, run in collected.runs[collected.runs["arm"] == arm].sort_values("seed").iterrows():
         if not run["checkpoint"]:
             continue
         path = Path(run["checkpoint"])
-        for candidate in (path, c.study.path.parent / path):
+        for candidate in (path, collected.study.path.parent / path):
             if candidate.is_file():
                 return candidate, int(run["seed"])
     return None, None
@@ -295,7 +295,7 @@ def _pick_images(data: Data, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return data.test.images[index].cpu(), labels[index].cpu()
 
 
-def run_diagnostics(c: Collected, table: pd.DataFrame, out: Path, *, data_dir: str | None = None,
+def run_diagnostics(collected: Collected, table: pd.DataFrame, out: Path, *, data_dir: str | None = None,
                     n_images: int = 4, max_arms: int = 3) -> Diagnostics:
     """All three views for the baseline and best arms of every backbone (see the module docstring)."""
     result = Diagnostics()
@@ -304,17 +304,17 @@ def run_diagnostics(c: Collected, table: pd.DataFrame, out: Path, *, data_dir: s
         result.notes.append("no finished arm yet: no visual diagnostics.")
         return result
     try:
-        data = load_data(c.study.dataset, data_dir, "cpu")
+        data = load_data(collected.study.dataset, data_dir, "cpu")
     except AblateError as err:
         result.notes.append(f"visual diagnostics skipped: the dataset is not available here ({err})")
         return result
     images, labels = _pick_images(data, n_images)
     x = Normalize(data.meta.mean, data.meta.std, "cpu")(to_unit_float(images))
-    arms = {a.id: a for a in c.study.arms}
+    arms = {a.id: a for a in collected.study.arms}
     for backbone in dict.fromkeys(table.set_index("arm").loc[chosen, "backbone"]):
         models: dict[str, nn.Module] = {}
         for arm_id in [a for a in chosen if arms[a].backbone.label == backbone]:
-            path, seed = _checkpoint(c, arm_id)
+            path, seed = _checkpoint(collected, arm_id)
             if path is None:
                 result.notes.append(f"{arm_id}: no checkpoint file found; diagnostics skipped for this arm.")
                 continue

@@ -291,16 +291,16 @@ def _band(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, color: object, labe
         ax.fill_between(g[x], g["min"], g["max"], color=color, alpha=0.15, lw=0)
 
 
-def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
-    """Seed 000's epoch plots per backbone and attention type: its arms and the baseline overlaid.
+def training_curves(collected: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
+    """ref000's epoch plots per backbone and attention type: its arms and the baseline overlaid.
 
     Accuracy and loss panels; solid = evaluation split, dashed = training; mean over seeds with a
     min-max band.
     """
-    if c.curves.empty:
+    if collected.curves.empty:
         return []
-    split = c.eval_split
-    curves = c.curves.merge(table[["arm", "backbone", "attention", "is_baseline"]], on="arm")
+    split = collected.eval_split
+    curves = collected.curves.merge(table[["arm", "backbone", "attention", "is_baseline"]], on="arm")
     figures = []
     for backbone in _backbones(curves):
         cb = curves[curves["backbone"] == backbone]
@@ -334,11 +334,11 @@ def training_curves(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure
     return figures
 
 
-def iteration_loss(c: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
-    """Seed 000's per-iteration loss curve, for every arm: one small panel per arm, shared y axis."""
-    if c.iters.empty:
+def iteration_loss(collected: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
+    """ref000's per-iteration loss curve, for every arm: one small panel per arm, shared y axis."""
+    if collected.iters.empty:
         return []
-    iters = c.iters.merge(table[["arm", "backbone", "attention"]], on="arm")
+    iters = collected.iters.merge(table[["arm", "backbone", "attention"]], on="arm")
     colors = attention_colors()
     figures = []
     for backbone in _backbones(iters):

@@ -22,6 +22,7 @@ import torch
 from .. import stats
 from ..columns import MAC_POLICY_TEXT, overhead_text
 from ..data import dataset_info
+from ..device import cpu_model
 from ..errors import AblateError
 from ..storage import mask_url
 from .collect import Collected
@@ -100,23 +101,23 @@ def _names(arms: pd.DataFrame, limit: int = 5) -> str:
     return " (" + ", ".join(escape(a) for a in arms["arm"].head(limit)) + (" ..." if len(arms) > limit else "") + ")"
 
 
-def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
+def summary_paragraph(collected: Collected, arm_rows: pd.DataFrame) -> str:
     """The key findings, computed from the arm table: completeness, best arm, significance, cost."""
-    items = c.items
+    items = collected.items
     done = int((items["status"] == "complete").sum())
-    seeds = (f"{c.study.seed_plan.min} to {c.study.seed_plan.max} seeds (precision-targeted)" if c.study.seed_plan
-             else f"{len(c.study.seeds)} seeds")
-    parts = [f"This study trains {len(t)} arms x {seeds} on {escape(c.study.dataset.name)}; "
+    plan = collected.study.seed_plan
+    seeds = (f"{plan.min} to {plan.max} seeds (precision-targeted)" if plan else f"{len(collected.study.seeds)} seeds")
+    parts = [f"This study trains {len(arm_rows)} arms x {seeds} on {escape(collected.study.dataset.name)}; "
              f"{done} of {len(items)} runs are complete."]
     if done == 0:
         return " ".join(parts + ["No final results yet: the tables below hold costs only."])
-    for backbone in dict.fromkeys(t["backbone"]):
-        sub = t[(t["backbone"] == backbone) & (t["n"] > 0)]
+    for backbone in dict.fromkeys(arm_rows["backbone"]):
+        sub = arm_rows[(arm_rows["backbone"] == backbone) & (arm_rows["n"] > 0)]
         base_rows = sub[sub["is_baseline"]]
         base = base_rows.iloc[0] if not base_rows.empty else None
         arms = sub[~sub["is_baseline"]].sort_values("acc_mean", ascending=False)
         if base is None:
-            has_baseline = bool(t[(t["backbone"] == backbone) & t["is_baseline"]].shape[0])
+            has_baseline = bool(arm_rows[(arm_rows["backbone"] == backbone) & arm_rows["is_baseline"]].shape[0])
             why = "has no result yet" if has_baseline else "is not in the grid (attention 'none')"
             parts.append(f"On {escape(backbone)} the baseline {why}, so no arm is compared with it.")
         if arms.empty:
@@ -124,7 +125,7 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
         parts.append(f"On {escape(backbone)}, the highest point estimate among {len(arms)} attention arm(s) is "
                      f"{_arm_sentence(arms.iloc[0], base)}. Picking the top of {len(arms)} noisy estimates favours "
                      "an arm that was lucky: its Δ is optimistic, and only its Holm-corrected test speaks for it.")
-    tested = t[~t["is_baseline"] & t["p_holm"].notna()]
+    tested = arm_rows[~arm_rows["is_baseline"] & arm_rows["p_holm"].notna()]
     better, worse = tested[tested["verdict"] == stats.BETTER], tested[tested["verdict"] == stats.WORSE]
     if len(tested):
         parts.append(f"After Holm correction across {len(tested)} comparisons, {len(better)} arm(s) are better than "
@@ -136,10 +137,10 @@ def summary_paragraph(c: Collected, t: pd.DataFrame) -> str:
             parts.append(f"What this design could detect: with {_n_text(tested)} seed(s) the minimum detectable effect "
                          f"at 80% power is {mde.min():.2f} to {mde.max():.2f} pp at alpha 0.05 "
                          f"({tested['mde_holm'].min():.2f} to {tested['mde_holm'].max():.2f} pp at Holm's first "
-                         f"step); detecting {c.study.min_effect_pp:g} pp would need "
+                         f"step); detecting {collected.study.min_effect_pp:g} pp would need "
                          + (f"{min(need)} to {max(need)} seeds per arm." if need else "more than 1000 seeds per arm.")
                          + " A \"no detectable difference\" smaller than the MDE says nothing either way.")
-    attn = t[~t["is_baseline"]]
+    attn = arm_rows[~arm_rows["is_baseline"]]
     lat, mac = attn["latency_overhead_pct"].dropna(), attn["macs_full_vs_none_pct"].dropna()
     if len(lat) and len(mac):
         parts.append(f"Across attention arms, the median latency overhead at the smallest batch is "
@@ -176,19 +177,10 @@ def _git_commit() -> str:
     return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            models = (line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-            return next(models, platform.machine())
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
-def timing_environment(c: Collected) -> list[str]:
+def timing_environment(collected: Collected) -> list[str]:
     """Where and under what each backbone's costs were timed: host, device, threads, precision, rounds, load."""
     lines = []
-    for label, record in c.timing.items():
+    for label, record in collected.timing.items():
         metrics = record.get("metrics") or {}
         if not metrics:
             continue
@@ -206,10 +198,10 @@ def timing_environment(c: Collected) -> list[str]:
     return lines or ["- costs: not measured yet (profile phase)"]
 
 
-def environment(c: Collected) -> list[str]:
-    runs = c.runs
+def environment(collected: Collected) -> list[str]:
+    runs = collected.runs
     devices = sorted({str(d) for d in runs["device"].dropna()}) if len(runs) else []
-    lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(c)]
+    lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(collected)]
     if len(runs) and runs["completed"].notna().any():
         lines.append(f"- final trials completed: {runs['completed'].min():%Y-%m-%d %H:%M} to "
                      f"{runs['completed'].max():%Y-%m-%d %H:%M}")
@@ -218,13 +210,13 @@ def environment(c: Collected) -> list[str]:
     lines += [
         f"- report generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with ablate commit "
         f"{escape(_git_commit())}, Python {platform.python_version()}, torch {torch.__version__} (CUDA {cuda}; {gpu}), "
-        f"on {escape(_cpu_model())} ({escape(platform.platform())})",
+        f"on {escape(cpu_model())} ({escape(platform.platform())})",
     ]
     return lines
 
 
-def _default_storage(c: Collected) -> bool:
-    study = c.study
+def _default_storage(collected: Collected) -> bool:
+    study = collected.study
     return study.storage in (f"sqlite:///{study.run_dir / 'optuna.db'}", study.document.get("storage"))
 
 
@@ -233,9 +225,9 @@ def _shell(text: object) -> str:
     return shlex.quote(" ".join(str(text).split()))
 
 
-def reproduce(c: Collected) -> str:
-    path = _shell(c.study.path)
-    storage = "" if _default_storage(c) else f" --storage {_shell(mask_url(c.study.storage))}"
+def reproduce(collected: Collected) -> str:
+    path = _shell(collected.study.path)
+    storage = "" if _default_storage(collected) else f" --storage {_shell(mask_url(collected.study.storage))}"
     return "\n".join([
         "```sh",
         f"make study STUDY={path}     # or: .venv/bin/ablate run {path}{storage}  (resumes; --workers N in parallel)",
@@ -244,14 +236,14 @@ def reproduce(c: Collected) -> str:
     ])
 
 
-def completeness(c: Collected, t: pd.DataFrame) -> list[str]:
-    items = c.items
+def completeness(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
+    items = collected.items
     counts = items["status"].value_counts()
     lines = ["Runs (arm x seed): " + ", ".join(f"{int(counts.get(s, 0))} {s}"
                                                for s in ("complete", "running", "failed", "missing")) + "."]
     not_done = items[items["status"] != "complete"]
     if len(not_done):
-        missing_arms = t[t["n"] == 0]["arm"].tolist()
+        missing_arms = arm_rows[arm_rows["n"] == 0]["arm"].tolist()
         if missing_arms:
             lines.append(f"Arms with no result yet ({len(missing_arms)}): "
                          + ", ".join(map(escape, missing_arms)) + ".")
@@ -263,18 +255,19 @@ def completeness(c: Collected, t: pd.DataFrame) -> list[str]:
             lines.append(f"\n... and {len(not_done) - MAX_STATUS_ROWS} more (tables/items.csv).")
     else:
         lines.append("Every arm x seed of the study file has a result.")
-    prints = sorted({str(p) for p in c.runs["spec_fingerprint"].dropna()})
-    if prints and prints != [c.study.fingerprint]:
+    prints = sorted({str(p) for p in collected.runs["spec_fingerprint"].dropna()})
+    if prints and prints != [collected.study.fingerprint]:
         lines.append(f"\nNote: results come from study-file versions {', '.join(escape(p) for p in prints)}; the "
-                     f"file now has fingerprint {escape(c.study.fingerprint)} (it changed since some trials ran).")
-    if c.extra_arms:
-        lines.append(f"\nStorage also holds results of {len(c.extra_arms)} arm(s) no longer in the study file; "
-                     "they are not reported: " + ", ".join(map(escape, c.extra_arms[:10])) + ".")
+                     f"file now has fingerprint {escape(collected.study.fingerprint)} (it changed since some trials "
+                     "ran).")
+    if collected.extra_arms:
+        lines.append(f"\nStorage also holds results of {len(collected.extra_arms)} arm(s) no longer in the study file; "
+                     "they are not reported: " + ", ".join(map(escape, collected.extra_arms[:10])) + ".")
     return lines
 
 
-def seed_plan_caveat(c: Collected) -> list[str]:
-    plan = c.study.seed_plan
+def seed_plan_caveat(collected: Collected) -> list[str]:
+    plan = collected.study.seed_plan
     if plan is None:
         return []
     return [f"- **Precision-targeted seeds.** Every arm got {plan.min} seeds; an arm (with its baseline, so the "
@@ -283,9 +276,9 @@ def seed_plan_caveat(c: Collected) -> list[str]:
             "seeds cannot steer a test towards significance."]
 
 
-def determinism_caveat(c: Collected) -> list[str]:
+def determinism_caveat(collected: Collected) -> list[str]:
     """Arms whose training could not be deterministic (torch warned about an op), and the precisions used."""
-    runs = c.runs
+    runs = collected.runs
     lines = []
     if len(runs) and "precision" in runs and runs["precision"].notna().any():
         used = ", ".join(sorted(str(p) for p in runs["precision"].dropna().unique()))
@@ -302,13 +295,14 @@ def determinism_caveat(c: Collected) -> list[str]:
     return lines
 
 
-def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
-    n = sorted({int(v) for v in t["n"] if v > 0})
+def caveats(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
+    n = sorted({int(v) for v in arm_rows["n"] if v > 0})
+    tuning = collected.study.tuning
     try:
-        test_count = dataset_info(c.study.dataset).test_count
+        test_count = dataset_info(collected.study.dataset).test_count
     except AblateError:
         test_count = None
-    acc = t["acc_mean"].dropna()
+    acc = arm_rows["acc_mean"].dropna()
     p = float(acc.mean()) / 100 if len(acc) else 0.9
     first, *policies = MAC_POLICY_TEXT.splitlines()
     lines = [
@@ -318,8 +312,8 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
         "degrees of freedom; arm-vs-baseline tests are paired t-tests over seeds (Welch where seeds are not "
         "shared), Holm-corrected across all arms of the study. With few seeds they are wide (and not clipped to "
         "[0, 100]), and \"no detectable difference\" is not evidence of no difference: read it beside the MDE.",
-        *seed_plan_caveat(c),
-        *determinism_caveat(c),
+        *seed_plan_caveat(collected),
+        *determinism_caveat(collected),
         "- **Test data decides nothing.** The plateau schedule, pruning and time-to-target read the validation "
         "split only; the test split is evaluated every epoch and recorded, and the final number is the last "
         "epoch's test accuracy.",
@@ -340,9 +334,9 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
         "for reference only. Figures hold for the host, thread count, precision and batch size named above. "
         "Training time to the baseline's accuracy is measured per epoch (training only, evaluation excluded), so "
         "its resolution is one epoch.",
-        f"- **Tuning.** scope {escape(c.study.tuning.scope)}"
-        + (f", {c.study.tuning.n_trials} trials of {c.study.tuning.epochs} epoch(s) on the validation split; arms "
-           "tuned by another group's optimum may be slightly disadvantaged." if c.study.tuning.enabled
+        f"- **Tuning.** scope {escape(tuning.scope)}"
+        + (f", {tuning.n_trials} trials of {tuning.epochs} epoch(s) on the validation split; arms "
+           "tuned by another group's optimum may be slightly disadvantaged." if tuning.enabled
            else ": tuning disabled, every arm uses the recipe's hyperparameters."),
     ]
     return lines
@@ -351,20 +345,20 @@ def caveats(c: Collected, t: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------- the document
 
 
-def timing_warnings(t: pd.DataFrame) -> list[str]:
+def timing_warnings(arm_rows: pd.DataFrame) -> list[str]:
     """A warning paragraph per arm that does more work than its baseline but reads faster beyond noise."""
-    texts = [w for ws in t["timing_warnings"] for w in ws]
+    texts = [w for ws in arm_rows["timing_warnings"] for w in ws]
     return [f"**Timing warning.** {escape(w)}." for w in texts] + ([""] if texts else [])
 
 
-def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int]) -> str:
-    study = c.study
+def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, batch_sizes: Sequence[int]) -> str:
+    study = collected.study
     out: list[str] = [f"# Ablation report: {escape(study.name)}", ""]
     if study.description:
         out += [f"> {escape(study.description)}", ""]
-    out += ["## Summary", "", summary_paragraph(c, t), ""]
-    out += ["## Completeness", "", *completeness(c, t), ""]
-    out += ["## Environment", "", *environment(c), ""]
+    out += ["## Summary", "", summary_paragraph(collected, arm_rows), ""]
+    out += ["## Completeness", "", *completeness(collected, arm_rows), ""]
+    out += ["## Environment", "", *environment(collected), ""]
     out += ["## Study", "",
             f"- study file: {escape(study.path)} (fingerprint {escape(study.fingerprint)})",
             f"- storage: {escape(mask_url(study.storage))}",
@@ -372,8 +366,8 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
             f"test_size {study.dataset.test_size or 'all'}, "
             f"augmentation {escape(', '.join(study.dataset.augment) or 'none')}",
             f"- recipe: {escape(', '.join(f'{k}={v}' for k, v in study.recipe.as_dict().items()))}",
-            f"- evaluation split of the final runs: {escape(c.eval_split)}", ""]
-    out += ["## How to reproduce", "", reproduce(c), ""]
+            f"- evaluation split of the final runs: {escape(collected.eval_split)}", ""]
+    out += ["## How to reproduce", "", reproduce(collected), ""]
     out += ["## Results", "",
             "Test accuracy per arm over seeds (the last epoch's, never a best-of-epochs; the 95% CI's spread is "
             "floored by the test set's binomial noise). Δ is the difference from the same backbone's baseline with "
@@ -382,63 +376,65 @@ def render(c: Collected, t: pd.DataFrame, s: Sections, batch_sizes: Sequence[int
             "seeds are shared; p is that test's two-sided p-value after Holm correction across all arms. MDE is "
             "the minimum detectable effect at 80% power with this n and the observed spread, at alpha 0.05 and at "
             "Holm's first step (alpha / number of arms compared); 'seeds for' is how many seeds that test would "
-            f"need to detect {c.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % over the "
+            f"need to detect {collected.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % over "
+            "the "
             "baseline, measured overheads with their CIs. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
-            table(s.summary), ""]
-    if not s.images.empty:
+            table(sections.summary), ""]
+    if not sections.images.empty:
         out += ["### Second view: the shared test images", "",
                 "Per-seed noise (which run you got) and per-image noise (which images the test set happens to hold) "
                 "are different things. Here the arm and its baseline are compared image by image on the same test "
                 "set, pooled over the seeds both have: the accuracy difference with a paired bootstrap CI over "
                 "images, and McNemar's exact test on the images only one of them gets right.", "",
-                table(s.images), ""]
-    if not s.provenance.empty:
+                table(sections.images), ""]
+    if not sections.provenance.empty:
         out += ["### Hyperparameters and time to the baseline's accuracy", "",
                 "Where each arm's hyperparameters came from, and the epochs and training seconds (evaluation "
                 "excluded) until its *validation* accuracy first reached the baseline's mean final validation "
                 "accuracy: median over seeds, where a run that never got there counts as longer than it ran "
-                "('>N': censored, never dropped).", "", table(s.provenance), ""]
+                "('>N': censored, never dropped).", "", table(sections.provenance), ""]
     out += ["### Cost", "",
             "Latency per batch size and the training step: median over interleaved rounds (IQR over rounds), and "
             "the overhead vs the baseline as the median per-round ratio with its 95% CI ('~': CI covers zero, within "
-            "timing noise); MACs per image under both counting policies (see Caveats).", "", table(s.costs), "",
-            *timing_warnings(t)]
+            "timing noise); MACs per image under both counting policies (see Caveats).", "", table(sections.costs), "",
+            *timing_warnings(arm_rows)]
     out += ["## Figures", ""]
-    for title, figs in s.figures.items():
+    for title, figs in sections.figures.items():
         if figs:
             out += [f"### {escape(title)}", ""] + [figure(f, heading=len(figs) > 1) for f in figs]
     out += ["## Factors", ""]
-    if not s.factors:
+    if not sections.factors:
         out += ["The study varies no factor besides the attention type (see Results).", ""]
-    for factor, pivot in s.factors.items():
+    for factor, pivot in sections.factors.items():
         out += [f"### {escape(factor)}", "",
                 f"Mean test accuracy % (Δ vs baseline, pp) by {escape(factor)}, averaged over the arms that share "
                 f"the level; numbers in [tables/factor_{factor}.csv](tables/factor_{factor}.csv).", "",
                 table(pivot), ""]
-        out += [figure(f) for f in s.factor_figures.get(factor, [])]
+        out += [figure(f) for f in sections.factor_figures.get(factor, [])]
     out += ["## Visual diagnostics", ""]
-    if s.diagnostic_arms:
+    if sections.diagnostic_arms:
         out += ["Arms shown (baseline and best arms, checkpoint of the lowest seed): "
-                + ", ".join(map(escape, s.diagnostic_arms)) + ".", ""]
-    out += [figure(f) for f in s.diagnostics]
-    if not s.diagnostics:
-        out += ["No diagnostics in this report" + (" (see notes below)." if s.notes else "."), ""]
-    if s.notes:
-        out += ["## Notes", ""] + [f"- {escape(n)}" for n in s.notes] + [""]
-    out += ["## Caveats", "", *caveats(c, t), ""]
-    out += ["## Files", "", *[f"- [{escape(p)}]({p})" for p in s.tables], ""]
+                + ", ".join(map(escape, sections.diagnostic_arms)) + ".", ""]
+    out += [figure(f) for f in sections.diagnostics]
+    if not sections.diagnostics:
+        out += ["No diagnostics in this report" + (" (see notes below)." if sections.notes else "."), ""]
+    if sections.notes:
+        out += ["## Notes", ""] + [f"- {escape(n)}" for n in sections.notes] + [""]
+    out += ["## Caveats", "", *caveats(collected, arm_rows), ""]
+    out += ["## Files", "", *[f"- [{escape(p)}]({p})" for p in sections.tables], ""]
     return "\n".join(out)
 
 
-def dashboard_note(c: Collected, t: pd.DataFrame, s: Sections, report_path: str) -> str:
+def dashboard_note(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, report_path: str) -> str:
     """The final study's note in optuna-dashboard: the summary, the results table and one verdict per arm."""
     verdicts = []
-    for backbone in dict.fromkeys(t["backbone"]):
-        sub = t[(t["backbone"] == backbone) & (t["n"] > 0)]
+    for backbone in dict.fromkeys(arm_rows["backbone"]):
+        sub = arm_rows[(arm_rows["backbone"] == backbone) & (arm_rows["n"] > 0)]
         base_rows = sub[sub["is_baseline"]]
         base = base_rows.iloc[0] if not base_rows.empty else None
         verdicts += [f"- {_arm_sentence(r, base)}" for _, r in sub[~sub["is_baseline"]].iterrows()]
-    out = [f"# {escape(c.study.name)}", "", summary_paragraph(c, t), "", "## Results", "", table(s.summary), ""]
+    out = [f"# {escape(collected.study.name)}", "", summary_paragraph(collected, arm_rows), "", "## Results", "",
+           table(sections.summary), ""]
     if verdicts:
         out += ["## Verdicts", "", *verdicts, ""]
     out += [f"The full report (figures, costs, caveats) is `{escape(report_path)}`; its files are attached to this "

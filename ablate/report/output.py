@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..errors import AblateError  # noqa: E402
+from ..files import atomic_write  # noqa: E402
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -51,45 +50,19 @@ def slug(text: str, max_len: int = 80) -> str:
     return s
 
 
-def _new_temp(path: Path) -> Path:
-    """A new, empty, uniquely named file beside `path`, with mode 0o666 & ~umask.
-
-    The kernel applies the umask to O_CREAT's mode, so nothing reads or sets the process umask
-    (os.umask can only be read by setting it, a race with other threads); O_EXCL makes the name ours.
-    """
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_temp(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, name: str, title: str, caption: str) -> Figure:
     """Save `fig` as out_dir/figures/<name>.png (atomically), close it, and describe it."""
     rel = f"figures/{slug(name)}.png"
     try:
-        _atomic(out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+        atomic_write(out_dir / rel, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
     return Figure(rel, title, caption)

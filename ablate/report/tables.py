@@ -97,7 +97,7 @@ def _power(runs: pd.DataFrame, base_runs: pd.DataFrame, cmp: stats.Comparison, a
     }
 
 
-def arm_table(c: Collected) -> pd.DataFrame:
+def arm_table(collected: Collected) -> pd.DataFrame:
     """One row per arm of the study file (missing arms included, with n = 0).
 
     The primary test is paired over seeds (every arm of a backbone sees the same data order,
@@ -105,22 +105,22 @@ def arm_table(c: Collected) -> pd.DataFrame:
     shared; Holm across all arms. A second view pools the shared test set's images over seeds:
     McNemar's exact test and a paired bootstrap over images.
     """
-    arms = c.arms.copy()
-    timed = timed_columns(c.batch_sizes)
-    small = min(c.batch_sizes) if c.batch_sizes else None
+    arms = collected.arms.copy()
+    timed = timed_columns(collected.batch_sizes)
+    small = min(collected.batch_sizes) if collected.batch_sizes else None
     small_cols = ((Columns.latency(small), *Columns.overhead(Columns.latency_metric(small))) if small is not None
                   else ())
-    by_arm = {arm: g for arm, g in c.runs.groupby("arm")}
+    by_arm = {arm: g for arm, g in collected.runs.groupby("arm")}
     baselines = arms.loc[arms["is_baseline"], ["backbone", "arm"]].set_index("backbone")["arm"].to_dict()
-    wanted = c.items.groupby("arm").size()
-    done = c.items[c.items["status"] == "complete"].groupby("arm").size()
-    n_images = dataset_info(c.study.dataset).test_count
+    wanted = collected.items.groupby("arm").size()
+    done = collected.items[collected.items["status"] == "complete"].groupby("arm").size()
+    n_images = dataset_info(collected.study.dataset).test_count
     family = int((~arms["is_baseline"]).sum())
-    empty = c.runs.iloc[0:0]
+    empty = collected.runs.iloc[0:0]
 
     base_target = {}  # the baseline's mean final validation accuracy: the target "time to" is measured against
     for backbone, base in baselines.items():
-        curves = c.curves[c.curves["arm"] == base]
+        curves = collected.curves[collected.curves["arm"] == base]
         last = curves.sort_values("epoch").groupby("seed").tail(1)
         column = "val_acc" if len(last) and last["val_acc"].notna().all() else "eval_acc"
         base_target[backbone] = float(last[column].mean()) if len(last) else math.nan
@@ -137,15 +137,16 @@ def arm_table(c: Collected) -> pd.DataFrame:
             cmp = stats.Comparison(*(math.nan,) * 5, test="-")
         else:
             cmp = stats.compare(dict(zip(runs["seed"], runs["acc"])), dict(zip(base_runs["seed"], base_runs["acc"])))
-            row.update(_power(runs, base_runs, cmp, acc.mean, n_images, family, c.study.min_effect_pp))
+            row.update(_power(runs, base_runs, cmp, acc.mean, n_images, family, collected.study.min_effect_pp))
             a, b = _paired_arrays(runs, base_runs, n_images)
             if len(a):
                 m, boot = stats.mcnemar(a, b), stats.paired_bootstrap(a, b)
                 row.update({"img_diff": boot.diff, "img_ci_low": boot.ci_low, "img_ci_high": boot.ci_high,
                             "img_p_mcnemar": m.p_value, "img_discordant": f"{m.c}/{m.b}"})
         target = base_target.get(arm["backbone"], math.nan)
-        reach = [_to_target(g.sort_values("epoch"), target) for _, g in c.curves[c.curves["arm"] == arm["arm"]]
-                 .groupby("seed")] if math.isfinite(target) else []
+        curves = collected.curves[collected.curves["arm"] == arm["arm"]]
+        reach = ([_to_target(g.sort_values("epoch"), target) for _, g in curves.groupby("seed")]
+                 if math.isfinite(target) else [])
         epochs, ep_cens = _censored_median([r[0] for r in reach], [r[3] for r in reach])
         seconds, s_cens = _censored_median([r[1] for r in reach], [r[4] for r in reach])
         n_done, n_wanted = int(done.get(arm["arm"], 0)), int(wanted.get(arm["arm"], 0))
