@@ -8,8 +8,8 @@ side-by-side comparison of the two studies is checked on the same storage.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -55,17 +55,13 @@ def get(url: str) -> dict:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("dash")
-    old = Path.cwd()
-    os.chdir(folder)
-    try:
+    with contextlib.chdir(folder):  # the study's relative runs/ and reports/ land in the temp folder
         for name, lr in (("dash", 0.01), ("dash-lr", 0.003)):
             (folder / f"{name}.yaml").write_text(yaml.safe_dump({**STUDY, "name": name,
                                                                   "recipe": {**STUDY["recipe"], "lr": lr}}))
             run_study(load_study(folder / f"{name}.yaml"), progress=False)
         write_report(load_study(folder / "dash.yaml"), diagnostics=False)
         yield folder
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ module and reported once; the partial-study test reuses its storage with a grown
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,16 +61,12 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     folder = tmp_path_factory.mktemp("report")
-    old = Path.cwd()
-    os.chdir(folder)
-    try:
+    with contextlib.chdir(folder):  # the study's relative runs/ and reports/ land in the temp folder
         path = folder / "rep.yaml"
         path.write_text(yaml.safe_dump(STUDY))
         run_study(load_study(path), progress=False)
         report = write_report(load_study(path))
         yield Built(folder, path, folder / report)
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture

@@ -376,9 +376,8 @@ def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, bat
             "seeds are shared; p is that test's two-sided p-value after Holm correction across all arms. MDE is "
             "the minimum detectable effect at 80% power with this n and the observed spread, at alpha 0.05 and at "
             "Holm's first step (alpha / number of arms compared); 'seeds for' is how many seeds that test would "
-            f"need to detect {collected.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % over "
-            "the "
-            "baseline, measured overheads with their CIs. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
+            f"need to detect {collected.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % "
+            "over the baseline, measured overheads with their CIs. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
             table(sections.summary), ""]
     if not sections.images.empty:
         out += ["### Second view: the shared test images", "",
