@@ -17,18 +17,31 @@ REDUCTION ?= 16
 INPUT     ?= 3x32x32
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
+.PHONY: help setup lock test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# LOCK=requirements.lock (default): the exact versions the checked-in report was made with, so a rerun on the
+# same CPU model repeats it bit for bit; LOCK= (empty): the newest versions pyproject.toml allows.
+LOCK ?= requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	if [ -n "$(LOCK)" ]; then \
+	  $(BIN)/python -m pip install -q -r $(LOCK) && $(BIN)/python -m pip install -q --no-deps -e '.[dev]' && \
+	  $(BIN)/python -m pip check; \
+	else $(BIN)/python -m pip install -q -e '.[dev]'; fi
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install ablate with its dev tools
+setup: $(STAMP) ## create .venv and install ablate with its dev tools (the exact versions of requirements.lock)
+
+lock: ## rewrite requirements.lock from a fresh unpinned install (then commit it with the report it made)
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q -e '.[dev]'
+	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 
 test: setup ## run the fast test suite (CPU, minutes)
 	$(BIN)/python -m pytest -q

@@ -93,6 +93,7 @@ TUNE_ARM_ATTR = "arm"  # the arm it trained
 COST_ATTR = "cost"  # a copy of the arm's cost row
 HYPERPARAMETERS_ATTR = "hyperparameters"  # the tuned values it trained with
 HP_PREFIX = "hp."  # each tuned value again as `hp.<name>`, a sortable dashboard column
+ENV_ATTR = "environment"  # CPU/GPU model, threads, Python and package versions (ablate.provenance)
 SERIES_ATTR = "series"  # per-epoch and per-step lists, one JSON attribute out of the trial table's way
 
 ARTIFACTS_PREFIX = "artifacts:"  # optuna.artifacts' system-attribute prefix (optuna._upload.ARTIFACTS_ATTR_PREFIX)

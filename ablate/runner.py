@@ -24,7 +24,7 @@ from optuna.trial import Trial, TrialState
 
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
-from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
+from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, ENV_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
                        PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, WORKER_ATTR,
                        final_items, final_results, group_of, phase_name, profile_costs, profile_items, profile_trials,
                        trial_id_of, tuning_groups)
@@ -36,6 +36,7 @@ from .identity import guard_identity
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
+from .provenance import environment, mismatch_warning
 from .storage import open_storage, reap_dead_trials, worker_host, worker_id
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
@@ -199,11 +200,17 @@ class Runner:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "final"), storage=self.storage,
                                      direction="maximize", load_if_exists=True)
         name_objective(ostudy, FINAL_OBJECTIVE)
-        profile = optuna.load_study(study_name=phase_name(self.study, "profile"), storage=self.storage)
+        profile = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage,
+                                      load_if_exists=True)  # `--phases final` alone: no cost rows yet
         costs = profile_costs(profile)
         arms = {a.id: a for a in self.study.arms}
         ckpt_dir = self.study.run_dir / "checkpoints"
         items = final_items(self.study, final_results(ostudy))
+        env = environment(self.worker_device, self.study.runtime.threads or available_cores())
+        warning = mismatch_warning(env, (t.user_attrs.get(ENV_ATTR) for t in ostudy.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,))))
+        if warning:
+            print(warning, file=sys.stderr, flush=True)  # even --quiet: it changes what the report can promise
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             self._announce("final", ostudy, items, item)
@@ -234,7 +241,7 @@ class Runner:
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
                      COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)), "train_threads": self.study.runtime.threads or available_cores(),
-                     HOST_ATTR: worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
+                     HOST_ATTR: worker_host(), ENV_ATTR: env, "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
             self._attach_curves(trial, arm, item["seed"], series)
             return float(result.final_acc), attrs  # the last epoch's test accuracy, never a best-of-epochs
