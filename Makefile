@@ -57,7 +57,7 @@ gpu-check: setup ## CUDA machines, about a minute: profile 2 arms, train 1 epoch
 
 demo: setup data ## the main job on CPU: studies/demo.yaml (Fashion-MNIST, 5 arms x 3 paired seeds) + its report
 	$(ABLATE) plan studies/demo.yaml --no-timing
-	$(ABLATE) run studies/demo.yaml
+	$(ABLATE) run studies/demo.yaml --workers 2
 	$(ABLATE) report studies/demo.yaml
 
 data: setup ## fetch/prepare DATASET (default fashion-mnist): download, else offline from Debian's dataset-fashion-mnist
