@@ -152,6 +152,16 @@ def test_heatmap_colour_scale_is_fixed_and_cells_carry_ci_and_significance(drawn
     assert f"±{figures.DIFF_LIMIT_PP:g} pp" in drawn[0].axes[1].get_ylabel()  # the colour bar states the fixed scale
 
 
+def test_heatmap_panel_without_arms_says_so(drawn: list[plt.Figure], tmp_path: Path) -> None:
+    table = frame([arm_row("none"), arm_row("se", reduction=16), arm_row("none", backbone="vgg16"),
+                   arm_row("se", backbone="vgg16", reduction=4)])
+    figures.diff_heatmap(table, tmp_path)
+    (fig,) = drawn
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["cnn, reduction r=4: no arm", "cnn, reduction r=16", "vgg16, reduction r=4",
+                      "vgg16, reduction r=16: no arm"]
+
+
 def test_heat_cell_of_several_arms_prints_no_interval() -> None:
     arms = frame([arm_row("se", reduction=4, diff=1.0, verdict=stats.BETTER),
                   arm_row("se", reduction=16, diff=2.0, verdict=stats.BETTER)])

@@ -23,7 +23,7 @@ import optuna
 import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Rectangle
 
 from .. import stats
 from ..attention import ATTENTION
@@ -263,10 +263,10 @@ def _heat_panel(ax: plt.Axes, sub: pd.DataFrame, limit: float) -> None:
                 continue
             if cell.covers_zero:
                 ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.6", lw=0))
-            dark = abs(cell.value) > 0.6 * limit
-            ax.text(j + 0.5, i + 0.5, cell.text, ha="center", va="center", fontsize=8,
-                    fontweight="bold" if cell.significant else "normal",
-                    color="white" if dark and not cell.covers_zero else ("0.35" if cell.covers_zero else "black"))
+            dark = abs(cell.value) > 0.6 * limit  # faded text where the CI covers 0, readable on either shade
+            color = ("0.85" if cell.covers_zero else "white") if dark else ("0.35" if cell.covers_zero else "black")
+            ax.text(j + 0.5, i + 0.5, cell.text, ha="center", va="center", fontsize=8, color=color,
+                    fontweight="bold" if cell.significant else "normal")
     ax.set_xlabel("position")
     ax.set_ylabel("attention type")
 
@@ -289,8 +289,12 @@ def diff_heatmap(table: pd.DataFrame, out: Path, limit_pp: float = DIFF_LIMIT_PP
     for ax, (backbone, ratio) in zip(axes, facets):
         sub = arms[(arms["backbone"] == backbone)
                    & (arms["reduction"].isna() | (arms["reduction"] == ratio) if ratio is not None else True)]
+        ax.set_title(f"{backbone}" + (f", reduction r={ratio}" if ratio else "") + ("" if len(sub) else ": no arm"),
+                     fontsize=10)
+        if sub.empty:
+            ax.set_axis_off()
+            continue
         _heat_panel(ax, sub, limit_pp)
-        ax.set_title(f"{backbone}" + (f", reduction r={ratio}" if ratio else ""), fontsize=10)
     fig.tight_layout()
     return [save_figure(fig, out, "accuracy_diff_heatmap", "Accuracy difference heatmap",
                         "Test-accuracy difference from the baseline (percentage points) by attention type and "
@@ -314,7 +318,8 @@ def accuracy_vs_reduction(table: pd.DataFrame, out: Path) -> list[Figure]:
     line_styles = ["-", "--", ":", "-."]
     for ax, backbone in zip(axes, backbones):
         sub = arms[arms["backbone"] == backbone]
-        pos_style = {p: line_styles[i % len(line_styles)] for i, p in enumerate(dict.fromkeys(sub["position"].fillna("-")))}
+        positions = dict.fromkeys(sub["position"].fillna("-"))
+        pos_style = {p: line_styles[i % len(line_styles)] for i, p in enumerate(positions)}
         for (attention, position), g in sub.groupby(["attention", sub["position"].fillna("-")]):
             # one arm per ratio: its own CI; several (other factors vary): their mean, no band (an average of
             # CI bounds is not a CI)
