@@ -254,8 +254,8 @@ def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, ima
             ax.set_title(_image_title(data, int(labels[i]), int(pred[i])), fontsize=7)
             if i == 0:
                 ax.set_ylabel(short(arm, backbone), fontsize=8)
-    subset = "a subset of the finished arms, the others named below" if left_out else "every finished arm"
-    fig.suptitle(f"Grad-CAM, {backbone}: {heading + ' of ' if heading else ''}{subset}; one row per arm", fontsize=10)
+    subset = "a subset of the finished arms (the others are named below)" if left_out else "every finished arm"
+    fig.suptitle(f"Grad-CAM, {backbone}: {subset}{', ' + heading if heading else ''}; one row per arm", fontsize=10)
     if left_out:
         fig.supxlabel(textwrap.fill(left_out, 32 * len(images)), fontsize=7)
     title = f"Grad-CAM: {backbone}" + (f" ({heading})" if heading else "")
@@ -272,8 +272,8 @@ def grad_cam_figures(models: dict[str, nn.Module], backbone: str, data: Data, im
     parts = [arms[i:i + GRAD_CAM_ROWS] for i in range(0, len(arms), GRAD_CAM_ROWS)]
     figures = []
     for k, part in enumerate(parts):
-        heading = (f"arms {k * GRAD_CAM_ROWS + 1}-{k * GRAD_CAM_ROWS + len(part)} of {len(arms)}" if len(parts) > 1
-                   else f"{len(arms)} arms")
+        heading = (f"arms {k * GRAD_CAM_ROWS + 1}-{k * GRAD_CAM_ROWS + len(part)} of {len(arms)} drawn"
+                   if len(parts) > 1 else "")
         figures.append(grad_cam_figure({a: models[a] for a in part}, backbone, data, images, labels, x, out,
                                        name=f"grad_cam_{backbone}" + (f"_part{k + 1}" if k else ""),
                                        heading=heading, left_out=left_out))
