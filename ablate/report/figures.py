@@ -440,7 +440,7 @@ def cost_overhead(table: pd.DataFrame, batch_sizes: tuple[int, ...], out: Path) 
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=min(4, len(labels)),
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncols=max(1, min(4, len(labels))),
                frameon=False, fontsize=8)
     fig.suptitle("Cost overhead of each arm vs its baseline")
     fig.tight_layout()
