@@ -1,4 +1,4 @@
-"""Visual diagnostics from the final checkpoints: the reference tutorials' three views, for the baseline and best arms.
+"""Visual diagnostics from the final checkpoints: the reference tutorials' three views, for every arm.
 
 1. Feature maps (ref000/ref001): the most active channels of each block's last activation before
    its max-pool, for a few test images, captured by forward hooks.
@@ -11,11 +11,17 @@
 
 Nothing is trained: models are rebuilt from the arm's factors and loaded from the checkpoint of the
 lowest seed that has one. A missing dataset, or a missing or unreadable checkpoint, becomes a note in the report.
+
+Which arms: every finished arm. Only a backbone with more than MAX_DIAGNOSTIC_ARMS finished arms is cut,
+by a rule that reads no result (test data decides nothing): its baseline, then the attention types'
+arms in turn, in study-file order; the arms left out are named in the Grad-CAM figure, its caption
+and the report's notes.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +46,8 @@ from .output import Figure, save_figure
 
 MAX_CLASS_IMAGES = 2000  # test images averaged for the per-class channel-gate profiles
 MAX_CLASSES_SHOWN = 6
+MAX_DIAGNOSTIC_ARMS = 16  # per backbone, baseline included: beyond it the report's diagnostics stop being read
+GRAD_CAM_ROWS = 8  # arms per Grad-CAM figure; more arms continue in further figures
 
 
 @dataclass
@@ -49,16 +57,46 @@ class Diagnostics:
     arms: list[str] = field(default_factory=list)
 
 
-def choose_arms(table: pd.DataFrame, max_arms: int = 3) -> list[str]:
-    """Per backbone: its baseline, then the best arm of each attention type, best first, at most max_arms."""
+@dataclass(frozen=True)
+class ArmChoice:
+    """The arms drawn, in study order, and per backbone the finished arms left out (empty: none)."""
+
+    shown: list[str]
+    left_out: dict[str, list[str]]
+    max_arms: int
+
+    def note(self, backbone: str) -> str:
+        """Which arms of `backbone` are not drawn and why; '' when every finished arm is."""
+        left = self.left_out.get(backbone, [])
+        if not left:
+            return ""
+        return (f"{backbone}: {len(left)} finished arm(s) not drawn in the visual diagnostics (at most "
+                f"{self.max_arms} per backbone; chosen without looking at any result: the baseline, then one arm "
+                f"of each attention type in turn, in study-file order): {', '.join(left)}.")
+
+
+def choose_arms(table: pd.DataFrame, max_arms: int = MAX_DIAGNOSTIC_ARMS) -> ArmChoice:
+    """Every finished arm per backbone; beyond max_arms, the baseline and then each type's arms in turn.
+
+    The rule is data-free on purpose: choosing by accuracy would let the test set pick what is shown
+    (and hid the arm that disagreed, in an earlier demo).
+    """
     done = table[table["n"] > 0]
-    chosen: list[str] = []
+    shown: list[str] = []
+    left_out: dict[str, list[str]] = {}
     for backbone in dict.fromkeys(done["backbone"]):
         sub = done[done["backbone"] == backbone]
-        chosen += list(sub[sub["is_baseline"]]["arm"])
-        best = sub[~sub["is_baseline"]].sort_values("acc_mean", ascending=False).drop_duplicates("attention")
-        chosen += list(best["arm"].head(max_arms))
-    return chosen
+        queues = [list(g["arm"]) for _, g in sub[~sub["is_baseline"]].groupby("attention", sort=False)]
+        picked = set(sub[sub["is_baseline"]]["arm"])
+        while len(picked) < max_arms and any(queues):
+            for queue in queues:
+                if queue and len(picked) < max_arms:
+                    picked.add(queue.pop(0))
+        shown += [a for a in sub["arm"] if a in picked]
+        left = [a for a in sub["arm"] if a not in picked]
+        if left:
+            left_out[backbone] = left
+    return ArmChoice(shown, left_out, max_arms)
 
 
 def _checkpoint(collected: Collected, arm: str) -> tuple[Path | None, int | None]:
@@ -193,18 +231,21 @@ def feature_map_figure(model: nn.Module, arm: str, backbone: str, data: Data, im
 
 
 def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, images: torch.Tensor,
-                    labels: torch.Tensor, x: torch.Tensor, out: Path) -> Figure:
+                    labels: torch.Tensor, x: torch.Tensor, out: Path, *, name: str = "", heading: str = "",
+                    left_out: str = "") -> Figure:
+    """One row per arm over the same images; `left_out` (the arms not drawn, and why) goes under the figure
+    and into its caption."""
     arms = list(models)
-    fig, axes = plt.subplots(len(arms), len(images), figsize=(2.5 * len(images), 2.8 * len(arms)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(len(arms), len(images), figsize=(2.5 * len(images), 2.8 * len(arms) + 0.4),
+                             squeeze=False, layout="constrained")
     layer_names = []
     for r, arm in enumerate(arms):
         layers = _pre_pool_layers(models[arm])
         with torch.no_grad(), _capture(dict(layers)) as store:
             models[arm](x[:1])
         # the deepest block activation that still has spatial detail (>= 4x4)
-        name, layer = next(((n, m) for n, m in reversed(layers) if min(store[n].shape[-2:]) >= 4), layers[0])
-        layer_names.append(f"{short(arm, backbone)}: {name}")
+        layer_name, layer = next(((n, m) for n, m in reversed(layers) if min(store[n].shape[-2:]) >= 4), layers[0])
+        layer_names.append(f"{short(arm, backbone)}: {layer_name}")
         cam, pred = grad_cam(models[arm], layer, x)
         for i in range(len(images)):
             ax = axes[r, i]
@@ -213,10 +254,30 @@ def grad_cam_figure(models: dict[str, nn.Module], backbone: str, data: Data, ima
             ax.set_title(_image_title(data, int(labels[i]), int(pred[i])), fontsize=7)
             if i == 0:
                 ax.set_ylabel(short(arm, backbone), fontsize=8)
-    fig.suptitle(f"Grad-CAM, {backbone}: one row per arm", fontsize=10)
-    return save_figure(fig, out, f"grad_cam_{backbone}", f"Grad-CAM: {backbone}",
+    subset = "a subset of the finished arms (the others are named below)" if left_out else "every finished arm"
+    fig.suptitle(f"Grad-CAM, {backbone}: {subset}{', ' + heading if heading else ''}; one row per arm", fontsize=10)
+    if left_out:
+        fig.supxlabel(textwrap.fill(left_out, 32 * len(images)), fontsize=7)
+    title = f"Grad-CAM: {backbone}" + (f" ({heading})" if heading else "")
+    return save_figure(fig, out, name or f"grad_cam_{backbone}", title,
                        "Grad-CAM of the predicted class over the same test images, one row per arm (red = regions that "
-                       "raise the predicted class's score). Target layer per arm: " + "; ".join(layer_names) + ".")
+                       "raise the predicted class's score). Target layer per arm: " + "; ".join(layer_names) + "."
+                       + (" " + left_out if left_out else ""))
+
+
+def grad_cam_figures(models: dict[str, nn.Module], backbone: str, data: Data, images: torch.Tensor,
+                     labels: torch.Tensor, x: torch.Tensor, out: Path, left_out: str = "") -> list[Figure]:
+    """Every drawn arm of a backbone, GRAD_CAM_ROWS per figure so each row stays legible."""
+    arms = list(models)
+    parts = [arms[i:i + GRAD_CAM_ROWS] for i in range(0, len(arms), GRAD_CAM_ROWS)]
+    figures = []
+    for k, part in enumerate(parts):
+        heading = (f"arms {k * GRAD_CAM_ROWS + 1}-{k * GRAD_CAM_ROWS + len(part)} of {len(arms)} drawn"
+                   if len(parts) > 1 else "")
+        figures.append(grad_cam_figure({a: models[a] for a in part}, backbone, data, images, labels, x, out,
+                                       name=f"grad_cam_{backbone}" + (f"_part{k + 1}" if k else ""),
+                                       heading=heading, left_out=left_out))
+    return figures
 
 
 def spatial_gate_figure(model: nn.Module, arm: str, backbone: str, gates: dict[str, dict[str, torch.Tensor]],
@@ -296,11 +357,11 @@ def _pick_images(data: Data, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run_diagnostics(collected: Collected, table: pd.DataFrame, out: Path, *, data_dir: str | None = None,
-                    n_images: int = 4, max_arms: int = 3) -> Diagnostics:
-    """All three views for the baseline and best arms of every backbone (see the module docstring)."""
+                    n_images: int = 4, max_arms: int = MAX_DIAGNOSTIC_ARMS) -> Diagnostics:
+    """All three views for every finished arm of every backbone (see the module docstring)."""
     result = Diagnostics()
-    chosen = choose_arms(table, max_arms)
-    if not chosen:
+    choice = choose_arms(table, max_arms)
+    if not choice.shown:
         result.notes.append("no finished arm yet: no visual diagnostics.")
         return result
     try:
@@ -311,26 +372,14 @@ def run_diagnostics(collected: Collected, table: pd.DataFrame, out: Path, *, dat
     images, labels = _pick_images(data, n_images)
     x = Normalize(data.meta.mean, data.meta.std, "cpu")(to_unit_float(images))
     arms = {a.id: a for a in collected.study.arms}
-    for backbone in dict.fromkeys(table.set_index("arm").loc[chosen, "backbone"]):
-        models: dict[str, nn.Module] = {}
-        for arm_id in [a for a in chosen if arms[a].backbone.label == backbone]:
-            path, seed = _checkpoint(collected, arm_id)
-            if path is None:
-                result.notes.append(f"{arm_id}: no checkpoint file found; diagnostics skipped for this arm.")
-                continue
-            try:
-                models[arm_id] = _load_model(arms[arm_id], data, path)
-            except UnreadableCheckpoint as err:  # truncated or overwritten: a note, not a traceback
-                result.notes.append(f"{arm_id}: {err}; diagnostics skipped for this arm.")
-                continue
-            except (RuntimeError, KeyError, OSError) as err:
-                result.notes.append(f"{arm_id}: checkpoint {path} does not load into this arm's model "
-                                    f"({type(err).__name__}); diagnostics skipped for this arm.")
-                continue
-            result.arms.append(f"{arm_id} (seed {seed})")
+    for backbone in dict.fromkeys(table.set_index("arm").loc[choice.shown, "backbone"]):
+        models = _load_models(collected, [a for a in choice.shown if arms[a].backbone.label == backbone], arms,
+                              data, result)
+        if choice.note(backbone):
+            result.notes.append(choice.note(backbone))
         if not models:
             continue
-        result.figures.append(grad_cam_figure(models, backbone, data, images, labels, x, out))
+        result.figures += grad_cam_figures(models, backbone, data, images, labels, x, out, choice.note(backbone))
         for arm_id, model in models.items():
             result.figures.append(feature_map_figure(model, arm_id, backbone, data, images, labels, x, out))
             gates = attention_gates(model, x)
@@ -339,3 +388,25 @@ def run_diagnostics(collected: Collected, table: pd.DataFrame, out: Path, *, dat
                 if fig is not None:
                     result.figures.append(fig)
     return result
+
+
+def _load_models(collected: Collected, arm_ids: list[str], arms: dict[str, Arm], data: Data,
+                 result: Diagnostics) -> dict[str, nn.Module]:
+    """The models of `arm_ids` from their checkpoints; an arm that has none, or whose file does not load, is a note."""
+    models: dict[str, nn.Module] = {}
+    for arm_id in arm_ids:
+        path, seed = _checkpoint(collected, arm_id)
+        if path is None:
+            result.notes.append(f"{arm_id}: no checkpoint file found; diagnostics skipped for this arm.")
+            continue
+        try:
+            models[arm_id] = _load_model(arms[arm_id], data, path)
+        except UnreadableCheckpoint as err:  # truncated or overwritten: a note, not a traceback
+            result.notes.append(f"{arm_id}: {err}; diagnostics skipped for this arm.")
+            continue
+        except (RuntimeError, KeyError, OSError) as err:
+            result.notes.append(f"{arm_id}: checkpoint {path} does not load into this arm's model "
+                                f"({type(err).__name__}); diagnostics skipped for this arm.")
+            continue
+        result.arms.append(f"{arm_id} (seed {seed})")
+    return models
