@@ -12,8 +12,9 @@ The primary arm-vs-baseline comparison uses the design (`blocked_residual`, `ver
 of a backbone is trained on the same seeds, so the blocked model acc[a, s] = mu + arm_a + seed_s + e
 pools the residual variance over all k arms ((k-1)(n-1) df instead of n-1 per arm; it assumes the
 arms' seed noise is homoscedastic), and the seed part of a difference has variance 2 MS_res / n.
-The per-arm paired test (its own variance, n-1 df) is kept as the robustness check, with a flag
-where an arm's own spread is far above the pooled one. Both add the arm's image component. Holm
+The per-arm paired test (its own variance, n-1 df) is kept as the robustness check; where an arm's
+own spread is far above the other arms' (a one-sided F check), the blocked model's assumption fails
+for it and its paired test becomes its primary. Both add the arm's image component. Holm
 controls the family-wise error across arms (`holm`, `verdict`). `welch` is the fallback when seeds
 are not shared. tests/test_coverage.py checks the intervals' coverage by simulation.
 
@@ -231,13 +232,22 @@ class Versus:
     var_others: Num = math.nan  # 2 MS_residual / n of the other arms (leave this one out): the spread check
     df_others: float = 0.0
 
-    def primary(self, confidence: float = 0.95) -> tuple[Num, Num, Num, Num]:
+    def blocked(self, confidence: float = 0.95) -> tuple[Num, Num, Num, Num]:
         """(low, high, p, df) of the blocked test with the image component."""
         return self._interval(self.var_pooled, self.df_pooled, confidence)
 
     def check(self, confidence: float = 0.95) -> tuple[Num, Num, Num, Num]:
         """(low, high, p, df) of the per-arm paired test with the image component."""
         return self._interval(self.var_paired, self.n - 1.0, confidence)
+
+    def primary(self, confidence: float = 0.95) -> tuple[Num, Num, Num, Num]:
+        """The blocked test, except where the spread check flags the arm: there the blocked model's equal-spread
+        assumption fails and the paired test (its own variance) decides (simulated: FWER and coverage closer
+        to nominal than the blocked test alone; tests/test_coverage.py)."""
+        flag = self.heterogeneous()
+        if np.ndim(flag) == 0:
+            return self.check(confidence) if flag else self.blocked(confidence)
+        return tuple(np.where(flag, c, b) for c, b in zip(self.check(confidence), self.blocked(confidence)))
 
     def _interval(self, var: Num, df: float, confidence: float) -> tuple[Num, Num, Num, Num]:
         total, dfs = satterthwaite([(var, df), (self.var_img, self.df_img)])
@@ -304,12 +314,14 @@ def design(acc: np.ndarray, correct: np.ndarray | None = None) -> list[Versus]:
 
 
 def comparison(v: Versus, which: str = "primary", confidence: float = 0.95) -> Comparison:
-    """The report's record of one arm: the primary ("blocked") or the check ("paired")."""
-    seed_var = v.var_pooled if which == "primary" else v.var_paired
-    low, high, p, df = v.primary(confidence) if which == "primary" else v.check(confidence)
+    """The report's record of one arm: the primary test ("blocked", or "paired (unequal spread)" where
+    the spread check flags the arm) or the check ("paired")."""
+    paired_test = which == "check" or bool(v.heterogeneous())
+    low, high, p, df = v.check(confidence) if paired_test else v.blocked(confidence)
+    test = "paired" if which == "check" else ("paired (unequal spread)" if paired_test else "blocked")
     ok = math.isfinite(float(low))
-    return Comparison(float(v.diff), float(low), float(high), float(p), float(df) if ok else math.nan,
-                      "blocked" if which == "primary" else "paired", float(seed_var), float(v.var_img))
+    return Comparison(float(v.diff), float(low), float(high), float(p), float(df) if ok else math.nan, test,
+                      float(v.var_paired if paired_test else v.var_pooled), float(v.var_img))
 
 
 def paired(arm: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> Comparison:

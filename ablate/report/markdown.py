@@ -145,7 +145,7 @@ def _backbone_findings(backbone: str, sub: pd.DataFrame, family: int) -> list[st
                      f"{_ci(top['diff_ci_low'], top['diff_ci_high'])}; the top of {len(tested)} noisy estimates "
                      f"favours a lucky arm, so only its Holm-corrected test ({top['verdict']}) speaks for it.")
     disagree = tested[(tested["check_verdict"] != tested["verdict"]) & tested["check_p"].notna()
-                      & ~tested["test"].str.startswith("welch")]
+                      & tested["test"].str.startswith("blocked")]
     if tested["test"].str.startswith("blocked").any():
         parts.append("The per-arm paired check (each arm's own seed variance, n-1 df) "
                      + ("agrees with every verdict." if disagree.empty else
@@ -155,8 +155,8 @@ def _backbone_findings(backbone: str, sub: pd.DataFrame, family: int) -> list[st
     if len(spread):
         parts.append("Seed spread differs beyond chance for " + "; ".join(
             f"{escape(r['arm'])} (its own variance {r['spread_ratio']:.1f}x the other arms')" for _, r in
-            spread.iterrows()) + ": the blocked interval assumes equal spreads and is too narrow there, so read "
-            "the paired check for it.")
+            spread.iterrows()) + ": the blocked model assumes equal spreads, so for these arms the primary test is "
+            "their own paired test.")
     return parts
 
 
@@ -388,9 +388,12 @@ STATISTICS_CAVEATS = (
     "arms, (k-1)(n-1) degrees of freedom instead of n-1 per arm; the seed part of a Δ's variance is "
     "2 x residual / n. Assumes normal seed effects and equal residual variance across arms (homoscedastic). "
     "tests/test_coverage.py checks by simulation that its 95% intervals cover the true effect 93-97% of the time "
-    "under these assumptions; an arm whose own seed spread is much larger gets too narrow an interval, which the "
-    "spread check flags, and for which the per-arm paired check (its own variance, n-1 df, plus the same image "
-    "part) stays valid. 'paired' in the test column: no block could be formed; 'welch': seeds are not shared.",
+    "under these assumptions. An arm whose own seed spread is much larger would get too narrow a blocked "
+    "interval: a one-sided F check of its paired variance against the other arms' pooled one (approximate, and "
+    "weak with few seeds) flags it, and its primary test is then its own paired test ('paired (unequal "
+    "spread)'). The paired check column (each arm's own variance, n-1 df, plus the same image part) is valid "
+    "without the equal-spread assumption but has few degrees of freedom. 'paired' in the test column: no block "
+    "could be formed; 'welch': seeds are not shared.",
     "- **Multiplicity.** Holm's step-down correction over all comparisons of the study controls the family-wise "
     "error rate at 5% under any dependence between them; the verdict is the primary test's Holm-adjusted p < 0.05. "
     "The paired check has its own Holm family.",

@@ -123,7 +123,8 @@ def _compare(arm: _Arm, base: _Arm, pooled: tuple[float, float], others: tuple[f
     v = stats.versus(a, b, pooled if blocked else (math.nan, 0.0), z, others)
     check = stats.comparison(v, "check")
     primary = stats.comparison(v, "primary") if blocked else check
-    unit, per_seed = (2 * pooled[0], k_block - 1.0) if blocked else (check.var_seed * len(shared), 1.0)
+    own = not blocked or primary.test != "blocked"
+    unit, per_seed = (check.var_seed * len(shared), 1.0) if own else (2 * pooled[0], k_block - 1.0)
     plan = stats.Plan(unit, per_seed, v.var_img if z is not None else 0.0, v.df_img if z is not None else math.inf)
     if z is None:  # no per-image data: the interval covers seeds only (said in the test column)
         primary = dataclasses.replace(primary, var_img=math.nan)
@@ -421,7 +422,7 @@ def _interval(center: Any, low: Any, high: Any) -> str:
 
 def _check_cell(r: Any) -> str:
     """The paired robustness check: its CI and Holm p, and a note where it disagrees or the spread differs."""
-    if r["is_baseline"] or not math.isfinite(r.get("check_ci_low", math.nan)) or r["test"] in ("welch", "-"):
+    if r["is_baseline"] or not math.isfinite(r.get("check_ci_low", math.nan)) or not str(r["test"]).startswith(("blocked", "paired (")):
         return "-"
     text = f"{_interval(r['diff'], r['check_ci_low'], r['check_ci_high'])}, p {fmt(r['check_p_holm'], '.3g')}"
     notes = []
