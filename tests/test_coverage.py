@@ -75,7 +75,7 @@ def null_mu(base_mu: float, tau: tuple[float, ...], scenario: Scenario) -> tuple
     out = [base_mu]
     for a in range(1, len(tau)):
         var = scenario.variance(a)
-        out.append(float(spo.brentq(lambda mu: expected_accuracy(mu, var) - target, base_mu - 5, base_mu + 5,
+        out.append(float(spo.brentq(lambda mu, v=var: expected_accuracy(mu, v) - target, base_mu - 5, base_mu + 5,
                                     xtol=1e-12)))
     return tuple(out)
 
@@ -205,7 +205,7 @@ def main() -> None:
         print(f"{scenario.name}: true effects {np.round(out.truth, 2)} pp")
         for name, values in out.covered.items():
             print(f"  95% interval coverage, {name:13s}: " + "  ".join(f"{v:.3f}" for v in values))
-        print(f"  spread flag rate:                 " + "  ".join(f"{v:.3f}" for v in out.flagged))
+        print("  spread flag rate:                 " + "  ".join(f"{v:.3f}" for v in out.flagged))
         what = "family-wise error" if np.all(np.abs(out.truth) < 1e-9) else "power"
         print(f"  P(any Holm verdict) ({what}): {out.any_verdict:.4f}")
 

@@ -28,7 +28,7 @@ from ..errors import AblateError
 from ..storage import mask_url
 from .collect import Collected
 from .output import Figure
-from .tables import fmt
+from .tables import SMALL_BATCH, fmt
 
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]",
             "<": "&lt;", ">": "&gt;", "&": "&amp;", "#": "\\#"}
@@ -91,7 +91,7 @@ def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
             f"(95% CI, seeds and test images) vs the baseline's {fmt(base['acc_mean'])}% ({escape(r['test'])} test, "
             f"Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}; MDE {fmt(r['mde'])} pp), at "
             f"{fmt(r['params_vs_none_pct'], '+.1f')}% parameters, {fmt(r['macs_full_vs_none_pct'], '+.1f')}% MACs "
-            f"(full policy) and {overhead_text(r['latency_overhead_pct'], r['latency_overhead_ci_low_pct'], r['latency_overhead_ci_high_pct'])} latency (95% CI)")
+            f"(full policy) and {overhead_text(*(r[c] for c in SMALL_BATCH[1:]))} latency (95% CI)")
 
 
 def _span(values: pd.Series) -> str:

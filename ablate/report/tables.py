@@ -169,7 +169,7 @@ def comparisons(collected: Collected) -> dict[str, dict[str, Any]]:
     family = int((~arms["is_baseline"]).sum())
     by_arm = {a: _Arm(_acc_by_seed(g), _correct_by_seed(g, n_images)) for a, g in collected.runs.groupby("arm")}
     out: dict[str, dict[str, Any]] = {}
-    for backbone, group in arms.groupby("backbone", sort=False):
+    for _, group in arms.groupby("backbone", sort=False):
         base_ids = group.loc[group["is_baseline"], "arm"].tolist()
         base = by_arm.get(base_ids[0]) if base_ids else None
         if base is None or not base.acc:
@@ -422,7 +422,8 @@ def _interval(center: Any, low: Any, high: Any) -> str:
 
 def _check_cell(r: Any) -> str:
     """The paired robustness check: its CI and Holm p, and a note where it disagrees or the spread differs."""
-    if r["is_baseline"] or not math.isfinite(r.get("check_ci_low", math.nan)) or not str(r["test"]).startswith(("blocked", "paired (")):
+    blocked = str(r["test"]).startswith(("blocked", "paired ("))  # the check is a separate test only there
+    if r["is_baseline"] or not blocked or not math.isfinite(r.get("check_ci_low", math.nan)):
         return "-"
     text = f"{_interval(r['diff'], r['check_ci_low'], r['check_ci_high'])}, p {fmt(r['check_p_holm'], '.3g')}"
     notes = []
