@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ablate.records import decode_correct
 from ablate.report import collect, default_output, write_report
 from ablate.report.collect import trial_attrs
 from ablate.report.diagnostics import attention_gates, grad_cam
-from ablate.report.markdown import Sections, escape, render
+from ablate.report.markdown import Sections, escape, git_state, render
 from ablate.report.output import replace_manifest
 from ablate.data import dataset_info
 from ablate.report.tables import arm_table, cost_view, summary_view
@@ -298,3 +299,33 @@ def test_rewriting_a_report_removes_only_its_own_stale_files(tmp_path: Path) -> 
     removed = replace_manifest(tmp_path, ["figures/kept.png"])
     assert removed == ["figures/old.png"]
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["kept.png", "users.png"]
+
+
+def test_study_section_prints_the_hyperparameters_the_runs_used(built: Built) -> None:
+    study = load_study(built.path)
+    final = optuna.load_study(study_name="rep/final", storage=open_storage(study.storage))
+    used = {t.user_attrs["recipe"]["lr"] for t in final.get_trials(states=(TrialState.COMPLETE,))}
+    section = built.report.read_text().split("## Study")[1].split("## ")[0]
+    assert len(used) == 1 and used != {study.recipe.lr}  # tuned: the study file's lr trained no run
+    assert f"lr={next(iter(used)):.4g}," in section and f"lr={study.recipe.lr}," not in section
+
+
+def test_git_state_ignores_the_report_folder(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    (tmp_path / "reports" / "x" / "report.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert not git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "reports" / "x" / "report.md").write_text("new\n")  # the report rewriting itself: still clean
+    assert not git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    assert git_state(None, tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "code.py").write_text("a = 2\n")  # a real change elsewhere is reported
+    assert git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    assert git_state(Path("/elsewhere"), tmp_path).endswith("(with uncommitted changes)")

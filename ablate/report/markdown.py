@@ -237,10 +237,10 @@ def summary_paragraph(collected: Collected, arm_rows: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def git_state(exclude: Path | None = None) -> str:
+def git_state(exclude: Path | None = None, checkout: Path | None = None) -> str:
     """The ablate commit, and whether the checkout has uncommitted changes outside `exclude` (the report's
     own folder). Read before the report writes anything, so the report never dirties its own stamp."""
-    here = Path(__file__).resolve().parent
+    here = checkout or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10)
