@@ -8,10 +8,11 @@ scores z[s, i] = delta + u_s + v_i + w_si, Var(mean) = s_u^2/n + s_v^2/m + s_w^2
 without bias by (MS_seed + MS_image - MS_residual) / (n m) from the two-way ANOVA; the image part
 (MS_image - MS_residual) / (n m) is truncated at zero and degrees of freedom are Satterthwaite's.
 
-The primary arm-vs-baseline comparison uses the design (`blocked_residual`, `versus`): every arm
-of a backbone is trained on the same seeds, so the blocked model acc[a, s] = mu + arm_a + seed_s + e
-pools the residual variance over all k arms ((k-1)(n-1) df instead of n-1 per arm; it assumes the
-arms' seed noise is homoscedastic), and the seed part of a difference has variance 2 MS_res / n.
+The primary arm-vs-baseline comparison uses the design (`design`, from `blocked_residual` and
+`versus`): every arm of a backbone is trained on the same seeds, so the blocked model acc[a, s] =
+mu + arm_a + seed_s + e pools the residual variance over all k arms ((k-1)(n-1) df instead of n-1
+per arm; it assumes the arms' seed noise is homoscedastic), and the seed part of a difference has
+variance 2 MS_res / n.
 The per-arm paired test (its own variance, n-1 df) is kept as the robustness check; where an arm's
 own spread is far above the other arms' (a one-sided F check), the blocked model's assumption fails
 for it and its paired test becomes its primary. Both add the arm's image component. Holm

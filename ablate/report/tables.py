@@ -166,7 +166,6 @@ def comparisons(collected: Collected) -> dict[str, dict[str, Any]]:
     """arm id -> its comparison with the same backbone's baseline (see `_compare`), plus its per-seed tests."""
     arms = collected.arms
     n_images = dataset_info(collected.study.dataset).test_count
-    family = int((~arms["is_baseline"]).sum())
     by_arm = {a: _Arm(_acc_by_seed(g), _correct_by_seed(g, n_images)) for a, g in collected.runs.groupby("arm")}
     out: dict[str, dict[str, Any]] = {}
     for _, group in arms.groupby("backbone", sort=False):
@@ -178,11 +177,11 @@ def comparisons(collected: Collected) -> dict[str, dict[str, Any]]:
         common, others, pooled = _block(base, mine)
         k_block = 1 + len(others) if others else 2
         for a, x in mine.items():
-            c = _compare(x, base, pooled, others.get(a), k_block)
-            c.update(_power(c, family, collected.study.min_effect_pp))
-            c["seed_tests"] = _seed_tests(x, base)
-            c["block_seeds"] = common
-            out[a] = c
+            out[a] = {**_compare(x, base, pooled, others.get(a), k_block), "seed_tests": _seed_tests(x, base),
+                      "block_seeds": common}
+    family = sum(math.isfinite(c["primary"].p_value) for c in out.values())  # Holm's family: the testable ones
+    for c in out.values():
+        c.update(_power(c, family, collected.study.min_effect_pp))
     return out
 
 
