@@ -97,6 +97,11 @@ def _finite(value: Any) -> bool:
         return False
 
 
+def within_noise(low: Any, high: Any) -> bool:
+    """True when an overhead's 95% CI covers zero: the arm is within timing noise of its baseline."""
+    return _finite(low) and _finite(high) and float(low) <= 0 <= float(high)
+
+
 def overhead_text(pct: Any, low: Any, high: Any) -> str:
     """'+26.1% [+19.0, +29.3]': an overhead with its 95% CI; '~' in front when the CI covers zero
     (within timing noise); '-' where there is none (the baseline, or nothing timed)."""
@@ -104,7 +109,7 @@ def overhead_text(pct: Any, low: Any, high: Any) -> str:
         return "-"
     if not (_finite(low) and _finite(high)):
         return f"{float(pct):+.1f}%"
-    noise = "~" if float(low) <= 0 <= float(high) else ""
+    noise = "~" if within_noise(low, high) else ""
     return f"{noise}{float(pct):+.1f}% [{float(low):+.1f}, {float(high):+.1f}]"
 
 

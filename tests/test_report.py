@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -24,9 +26,11 @@ from scipy import stats as sps
 from ablate.cli import main
 from ablate.errors import AblateError
 from ablate.models import attention_modules, build_model
+from ablate.records import decode_correct
 from ablate.report import collect, default_output, write_report
+from ablate.report.collect import trial_attrs
 from ablate.report.diagnostics import attention_gates, grad_cam
-from ablate.report.markdown import Sections, escape, render
+from ablate.report.markdown import Sections, escape, git_state, render
 from ablate.report.output import replace_manifest
 from ablate.data import dataset_info
 from ablate.report.tables import arm_table, cost_view, summary_view
@@ -125,12 +129,28 @@ def test_tables_have_one_row_per_arm(built: Built) -> None:
     results = text.split("## Results")[1].split("###")[0]
     rows = [line for line in results.splitlines() if line.startswith("| cnn/")]
     assert len(rows) == 4
-    images = text.split("### Second view: the shared test images")[1].split("###")[0]
-    assert len([line for line in images.splitlines() if line.startswith("| cnn/")]) == 3  # arms vs baseline
+    assert "Second view" not in text and "pooled images" not in text  # no per-image test pooled over seeds
+    per_seed = text.split("### Per seed: do these two trained networks differ?")[1].split("###")[0]
+    assert len([line for line in per_seed.splitlines() if line.startswith("| cnn/")]) == 3 * 2  # arms x seeds
+    seeds = pd.read_csv(built.report.parent / "tables" / "per_seed.csv")
+    assert len(seeds) == 6 and set(seeds["seed"]) == {0, 1}
+    excerpt = (built.report.parent / "excerpt.md").read_text()
+    assert excerpt.startswith(text.split("## Summary\n\n")[1].split("\n")[0])  # the report's own summary
+    assert all(row in excerpt for row in rows)  # and its results table, verbatim
+
+
+def _correct(built: Built) -> dict[tuple[str, int], np.ndarray]:
+    """(arm, seed) -> per-image correctness, decoded straight from the stored trials."""
+    study = load_study(built.path)
+    final = optuna.load_study(study_name="rep/final", storage=open_storage(study.storage))
+    n = dataset_info(study.dataset).test_count
+    return {(t.params["arm"], t.params["seed"]): decode_correct(trial_attrs(t)["test_correct"], n)
+            for t in final.get_trials(states=(TrialState.COMPLETE,))}
 
 
 def test_accuracy_statistics_match_storage(built: Built) -> None:
     values = final_values(built)
+    correct = _correct(built)
     arms = pd.read_csv(built.report.parent / "tables" / "arms.csv").set_index("arm")
     base = values[values["arm"] == "cnn/none"]["acc"]
     for arm, g in values.groupby("arm"):
@@ -138,20 +158,25 @@ def test_accuracy_statistics_match_storage(built: Built) -> None:
         assert arms.loc[arm, "n"] == 2
         assert arms.loc[arm, "acc_mean"] == pytest.approx(acc.mean())
         assert arms.loc[arm, "acc_std"] == pytest.approx(acc.std(ddof=1))
-        n_test = dataset_info(load_study(built.path).dataset).test_count
-        p = acc.mean() / 100
-        sd = max(acc.std(ddof=1), 100 * (p * (1 - p) / n_test) ** 0.5)  # spread floored by test-set noise
-        low, high = sps.t.interval(0.95, 1, loc=acc.mean(), scale=sd / 2**0.5)
-        assert (arms.loc[arm, "acc_ci_low"], arms.loc[arm, "acc_ci_high"]) == pytest.approx((low, high))
+        # CI: seed variance / n plus the image component (two-way ANOVA of seeds x images), Satterthwaite df
+        y = 100.0 * np.stack([correct[(arm, s)] for s in sorted(g["seed"])]).astype(float)
+        n, m = y.shape
+        ms_img = n * y.mean(0).var(ddof=1)
+        df_res = (n - 1) * (m - 1)
+        ms_res = np.square(y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()).sum() / df_res
+        v_seed, v_img = acc.var(ddof=1) / n, max(ms_img - ms_res, 0.0) / (n * m)
+        df = (v_seed + v_img) ** 2 / (v_seed**2 / (n - 1) + ((ms_img / (n * m)) ** 2 / (m - 1)
+                                                          + (ms_res / (n * m)) ** 2 / df_res if v_img else 0.0))
+        half = sps.t.ppf(0.975, df) * (v_seed + v_img) ** 0.5
+        assert (arms.loc[arm, "acc_ci_low"], arms.loc[arm, "acc_ci_high"]) == pytest.approx(
+            (acc.mean() - half, acc.mean() + half))
         if arm != "cnn/none":
             assert arms.loc[arm, "diff"] == pytest.approx(acc.mean() - base.mean())
-            assert arms.loc[arm, "test"] == "paired"  # same seeds on both sides
-            mine = g.sort_values("seed")["acc"].to_numpy()
-            theirs = values[values["arm"] == "cnn/none"].sort_values("seed")["acc"].to_numpy()
-            if (mine - theirs).std() > 0:
-                assert arms.loc[arm, "p"] == pytest.approx(sps.ttest_rel(mine, theirs).pvalue)
+            assert arms.loc[arm, "test"] in ("blocked", "paired (unequal spread)")  # same seeds on both sides
+            assert arms.loc[arm, "diff_ci_low"] <= arms.loc[arm, "diff"] <= arms.loc[arm, "diff_ci_high"]
     # Holm: adjusted p never below the raw one, and at most 3 x the raw one (3 comparisons)
     tested = arms.dropna(subset=["p"])
+    assert len(tested) == 3
     assert (tested["p_holm"] >= tested["p"] - 1e-12).all() and (tested["p_holm"] <= 3 * tested["p"] + 1e-12).all()
     assert arms.loc["cnn/none", "verdict"] == "baseline"
 
@@ -274,3 +299,33 @@ def test_rewriting_a_report_removes_only_its_own_stale_files(tmp_path: Path) -> 
     removed = replace_manifest(tmp_path, ["figures/kept.png"])
     assert removed == ["figures/old.png"]
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["kept.png", "users.png"]
+
+
+def test_study_section_prints_the_hyperparameters_the_runs_used(built: Built) -> None:
+    study = load_study(built.path)
+    final = optuna.load_study(study_name="rep/final", storage=open_storage(study.storage))
+    used = {t.user_attrs["recipe"]["lr"] for t in final.get_trials(states=(TrialState.COMPLETE,))}
+    section = built.report.read_text().split("## Study")[1].split("## ")[0]
+    assert len(used) == 1 and used != {study.recipe.lr}  # tuned: the study file's lr trained no run
+    assert f"lr={next(iter(used)):.4g}," in section and f"lr={study.recipe.lr}," not in section
+
+
+def test_git_state_ignores_the_report_folder(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.com")
+    git("config", "user.name", "t")
+    (tmp_path / "reports" / "x").mkdir(parents=True)
+    (tmp_path / "reports" / "x" / "report.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert not git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "reports" / "x" / "report.md").write_text("new\n")  # the report rewriting itself: still clean
+    assert not git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    assert git_state(None, tmp_path).endswith("(with uncommitted changes)")
+    (tmp_path / "code.py").write_text("a = 2\n")  # a real change elsewhere is reported
+    assert git_state(tmp_path / "reports" / "x", tmp_path).endswith("(with uncommitted changes)")
+    assert git_state(Path("/elsewhere"), tmp_path).endswith("(with uncommitted changes)")

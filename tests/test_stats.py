@@ -14,11 +14,12 @@ from ablate.stats import (
     SAME,
     UNTESTED,
     WORSE,
-    Comparison,
+    Plan,
     binomial_sd_pp,
+    blocked_residual,
     ci_half_width,
-    compare,
-    floored_sd,
+    crossed,
+    design,
     holm,
     holm_first_alpha,
     mcnemar,
@@ -27,10 +28,13 @@ from ablate.stats import (
     paired,
     paired_bootstrap,
     pareto_front,
+    power,
+    satterthwaite,
     seeds_needed,
     summarize,
-    t_power,
+    unpaired_image_component,
     verdict,
+    versus,
     welch,
 )
 
@@ -151,106 +155,174 @@ def test_paired_edge_cases() -> None:
         paired([1.0, 2.0], [1.0])
 
 
-def test_paired_floor_keeps_lucky_agreement_uncertain() -> None:
-    c = paired([85.0, 86.0], [84.0, 85.0], floor_sd=0.5)
-    half = sps.t.ppf(0.975, 1) * 0.5 / math.sqrt(2)
-    assert (c.ci_low, c.ci_high) == pytest.approx((1 - half, 1 + half))
-    assert c.p_value == pytest.approx(2 * sps.t.sf(1.0 / (0.5 / math.sqrt(2)), 1))
-    # a floor below the observed spread changes nothing: p is still ttest_rel's
-    arm, base = [1.0, 2.0, 3.0], [0.0, 1.0, 2.5]
-    assert paired(arm, base, floor_sd=0.01) == paired(arm, base)
+# --- variance components and the blocked design ------------------------------------------------------
 
 
-def test_comparison_stays_backward_compatible() -> None:
-    c = Comparison(*(math.nan,) * 5)
-    assert c.test == "welch"
-    assert welch([1, 2, 3], [4, 6, 8]).test == "welch"
+def test_satterthwaite_by_hand() -> None:
+    # Welch's df for a = [1, 2, 3], b = [4, 6, 8]: (1/3 + 4/3)^2 / ((1/3)^2/2 + (4/3)^2/2) = 2.941176
+    var, df = satterthwaite([(1 / 3, 2), (4 / 3, 2)])
+    assert var == pytest.approx(5 / 3) and df == pytest.approx(2.941176, abs=1e-6)
+    assert satterthwaite([(2.0, 5), (0.0, math.inf)]) == (2.0, 5.0)  # a known zero term changes nothing
+    assert satterthwaite([(0.0, 3)])[1] == math.inf
 
 
-def test_compare_picks_paired_on_shared_seeds() -> None:
-    arm = {0: 85.4, 1: 85.9, 2: 84.7, 7: 99.0}  # seed 7 has no baseline partner: left out
-    base = {0: 84.7, 1: 85.1, 2: 84.4, 3: 80.0, 4: float("nan")}
-    c = compare(arm, base)
-    assert c.test == "paired"
-    assert c == paired([85.4, 85.9, 84.7], [84.7, 85.1, 84.4])
-    nan_shared = compare({0: 85.4, 1: float("nan"), 2: 84.7}, {0: 84.7, 1: 85.1, 2: 84.4})
-    assert nan_shared == paired([85.4, 84.7], [84.7, 84.4])
+def test_crossed_components_by_hand() -> None:
+    # z = row + col exactly (no residual): MS_seed = m Var(rows), MS_img = n Var(cols), MS_res = 0
+    rows, cols = np.array([0.0, 2.0, 4.0]), np.array([1.0, -1.0, 3.0, 5.0])
+    c = crossed(rows[:, None] + cols[None, :])
+    n, m = 3, 4
+    assert c.mean == pytest.approx(rows.mean() + cols.mean())
+    assert c.var_seed == pytest.approx(rows.var(ddof=1) / n)  # Var_s(row means) / n
+    assert c.var_img == pytest.approx(cols.var(ddof=1) / m)  # (MS_img - 0) / (n m) = Var_i(cols) / m
+    assert c.df_seed == n - 1 and c.df_img == pytest.approx(m - 1)
+    # pure residual noise: the image part is truncated at zero (MS_img < MS_res here)
+    flat = crossed(np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    assert flat.var_img == 0.0 and flat.df_img == math.inf and flat.var_seed == 0.0
 
 
-def test_compare_falls_back_to_welch_for_unpaired_data() -> None:
-    arm, base = {0: 85.4, 1: 85.9, 2: 84.7}, {3: 84.7, 4: 85.1, 0: 84.4}  # one shared seed only
-    c = compare(arm, base)
-    assert c.test == "welch"
-    assert c == welch([85.4, 85.9, 84.7], [84.7, 85.1, 84.4])
-    assert compare({0: 1.0, 1: 2.0}, {5: 1.5, 6: 2.5}).test == "welch"
+def test_crossed_variance_is_unbiased_by_simulation() -> None:
+    """z = u_s + v_i + w_si: the estimate of Var(mean) = s_u^2/n + s_v^2/m + s_w^2/(nm) averages to it."""
+    rng = np.random.default_rng(0)
+    n, m, reps = 4, 50, 4000
+    su, sv, sw = 0.7, 1.5, 2.0
+    z = rng.normal(0, su, (reps, n, 1)) + rng.normal(0, sv, (reps, 1, m)) + rng.normal(0, sw, (reps, n, m))
+    c = crossed(z)
+    truth = su**2 / n + sv**2 / m + sw**2 / (n * m)
+    assert np.mean(c.var_seed + c.var_img) == pytest.approx(truth, rel=0.03)
+    assert np.var(c.mean) == pytest.approx(truth, rel=0.06)  # and it is the variance the means really have
+
+
+def test_blocked_residual_is_the_two_way_anova() -> None:
+    acc = np.array([[80.0, 82.0, 81.0], [81.0, 84.0, 81.5], [79.0, 83.0, 80.0]])
+    ms, df = blocked_residual(acc)
+    resid = acc - acc.mean(1, keepdims=True) - acc.mean(0, keepdims=True) + acc.mean()
+    assert df == 4 and ms == pytest.approx(np.square(resid).sum() / 4)
+    # with one arm and its baseline the blocked test is the paired test: 2 MS_res = var of the differences
+    two = acc[:2]
+    assert 2 * blocked_residual(two)[0] == pytest.approx(np.var(two[1] - two[0], ddof=1))
+
+
+def test_design_primary_and_check_by_hand() -> None:
+    acc = np.array([[80.0, 82.0, 81.0], [81.0, 84.0, 81.5], [79.0, 83.0, 80.0]])
+    ms, df = blocked_residual(acc)
+    v1, v2 = design(acc)
+    d1 = acc[1] - acc[0]
+    assert v1.diff == pytest.approx(d1.mean()) and v1.var_img == 0.0
+    low, high, p, dof = v1.blocked()
+    half = sps.t.ppf(0.975, 4) * math.sqrt(2 * ms / 3)
+    assert (low, high, dof) == pytest.approx((d1.mean() - half, d1.mean() + half, 4))
+    assert p == pytest.approx(2 * sps.t.sf(abs(d1.mean()) / math.sqrt(2 * ms / 3), 4))
+    c = v1.check()
+    ref = sps.ttest_rel(acc[1], acc[0])
+    assert c[2] == pytest.approx(ref.pvalue) and (c[0], c[1]) == pytest.approx(tuple(ref.confidence_interval()))
+    # the spread check compares the arm with the other arms' pooled residual (here: arm 2 and the baseline)
+    assert v1.spread_ratio() == pytest.approx(np.var(d1, ddof=1) / np.var(acc[2] - acc[0], ddof=1))
+    assert not v1.heterogeneous() and not v2.heterogeneous()
+
+
+def test_versus_adds_the_image_component() -> None:
+    rng = np.random.default_rng(1)
+    arm, base = rng.random((3, 200)) < 0.85, rng.random((3, 200)) < 0.8
+    z = 100.0 * (arm.astype(int) - base.astype(int))
+    acc_a, acc_b = 100 * arm.mean(1), 100 * base.mean(1)
+    v = versus(acc_a, acc_b, (1.0, 8.0), z)
+    c = crossed(z)
+    assert v.diff == pytest.approx(c.mean) and v.var_img == pytest.approx(c.var_img)
+    var, df = satterthwaite([(2 * 1.0 / 3, 8.0), (c.var_img, c.df_img)])
+    low, high, p, dof = v.blocked()
+    assert dof == pytest.approx(df) and high - low == pytest.approx(2 * sps.t.ppf(0.975, df) * math.sqrt(var))
+
+
+def test_design_flags_a_much_noisier_arm() -> None:
+    rng = np.random.default_rng(2)
+    acc = rng.normal(80, 0.3, (6, 6))
+    acc[3] += np.array([-6.0, 5.0, -4.0, 6.0, -5.0, 4.0])  # arm 3's seeds swing by +-5 pp
+    found = design(acc)
+    assert found[2].heterogeneous() and not any(v.heterogeneous() for i, v in enumerate(found) if i != 2)
+    assert found[2].primary() == found[2].check()  # its own variance decides
+    assert found[0].primary() == found[0].blocked()
+
+
+def test_unpaired_image_component_by_simulation() -> None:
+    """Seeds not shared: Var_i of the column differences minus each side's seed x image residual / n."""
+    rng = np.random.default_rng(3)
+    m, sv = 400, 2.0
+    estimates = []
+    for _ in range(300):
+        v = rng.normal(0, sv, m)  # the image effect on the difference
+        a = v[None, :] + rng.normal(0, 3.0, (3, m)) + rng.normal(0, 1, (3, 1))
+        b = rng.normal(0, 3.0, (4, m)) + rng.normal(0, 1, (4, 1))
+        estimates.append(unpaired_image_component(a, b)[0])
+    assert np.mean(estimates) == pytest.approx(sv**2 / m, rel=0.1)
+    assert math.isnan(unpaired_image_component(np.zeros((1, 5)), np.zeros((3, 5)))[0])
+
+
+def test_welch_with_an_image_component() -> None:
+    arm, base = [85.38, 85.9, 84.7, 85.6], [84.68, 84.1, 84.9]
+    plain = welch(arm, base)
+    wider = welch(arm, base, image=(0.04, 500.0))
+    var, df = satterthwaite([(np.var(arm, ddof=1) / 4, 3), (np.var(base, ddof=1) / 3, 2), (0.04, 500.0)])
+    assert wider.df == pytest.approx(df) and wider.p_value > plain.p_value
+    assert wider.ci_high - wider.ci_low == pytest.approx(2 * sps.t.ppf(0.975, df) * math.sqrt(var))
+
+
+def test_summarize_carries_the_image_part() -> None:
+    values = [80.0, 81.0, 82.5]
+    s = summarize(values, image=(0.09, math.inf))
+    var, df = satterthwaite([(np.var(values, ddof=1) / 3, 2), (0.09, math.inf)])
+    assert s.ci_high - s.ci_low == pytest.approx(2 * sps.t.ppf(0.975, df) * math.sqrt(var))
+    assert summarize(values) == summarize(values, image=None)
+    assert math.isnan(summarize([84.0], image=(0.09, math.inf)).ci_low)  # one seed: the seed spread is unknown
 
 
 # --- power ------------------------------------------------------------------------------------------
 
 
-def _simulated_power(delta: float, sd: float, n: int, alpha: float, paired_test: bool, welch_test: bool) -> float:
+@pytest.mark.parametrize(("df", "alpha"), [(2.0, 0.05), (8.0, 0.05 / 4), (30.0, 0.05), (math.inf, 0.05)])
+def test_mde_has_the_promised_power_by_simulation(df: float, alpha: float) -> None:
+    se = 0.68
+    delta = mde(se, df, alpha)
+    assert power(delta, se, df, alpha) == pytest.approx(0.8, abs=1e-9)
     rng = np.random.default_rng(12345)
-    draws = 20000
-    base = rng.normal(0.0, sd, (draws, n))
-    if paired_test:  # sd is the SD of the per-seed differences
-        p = sps.ttest_rel(base + rng.normal(delta, sd, (draws, n)), base, axis=1).pvalue
-    else:
-        p = sps.ttest_ind(rng.normal(delta, sd, (draws, n)), base, axis=1, equal_var=not welch_test).pvalue
-    return float(np.mean(p < alpha))
+    draws = 40000  # t = (delta + se Z) / (se sqrt(chi2_df / df)): the test a df-estimated SE runs
+    scale = np.sqrt(rng.chisquare(df, draws) / df) if math.isfinite(df) else 1.0
+    t = (delta + se * rng.normal(size=draws)) / (se * scale)
+    crit = sps.t.ppf(1 - alpha / 2, df) if math.isfinite(df) else sps.norm.ppf(1 - alpha / 2)
+    assert np.mean(np.abs(t) > crit) == pytest.approx(0.8, abs=0.01)
 
 
-@pytest.mark.parametrize(
-    ("n", "alpha", "paired_test", "welch_test"),
-    [
-        (3, 0.05, True, True),
-        (6, 0.05 / 6, True, True),
-        (2, 0.05, False, True),
-        (3, 0.05 / 6, False, True),
-        (10, 0.05, False, True),
-        (2, 0.05, False, False),
-        (5, 0.05, False, False),
-    ],
-)
-def test_mde_has_the_promised_power_by_simulation(n: int, alpha: float, paired_test: bool, welch_test: bool) -> None:
-    sd = 0.68
-    delta = mde(sd, n, alpha=alpha, paired=paired_test, welch=welch_test)
-    assert t_power(delta, sd, n, alpha, paired_test, welch=welch_test) == pytest.approx(0.8, abs=1e-9)
-    assert _simulated_power(delta, sd, n, alpha, paired_test, welch_test) == pytest.approx(0.8, abs=0.015)
-
-
-def test_mde_matches_the_design_notes() -> None:
-    # DESIGN.md: SD 0.68 pp, Welch at alpha 0.05: about 7 pp with 2 seeds (simulated), about 0.9 pp with 10
-    assert mde(0.68, 2, paired=False) == pytest.approx(7.0, abs=0.2)
-    assert mde(0.68, 10, paired=False) == pytest.approx(0.9, abs=0.03)
-    # Student's df = 2n - 2 would claim about half that at n = 2: the Welch critical value matters there
-    assert mde(0.68, 2, paired=False, welch=False) < 0.6 * mde(0.68, 2, paired=False)
-    assert mde(0.68, 10, paired=False, alpha=holm_first_alpha(0.05, 6)) > mde(0.68, 10, paired=False)
-
-
-def test_power_at_zero_effect_is_alpha_and_edges() -> None:
-    assert t_power(0.0, 0.68, 5, 0.05, True) == pytest.approx(0.05)
-    assert t_power(0.0, 0.68, 5, 0.05, False, welch=False) == pytest.approx(0.05)
-    assert mde(0.68, 1) == math.inf and mde(0.68, 0, paired=False) == math.inf
-    assert mde(0.0, 3) == 0.0 and math.isnan(mde(float("nan"), 3))
+def test_mde_by_hand_and_edges() -> None:
+    # normal limit: (z_{0.975} + z_{0.8}) se = (1.959964 + 0.841621) se, up to the far tail (< 1e-6)
+    assert mde(1.0, math.inf) == pytest.approx(2.801585, abs=1e-5)
+    assert mde(2.0, 8.0) == pytest.approx(2 * mde(1.0, 8.0))  # scales with the SE
+    assert mde(1.0, 2.0) > mde(1.0, 8.0) > mde(1.0, math.inf)  # fewer df, larger MDE
+    assert mde(0.0, 3.0) == 0.0 and math.isnan(mde(float("nan"), 3.0)) and math.isnan(mde(1.0, float("nan")))
+    assert power(0.0, 0.68, 5.0) == pytest.approx(0.05)
     with pytest.raises(ValueError):
-        mde(0.68, 3, alpha=0.05, power=0.01)
+        mde(0.68, 3.0, alpha=0.05, target=0.01)
 
 
-@pytest.mark.parametrize(("paired_test", "welch_test"), [(True, True), (False, True), (False, False)])
-def test_seeds_needed_round_trips_mde(paired_test: bool, welch_test: bool) -> None:
-    sd = 0.68
+def test_seeds_needed_round_trips_mde() -> None:
+    plan = Plan(unit=2 * 0.7**2, df_per_seed=4.0)  # blocked, 5 arms: df = 4 (n - 1)
     for n in (2, 3, 5, 10, 30):
-        delta = mde(sd, n, paired=paired_test, welch=welch_test)
-        assert seeds_needed(sd, delta, paired=paired_test, welch=welch_test) == n
-        assert seeds_needed(sd, 0.97 * delta, paired=paired_test, welch=welch_test) > n
-        assert seeds_needed(sd, 1.03 * delta, paired=paired_test, welch=welch_test) <= n
+        var, df = satterthwaite([(plan.unit / n, 4.0 * (n - 1))])
+        delta = mde(math.sqrt(var), df)
+        assert seeds_needed(plan, delta) == n
+        assert seeds_needed(plan, 0.97 * delta) > n
+        assert seeds_needed(plan, 1.03 * delta) <= n
 
 
-def test_seeds_needed_limits() -> None:
-    assert seeds_needed(0.68, 0.01) is None  # beyond max_n = 1000
-    assert seeds_needed(0.68, 0.01, max_n=100_000) == pytest.approx(36_296, abs=2)
-    assert seeds_needed(0.68, 0.0) is None
-    assert seeds_needed(0.68, 100.0) == 2
+def test_seeds_needed_respects_the_image_floor() -> None:
+    # paired, unit 0.68^2, no image part: 0.01 pp needs far beyond 1000 seeds; 100 pp needs 2
+    plan = Plan(unit=0.68**2, df_per_seed=1.0)
+    assert seeds_needed(plan, 0.01) is None and seeds_needed(plan, 0.0) is None
+    assert seeds_needed(plan, 100.0) == 2
+    # an image part of SE 0.3 pp: no number of seeds detects 0.5 pp at 80% power (needs 2.80 x 0.3 = 0.84)
+    floored = Plan(unit=0.68**2, df_per_seed=1.0, var_img=0.3**2, df_img=1000.0)
+    assert not floored.reachable(0.5) and seeds_needed(floored, 0.5) is None
+    assert floored.reachable(1.0) and seeds_needed(floored, 1.0) > seeds_needed(plan, 1.0)
+    holm4 = holm_first_alpha(0.05, 4)
+    assert seeds_needed(plan, 1.0, holm4) > seeds_needed(plan, 1.0)  # Holm's alpha needs more seeds
 
 
 def test_holm_first_alpha() -> None:
@@ -259,32 +331,18 @@ def test_holm_first_alpha() -> None:
         holm_first_alpha(0.05, 0)
 
 
-# --- the test set's sampling noise as a floor ---------------------------------------------------------
+# --- the test set's binomial noise ---------------------------------------------------------------------
 
 
-def test_binomial_floor_by_hand() -> None:
+def test_binomial_sd_by_hand() -> None:
     assert binomial_sd_pp(90.0, 10_000) == pytest.approx(0.3)  # 100 * sqrt(0.9 * 0.1 / 1e4)
     assert binomial_sd_pp(50.0, 100) == pytest.approx(5.0)  # 100 * 0.5 / 10
     assert binomial_sd_pp(83.2, 10_000) == pytest.approx(math.sqrt(0.832 * 0.168), rel=1e-12)  # 0.37387 pp
     assert binomial_sd_pp(100.0, 10_000) == 0.0
-    assert floored_sd(0.1, 90.0, 10_000) == pytest.approx(0.3)
-    assert floored_sd(0.5, 90.0, 10_000) == 0.5
-    assert floored_sd(float("nan"), 90.0, 10_000) == pytest.approx(0.3)
     with pytest.raises(ValueError):
         binomial_sd_pp(90.0, 0)
     with pytest.raises(ValueError):
         binomial_sd_pp(101.0, 100)
-
-
-def test_summarize_floor_never_gives_a_zero_width_ci() -> None:
-    bare = summarize([83.20, 83.20])
-    assert bare.std == 0.0 and bare.half_width == 0.0  # what the floor exists to prevent
-    floor = binomial_sd_pp(83.2, 10_000)
-    s = summarize([83.20, 83.20], floor_sd=floor)
-    assert s.std == 0.0 and s.mean == pytest.approx(83.2)  # the observed spread is still reported
-    assert s.half_width == pytest.approx(12.706205 * floor / math.sqrt(2), rel=1e-6)
-    assert summarize([1, 2, 3, 4, 5], floor_sd=0.1) == summarize([1, 2, 3, 4, 5])  # floor below s: no change
-    assert math.isnan(summarize([84.0], floor_sd=0.3).ci_low)  # one value: still no CI
 
 
 # --- per-image tests ----------------------------------------------------------------------------------

@@ -30,10 +30,10 @@ from .figures import (
 )
 from ..artifacts import artifact_dir
 from .dashboard import publish
-from .markdown import Sections, dashboard_note, render
+from .markdown import Sections, dashboard_note, excerpt, git_state, render
 from .output import replace_manifest, write_csv, write_text
-from .tables import (arm_table, cost_view, factor_pivot, factor_table, image_view, provenance_view, summary_view,
-                     swept_factors)
+from .tables import (arm_table, comparisons, cost_view, factor_pivot, factor_table, provenance_view, seed_table,
+                     seed_view, summary_view, swept_factors)
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]
 
@@ -61,12 +61,14 @@ def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics
 
 
 def _write(collected: Collected, out: Path, diagnostics: bool, data_dir: str | None) -> Path:
-    t = arm_table(collected)
+    commit = git_state(out)  # before this report writes anything into a checked-in folder
+    found = comparisons(collected)
+    t, seeds = arm_table(collected, found), seed_table(found)
     sizes = collected.batch_sizes
     notes: list[str] = []
 
-    csvs = {"tables/arms.csv": t, "tables/runs.csv": collected.runs, "tables/items.csv": collected.items,
-            "tables/curves.csv": collected.curves}
+    csvs = {"tables/arms.csv": t, "tables/per_seed.csv": seeds, "tables/runs.csv": collected.runs,
+            "tables/items.csv": collected.items, "tables/curves.csv": collected.curves}
     factors = {}
     for factor in swept_factors(t):
         long = factor_table(t, factor)
@@ -106,10 +108,11 @@ def _write(collected: Collected, out: Path, diagnostics: bool, data_dir: str | N
         notes.append("visual diagnostics were turned off (--no-diagnostics).")
 
     sections = Sections(summary=summary_view(t, sizes, collected.study.min_effect_pp), costs=cost_view(t, sizes),
-                        images=image_view(t), provenance=provenance_view(t), factors=factors,
+                        images=seed_view(seeds), provenance=provenance_view(t), factors=factors,
                         factor_figures=factor_figures, figures=figures, diagnostics=diag_figures,
-                        diagnostic_arms=diag_arms, notes=notes, tables=list(csvs))
+                        diagnostic_arms=diag_arms, notes=notes, tables=list(csvs), commit=commit)
     report = out / "report.md"
+    write_text(out / "excerpt.md", excerpt(collected, t, sections))
     write_text(report, render(collected, t, sections, sizes))
     written = list(csvs) + [f.path for group in (*figures.values(), *factor_figures.values(), diag_figures)
                             for f in group]

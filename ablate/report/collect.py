@@ -160,6 +160,7 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
             "spec_fingerprint": a.get("spec_fingerprint"),
             "hyperparameters": json.dumps(a.get("hyperparameters") or {}, sort_keys=True),
             "hp_source": a.get("hp_source"),
+            "recipe": json.dumps(a.get("recipe") or {}, sort_keys=True),  # the settings this run trained with
             "train_threads": a.get("train_threads"),
             "trials_sharing_host": a.get("trials_sharing_host"),
             "test_correct": a.get("test_correct"),
@@ -170,7 +171,7 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
         })
     columns = ["arm", "seed", "trial", "acc", "best_acc", "best_epoch", "epochs_run", "total_time_s",
                "train_s_per_epoch", "train_img_s", "peak_mem_train_mib", "device", "eval_split", "checkpoint",
-               "spec_fingerprint", "hyperparameters", "hp_source", "train_threads", "trials_sharing_host",
+               "spec_fingerprint", "hyperparameters", "hp_source", "recipe", "train_threads", "trials_sharing_host",
                "test_correct", "precision", "warmup_s", "nondeterministic_ops", "completed"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -8,6 +8,7 @@ cannot turn into markup. Every sentence with a number is computed here from the 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import platform
 import shlex
@@ -20,14 +21,14 @@ import pandas as pd
 import torch
 
 from .. import stats
-from ..columns import MAC_POLICY_TEXT, overhead_text
+from ..columns import MAC_POLICY_TEXT, overhead_text, within_noise
 from ..data import dataset_info
 from ..device import cpu_model
 from ..errors import AblateError
 from ..storage import mask_url
 from .collect import Collected
 from .output import Figure
-from .tables import fmt
+from .tables import SMALL_BATCH, fmt
 
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]",
             "<": "&lt;", ">": "&gt;", "&": "&amp;", "#": "\\#"}
@@ -62,7 +63,7 @@ class Sections:
 
     summary: pd.DataFrame
     costs: pd.DataFrame
-    images: pd.DataFrame = field(default_factory=pd.DataFrame)  # per-image paired view
+    images: pd.DataFrame = field(default_factory=pd.DataFrame)  # per-seed per-image tests (seed_view)
     provenance: pd.DataFrame = field(default_factory=pd.DataFrame)  # hyperparameter source, time to target
     factors: dict[str, pd.DataFrame] = field(default_factory=dict)  # factor -> pivot table
     factor_figures: dict[str, list[Figure]] = field(default_factory=dict)
@@ -71,9 +72,14 @@ class Sections:
     diagnostic_arms: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things the report could not show, and why
     tables: list[str] = field(default_factory=list)  # CSV files written, relative to the report
+    commit: str = "unknown"  # git_state(), read before the report wrote anything
 
 
 # ---------------------------------------------------------------- the words
+
+
+def _ci(low: object, high: object) -> str:
+    return f" [{float(low):+.2f}, {float(high):+.2f}]" if pd.notna(low) and math.isfinite(float(low)) else ""
 
 
 def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
@@ -81,17 +87,22 @@ def _arm_sentence(r: pd.Series, base: pd.Series | None) -> str:
     acc = f"{fmt(r['acc_mean'])}{spread}% (n={int(r['n'])})"
     if base is None or not math.isfinite(r["diff"]):
         return f"{escape(r['arm'])}, with {acc}"
-    ci = f" (95% CI {r['diff_ci_low']:+.2f} to {r['diff_ci_high']:+.2f})" if math.isfinite(r["diff_ci_low"]) else ""
-    return (f"{escape(r['arm'])}, with {acc}: {r['diff']:+.2f} pp{ci} vs the baseline's "
-            f"{fmt(base['acc_mean'])}% ({r['test']} test, Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}; "
-            f"MDE {fmt(r['mde'])} pp), at "
+    return (f"{escape(r['arm'])}, with {acc}: {r['diff']:+.2f} pp{_ci(r['diff_ci_low'], r['diff_ci_high'])} "
+            f"(95% CI, seeds and test images) vs the baseline's {fmt(base['acc_mean'])}% ({escape(r['test'])} test, "
+            f"Holm p = {fmt(r['p_holm'], '.3g')}: {r['verdict']}; MDE {fmt(r['mde'])} pp), at "
             f"{fmt(r['params_vs_none_pct'], '+.1f')}% parameters, {fmt(r['macs_full_vs_none_pct'], '+.1f')}% MACs "
-            f"(full policy) and {overhead_text(r['latency_overhead_pct'], r['latency_overhead_ci_low_pct'], r['latency_overhead_ci_high_pct'])} latency (95% CI)")
+            f"(full policy) and {overhead_text(*(r[c] for c in SMALL_BATCH[1:]))} latency (95% CI)")
 
 
-def _n_text(arms: pd.DataFrame) -> str:
-    ns = sorted({int(v) for v in arms["n"]})
-    return str(ns[0]) if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+def _span(values: pd.Series) -> str:
+    """'1.20 to 2.04', or '1.20' when every value rounds the same."""
+    low, high = f"{values.min():.2f}", f"{values.max():.2f}"
+    return low if low == high else f"{low} to {high}"
+
+
+def _n_text(values: pd.Series) -> str:
+    ns = sorted({int(v) for v in values if pd.notna(v)})
+    return "-" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]} to {ns[-1]}")
 
 
 def _names(arms: pd.DataFrame, limit: int = 5) -> str:
@@ -101,8 +112,96 @@ def _names(arms: pd.DataFrame, limit: int = 5) -> str:
     return " (" + ", ".join(escape(a) for a in arms["arm"].head(limit)) + (" ..." if len(arms) > limit else "") + ")"
 
 
+def _with_diffs(arms: pd.DataFrame) -> str:
+    """' (a: +1.10 pp [+0.3, +1.9], ...)' for a non-empty frame of compared arms, else ''."""
+    if arms.empty:
+        return ""
+    return " (" + "; ".join(f"{escape(r['arm'])}: {r['diff']:+.2f} pp{_ci(r['diff_ci_low'], r['diff_ci_high'])}"
+                            for _, r in arms.iterrows()) + ")"
+
+
+def _backbone_findings(backbone: str, sub: pd.DataFrame, family: int) -> list[str]:
+    """What the primary analysis says about one backbone, and where its robustness check disagrees."""
+    base_rows = sub[sub["is_baseline"] & (sub["n"] > 0)]
+    base = base_rows.iloc[0] if not base_rows.empty else None
+    arms = sub[~sub["is_baseline"] & (sub["n"] > 0)]
+    if base is None:
+        why = "has no result yet" if sub["is_baseline"].any() else "is not in the grid (attention 'none')"
+        return [f"On {escape(backbone)} the baseline {why}, so no arm is compared with it."]
+    tested = arms[arms["p_holm"].notna()]
+    if tested.empty:
+        return [f"On {escape(backbone)} no arm can be compared with the baseline yet (fewer than two seeds)."]
+    tests = ", ".join(sorted({escape(t) for t in tested["test"]}))
+    better, worse = tested[tested["verdict"] == stats.BETTER], tested[tested["verdict"] == stats.WORSE]
+    same = tested[tested["verdict"] == stats.SAME]
+    parts = [f"On {escape(backbone)} (baseline {fmt(base['acc_mean'])}%, {_n_text(tested['n_pairs'])} shared seeds), "
+             f"the primary analysis ({tests} test; seed and test-image noise; Holm across {family} comparisons) "
+             f"finds {len(better)} arm(s) better than the baseline{_with_diffs(better)}, {len(worse)} worse"
+             f"{_with_diffs(worse)} and no detectable difference for {len(same)}"
+             + (f", whose MDE at alpha 0.05 is {_span(same['mde'])} pp." if same["mde"].notna().any() else ".")]
+    top = tested.sort_values("diff", ascending=False).iloc[0]
+    if len(tested) > 1:
+        parts.append(f"The highest point estimate is {escape(top['arm'])} at {top['diff']:+.2f} pp"
+                     f"{_ci(top['diff_ci_low'], top['diff_ci_high'])}; the top of {len(tested)} noisy estimates "
+                     f"favours a lucky arm, so only its Holm-corrected test ({top['verdict']}) speaks for it.")
+    disagree = tested[(tested["check_verdict"] != tested["verdict"]) & tested["check_p"].notna()
+                      & tested["test"].str.startswith("blocked")]
+    if tested["test"].str.startswith("blocked").any():
+        parts.append("The per-arm paired check (each arm's own seed variance, n-1 df) "
+                     + ("agrees with every verdict." if disagree.empty else
+                        "disagrees for " + "; ".join(f"{escape(r['arm'])} (check: {r['check_verdict']})"
+                                                     for _, r in disagree.iterrows()) + "."))
+    spread = tested[tested["heterogeneous"].astype(bool)]
+    if len(spread):
+        parts.append("Seed spread differs beyond chance for " + "; ".join(
+            f"{escape(r['arm'])} (its own variance {r['spread_ratio']:.1f}x the other arms')" for _, r in
+            spread.iterrows()) + ": the blocked model assumes equal spreads, so for these arms the primary test is "
+            "their own paired test.")
+    return parts
+
+
+def _seed_findings(tested: pd.DataFrame) -> str:
+    """Per-seed McNemar results that the pooled-over-seeds view used to hide: opposite directions first."""
+    both = tested[(tested["seeds_better"] != "") & (tested["seeds_worse"] != "")]
+    if len(both):
+        return ("Per seed, the same comparison goes both ways: " + "; ".join(
+            f"{escape(r['arm'])}'s network is significantly better than the baseline's in seed(s) {r['seeds_better']} "
+            f"and significantly worse in seed(s) {r['seeds_worse']}" for _, r in both.iterrows())
+            + " (McNemar, p < 0.05 per seed). The effect changes from seed to seed beyond test-image noise, so "
+            "these per-image tests say which trained networks differ, never whether an arm is better, and are "
+            "not pooled over seeds.")
+    one_way = tested[(tested["seeds_better"] != "") | (tested["seeds_worse"] != "")]
+    if len(one_way):
+        return ("Per seed, McNemar finds the arm's and the baseline's trained networks differ on these images for "
+                + "; ".join(f"{escape(r['arm'])} (better in seed(s) {r['seeds_better'] or 'none'}, worse in "
+                            f"{r['seeds_worse'] or 'none'})" for _, r in one_way.iterrows())
+                + "; no arm goes both ways. That these networks differ does not make the arm better: only the "
+                "primary analysis speaks for that.")
+    if tested["n_pairs"].notna().any():
+        return "Per seed, McNemar finds no pair of trained networks that differs on the test images at p < 0.05."
+    return ""
+
+
+def _power_sentence(tested: pd.DataFrame, family: int, min_effect: float) -> str:
+    mde = tested["mde"].dropna()
+    if mde.empty:
+        return ""
+    need = [int(v) for v in tested["seeds_needed"] if v is not None and v == v]
+    unreachable = tested[~tested["min_effect_reachable"].astype(bool)]
+    text = (f"What this design could detect: with {_n_text(tested['n_pairs'])} seed(s) the minimum detectable effect "
+            f"at 80% power is {_span(mde)} pp at alpha 0.05 "
+            f"({_span(tested['mde_holm'])} pp at Holm's first step, alpha/"
+            f"{family}); detecting {min_effect:g} pp at that alpha would need "
+            + (f"{min(need)} to {max(need)} seeds per arm" if need else "more than 1000 seeds per arm"))
+    if len(unreachable):
+        text += (f", and for {len(unreachable)} arm(s){_names(unreachable)} it is unreachable with this test set "
+                 "(its image noise alone exceeds the target, whatever the number of seeds)")
+    return text + ". A \"no detectable difference\" smaller than the MDE says nothing either way."
+
+
 def summary_paragraph(collected: Collected, arm_rows: pd.DataFrame) -> str:
-    """The key findings, computed from the arm table: completeness, best arm, significance, cost."""
+    """The key findings, every sentence computed from the arm table: completeness, the primary analysis's
+    verdicts, its robustness check, per-seed disagreements, power, and costs."""
     items = collected.items
     done = int((items["status"] == "complete").sum())
     plan = collected.study.seed_plan
@@ -111,43 +210,23 @@ def summary_paragraph(collected: Collected, arm_rows: pd.DataFrame) -> str:
              f"{done} of {len(items)} runs are complete."]
     if done == 0:
         return " ".join(parts + ["No final results yet: the tables below hold costs only."])
+    family = int(arm_rows["p"].notna().sum())
     for backbone in dict.fromkeys(arm_rows["backbone"]):
-        sub = arm_rows[(arm_rows["backbone"] == backbone) & (arm_rows["n"] > 0)]
-        base_rows = sub[sub["is_baseline"]]
-        base = base_rows.iloc[0] if not base_rows.empty else None
-        arms = sub[~sub["is_baseline"]].sort_values("acc_mean", ascending=False)
-        if base is None:
-            has_baseline = bool(arm_rows[(arm_rows["backbone"] == backbone) & arm_rows["is_baseline"]].shape[0])
-            why = "has no result yet" if has_baseline else "is not in the grid (attention 'none')"
-            parts.append(f"On {escape(backbone)} the baseline {why}, so no arm is compared with it.")
-        if arms.empty:
-            continue
-        parts.append(f"On {escape(backbone)}, the highest point estimate among {len(arms)} attention arm(s) is "
-                     f"{_arm_sentence(arms.iloc[0], base)}. Picking the top of {len(arms)} noisy estimates favours "
-                     "an arm that was lucky: its Δ is optimistic, and only its Holm-corrected test speaks for it.")
+        parts += _backbone_findings(str(backbone), arm_rows[arm_rows["backbone"] == backbone], family)
     tested = arm_rows[~arm_rows["is_baseline"] & arm_rows["p_holm"].notna()]
-    better, worse = tested[tested["verdict"] == stats.BETTER], tested[tested["verdict"] == stats.WORSE]
     if len(tested):
-        parts.append(f"After Holm correction across {len(tested)} comparisons, {len(better)} arm(s) are better than "
-                     f"their baseline{_names(better)} and {len(worse)} worse{_names(worse)}; the rest show no "
-                     "detectable difference at alpha = 0.05 with this many seeds.")
-        mde = tested["mde"].dropna()
-        if len(mde):
-            need = [int(v) for v in tested["seeds_needed"] if v is not None and v == v]
-            parts.append(f"What this design could detect: with {_n_text(tested)} seed(s) the minimum detectable effect "
-                         f"at 80% power is {mde.min():.2f} to {mde.max():.2f} pp at alpha 0.05 "
-                         f"({tested['mde_holm'].min():.2f} to {tested['mde_holm'].max():.2f} pp at Holm's first "
-                         f"step); detecting {collected.study.min_effect_pp:g} pp would need "
-                         + (f"{min(need)} to {max(need)} seeds per arm." if need else "more than 1000 seeds per arm.")
-                         + " A \"no detectable difference\" smaller than the MDE says nothing either way.")
+        parts += [t for t in (_seed_findings(tested), _power_sentence(tested, family, collected.study.min_effect_pp))
+                  if t]
     attn = arm_rows[~arm_rows["is_baseline"]]
     lat, mac = attn["latency_overhead_pct"].dropna(), attn["macs_full_vs_none_pct"].dropna()
     if len(lat) and len(mac):
         parts.append(f"Across attention arms, the median latency overhead at the smallest batch is "
                      f"{lat.median():+.1f}% "
                      f"against a median MAC overhead of {mac.median():+.1f}% (full policy) and "
-                     f"{attn['macs_fvcore_default_vs_none_pct'].median():+.1f}% (fvcore default).")
-    noisy = attn[[_covers_zero(r) for _, r in attn.iterrows()]]
+                     f"{attn['macs_fvcore_default_vs_none_pct'].median():+.1f}% (fvcore default), timed on one host "
+                     "(see Caveats: these CIs do not cover another machine).")
+    noisy = attn[[within_noise(r.get("latency_overhead_ci_low_pct"), r.get("latency_overhead_ci_high_pct"))
+                  for _, r in attn.iterrows()]]
     if len(noisy):
         parts.append(f"{len(noisy)} arm(s) are within timing noise of their baseline at the smallest batch (the "
                      f"overhead's 95% CI covers zero){_names(noisy)}.")
@@ -158,17 +237,18 @@ def summary_paragraph(collected: Collected, arm_rows: pd.DataFrame) -> str:
     return " ".join(parts)
 
 
-def _covers_zero(r: pd.Series) -> bool:
-    low, high = r.get("latency_overhead_ci_low_pct"), r.get("latency_overhead_ci_high_pct")
-    return bool(pd.notna(low) and pd.notna(high) and low <= 0 <= high)
-
-
-def _git_commit() -> str:
-    here = Path(__file__).resolve().parent
+def git_state(exclude: Path | None = None, checkout: Path | None = None) -> str:
+    """The ablate commit, and whether the checkout has uncommitted changes outside `exclude` (the report's
+    own folder). Read before the report writes anything, so the report never dirties its own stamp."""
+    here = checkout or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        top = Path(subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or here)
+        inside = exclude is not None and exclude.resolve().is_relative_to(top.resolve())
+        spec = ["--", "."] + ([f":(exclude){exclude.resolve().relative_to(top.resolve())}"] if inside else [])
+        dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no", *spec],
                                capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown (git not available)"
@@ -198,7 +278,7 @@ def timing_environment(collected: Collected) -> list[str]:
     return lines or ["- costs: not measured yet (profile phase)"]
 
 
-def environment(collected: Collected) -> list[str]:
+def environment(collected: Collected, commit: str) -> list[str]:
     runs = collected.runs
     devices = sorted({str(d) for d in runs["device"].dropna()}) if len(runs) else []
     lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(collected)]
@@ -209,7 +289,7 @@ def environment(collected: Collected) -> list[str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU visible"
     lines += [
         f"- report generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC with ablate commit "
-        f"{escape(_git_commit())}, Python {platform.python_version()}, torch {torch.__version__} (CUDA {cuda}; {gpu}), "
+        f"{escape(commit)}, Python {platform.python_version()}, torch {torch.__version__} (CUDA {cuda}; {gpu}), "
         f"on {escape(cpu_model())} ({escape(platform.platform())})",
     ]
     return lines
@@ -295,45 +375,80 @@ def determinism_caveat(collected: Collected) -> list[str]:
     return lines
 
 
-def caveats(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
-    n = sorted({int(v) for v in arm_rows["n"] if v > 0})
-    tuning = collected.study.tuning
+STATISTICS_CAVEATS = (
+    "- **Two sources of noise.** Every accuracy and Δ interval carries what a rerun with new seeds would change "
+    "(training randomness) and what a new test set of the same size would change (which images it holds), as "
+    "variance components of the crossed seed x image design: Var(mean) = s_seed²/n + s_image²/m + "
+    "s_residual²/(n m), estimated from the two-way ANOVA mean squares, the image part truncated at zero, with "
+    "Satterthwaite's degrees of freedom. Assumes additive crossed components, with seeds and test images "
+    "exchangeable draws from their populations. Where per-image correctness is not stored, an accuracy's image "
+    "part is the binomial bound p(1-p)/m and a Δ's is left out (the test column says 'seeds only').",
+    "- **Primary test.** Arms of a backbone trained on the same seeds are compared with the baseline in a "
+    "blocked model (accuracy = arm + seed + residual) whose residual variance is pooled over all the backbone's "
+    "arms, (k-1)(n-1) degrees of freedom instead of n-1 per arm; the seed part of a Δ's variance is "
+    "2 x residual / n. Assumes normal seed effects and equal residual variance across arms (homoscedastic). "
+    "tests/test_coverage.py checks by simulation that its 95% intervals cover the true effect 93-97% of the time "
+    "under these assumptions. An arm whose own seed spread is much larger would get too narrow a blocked "
+    "interval: a one-sided F check of its paired variance against the other arms' pooled one (approximate, and "
+    "weak with few seeds) flags it, and its primary test is then its own paired test ('paired (unequal "
+    "spread)'). The paired check column (each arm's own variance, n-1 df, plus the same image part) is valid "
+    "without the equal-spread assumption but has few degrees of freedom. 'paired' in the test column: no block "
+    "could be formed; 'welch': seeds are not shared.",
+    "- **Multiplicity.** Holm's step-down correction over all comparisons of the study controls the family-wise "
+    "error rate at 5% under any dependence between them; the verdict is the primary test's Holm-adjusted p < 0.05. "
+    "The paired check has its own Holm family.",
+    "- **Per-image tests, per seed only.** McNemar's exact test and the image bootstrap compare one seed's pair of "
+    "trained networks on the shared test images: they say whether these two networks differ on these images "
+    "(unadjusted p), not whether the arm beats its baseline. Pooling them over seeds would treat seeds x images as "
+    "independent and ignore the seed-to-seed spread of the effect, so they are never pooled and never a verdict.",
+    "- **Power.** The MDE is the effect the primary test detects with 80% power (noncentral t from its SE and "
+    "df, the df taken as fixed), at alpha 0.05 and at Holm's first step (alpha / number of comparisons). "
+    "'Seeds for' uses Holm's first-step alpha and keeps the image part, which more seeds do not shrink: a "
+    "target below it is unreachable with this test set. \"No detectable difference\" is not evidence of no "
+    "difference: read it beside the MDE.",
+)
+
+
+def _test_set_caveat(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
     try:
         test_count = dataset_info(collected.study.dataset).test_count
     except AblateError:
-        test_count = None
+        return []
     acc = arm_rows["acc_mean"].dropna()
-    p = float(acc.mean()) / 100 if len(acc) else 0.9
+    p = float(acc.mean()) if len(acc) else 90.0
+    return [f"- **Test-set size.** {test_count} test images: one image is {100 / test_count:.3g} pp, and the "
+            f"binomial standard error of one accuracy near {p:.0f}% is {stats.binomial_sd_pp(p, test_count):.2f} pp "
+            "(an upper bound of its image part)."]
+
+
+def caveats(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
+    n = sorted({int(v) for v in arm_rows["n"] if v > 0})
+    tuning = collected.study.tuning
     first, *policies = MAC_POLICY_TEXT.splitlines()
     lines = [
         "- **MAC counting policy.** " + escape(first),
         *(f"  - {escape(line.removeprefix('- '))}" for line in policies),
-        f"- **Seeds.** {', '.join(map(str, n)) or 'no'} seed(s) per arm. The 95% CIs use Student's t with n-1 "
-        "degrees of freedom; arm-vs-baseline tests are paired t-tests over seeds (Welch where seeds are not "
-        "shared), Holm-corrected across all arms of the study. With few seeds they are wide (and not clipped to "
-        "[0, 100]), and \"no detectable difference\" is not evidence of no difference: read it beside the MDE.",
+        f"- **Seeds.** {', '.join(map(str, n)) or 'no'} seed(s) per arm; with few seeds every interval is wide "
+        "(and not clipped to [0, 100]).",
+        *STATISTICS_CAVEATS,
+        *_test_set_caveat(collected, arm_rows),
         *seed_plan_caveat(collected),
         *determinism_caveat(collected),
         "- **Test data decides nothing.** The plateau schedule, pruning and time-to-target read the validation "
         "split only; the test split is evaluated every epoch and recorded, and the final number is the last "
         "epoch's test accuracy.",
-    ]
-    if test_count:
-        se = 100 * math.sqrt(max(p * (1 - p), 1e-9) / test_count)
-        lines.append(f"- **Test-set noise.** {test_count} test images: one image is {100 / test_count:.3g} pp, and "
-                     f"the binomial standard error of an accuracy near {100 * p:.0f}% is about {se:.2f} pp.")
-    lines += [
         "- **Hardware and timing.** All arms of a backbone are timed together, on one host, in interleaved rounds: "
         "after a warm-up of every arm, each round times every arm once (a few short torch.utils.benchmark blocks, "
         "CUDA events on GPU) in a fresh random order. An arm's time is the median over rounds (IQR over rounds "
         "beside it); its overhead is the median of its per-round ratios to the baseline timed in the same round, "
         "with a distribution-free 95% CI from binomial order statistics. Load that drifts between rounds cancels in "
-        "the ratios; '~' marks an overhead whose CI covers zero (within timing noise). The training step "
+        "the ratios; '~' marks an overhead whose CI covers zero (within timing noise). These CIs cover the "
+        "round-to-round noise within one timing session on one host, not another machine, CPU model, thread count "
+        "or software build: overheads can move by far more than their CI between machines. The training step "
         "(forward + backward + optimizer step at the recipe's batch size on a synthetic batch) is timed the same "
         "way; the final runs' seconds per epoch are wall-clock under whatever else ran on the host and are shown "
-        "for reference only. Figures hold for the host, thread count, precision and batch size named above. "
-        "Training time to the baseline's accuracy is measured per epoch (training only, evaluation excluded), so "
-        "its resolution is one epoch.",
+        "for reference only. Training time to the baseline's accuracy is measured per epoch (training only, "
+        "evaluation excluded), so its resolution is one epoch.",
         f"- **Tuning.** scope {escape(tuning.scope)}"
         + (f", {tuning.n_trials} trials of {tuning.epochs} epoch(s) on the validation split; arms "
            "tuned by another group's optimum may be slightly disadvantaged." if tuning.enabled
@@ -351,6 +466,61 @@ def timing_warnings(arm_rows: pd.DataFrame) -> list[str]:
     return [f"**Timing warning.** {escape(w)}." for w in texts] + ([""] if texts else [])
 
 
+def recipe_lines(collected: Collected) -> list[str]:
+    """The hyperparameters the final runs actually trained with (tuned values per arm where they differ),
+    or the study file's recipe, labelled so, before any final run exists."""
+    study_recipe = collected.study.recipe.as_dict()
+    used: dict[str, dict[str, list[str]]] = {}  # key -> value text -> arms
+    for arm, g in collected.runs.groupby("arm", sort=False) if "recipe" in collected.runs else ():
+        for text in g["recipe"].dropna():
+            recipe = json.loads(text) if text else {}
+            for key in study_recipe:
+                if key in recipe:
+                    arms = used.setdefault(key, {}).setdefault(_value(recipe[key]), [])
+                    arms.append(str(arm)) if str(arm) not in arms else None
+    if not used:
+        return [f"- recipe (the study file's; no final run recorded its own yet): "
+                f"{escape(', '.join(f'{k}={_value(v)}' for k, v in study_recipe.items()))}"]
+    same = [f"{k}={next(iter(v))}" for k, v in used.items() if len(v) == 1]
+    lines = [f"- recipe the final runs trained with: {escape(', '.join(same))}"]
+    for key, values in used.items():
+        if len(values) > 1:
+            lines.append(f"- {escape(key)} (differs between arms: tuned): " + "; ".join(
+                f"{escape(v)} ({', '.join(escape(a) for a in arms)})" for v, arms in values.items()))
+    return lines
+
+
+def _value(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def results(collected: Collected, sections: Sections) -> list[str]:
+    """The Results legend and the headline table (also the README excerpt's table)."""
+    min_effect = collected.study.min_effect_pp
+    return [
+        "Test accuracy per arm over seeds (the last epoch's, never a best-of-epochs), with a 95% CI that carries "
+        "both seed noise and test-image noise (see Caveats). Δ is the difference from the same backbone's "
+        "baseline with its 95% CI from the primary test named in 'test': *blocked* (every arm of a backbone "
+        "trained on the same seeds sees the same data order, augmentation draws and initial shared weights; the "
+        "seed noise is pooled over the backbone's arms) plus the test-image variance component; p (Holm) is its "
+        "two-sided p-value after Holm's correction across all comparisons, and the verdict is Holm p < 0.05. The "
+        "paired check is each arm's own paired test (its own seed variance, n-1 df, same image component), with "
+        "its own Holm correction: a note marks where it disagrees or where the arm's own seed spread exceeds the "
+        "other arms' beyond chance. MDE is the effect the primary test detects with 80% power, at alpha 0.05 and "
+        "at Holm's first step (alpha / number of comparisons); 'seeds for' is how many seeds it would need to "
+        f"detect {min_effect:g} pp (study setting min_effect_pp) at Holm's first-step alpha. Costs: MACs % over "
+        "the baseline, measured overheads with their CIs (one timing session on one host). Full numbers: "
+        "[tables/arms.csv](tables/arms.csv).", "",
+        table(sections.summary), ""]
+
+
+def excerpt(collected: Collected, arm_rows: pd.DataFrame, sections: Sections) -> str:
+    """excerpt.md: the summary and the headline table, generated from the run, for a README to quote verbatim."""
+    return "\n".join([summary_paragraph(collected, arm_rows), "", table(sections.summary), "",
+                      f"_Generated by `ablate report {escape(collected.study.path)}` from the study's storage; "
+                      "legend, caveats and costs in the full report._", ""])
+
+
 def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, batch_sizes: Sequence[int]) -> str:
     study = collected.study
     out: list[str] = [f"# Ablation report: {escape(study.name)}", ""]
@@ -358,33 +528,25 @@ def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, bat
         out += [f"> {escape(study.description)}", ""]
     out += ["## Summary", "", summary_paragraph(collected, arm_rows), ""]
     out += ["## Completeness", "", *completeness(collected, arm_rows), ""]
-    out += ["## Environment", "", *environment(collected), ""]
+    out += ["## Environment", "", *environment(collected, sections.commit), ""]
     out += ["## Study", "",
             f"- study file: {escape(study.path)} (fingerprint {escape(study.fingerprint)})",
             f"- storage: {escape(mask_url(study.storage))}",
             f"- dataset: {escape(study.dataset.name)}, train_size {study.dataset.train_size or 'all'}, "
             f"test_size {study.dataset.test_size or 'all'}, "
             f"augmentation {escape(', '.join(study.dataset.augment) or 'none')}",
-            f"- recipe: {escape(', '.join(f'{k}={v}' for k, v in study.recipe.as_dict().items()))}",
+            *recipe_lines(collected),
             f"- evaluation split of the final runs: {escape(collected.eval_split)}", ""]
     out += ["## How to reproduce", "", reproduce(collected), ""]
-    out += ["## Results", "",
-            "Test accuracy per arm over seeds (the last epoch's, never a best-of-epochs; the 95% CI's spread is "
-            "floored by the test set's binomial noise). Δ is the difference from the same backbone's baseline with "
-            "its 95% CI, from the test named in 'test': *paired* t over seeds (at one seed every arm of a backbone "
-            "sees the same data order, augmentation draws and initial shared weights), Welch when fewer than two "
-            "seeds are shared; p is that test's two-sided p-value after Holm correction across all arms. MDE is "
-            "the minimum detectable effect at 80% power with this n and the observed spread, at alpha 0.05 and at "
-            "Holm's first step (alpha / number of arms compared); 'seeds for' is how many seeds that test would "
-            f"need to detect {collected.study.min_effect_pp:g} pp (study setting min_effect_pp). Costs: MACs % "
-            "over the baseline, measured overheads with their CIs. Full numbers: [tables/arms.csv](tables/arms.csv).", "",
-            table(sections.summary), ""]
+    out += ["## Results", "", *results(collected, sections)]
     if not sections.images.empty:
-        out += ["### Second view: the shared test images", "",
-                "Per-seed noise (which run you got) and per-image noise (which images the test set happens to hold) "
-                "are different things. Here the arm and its baseline are compared image by image on the same test "
-                "set, pooled over the seeds both have: the accuracy difference with a paired bootstrap CI over "
-                "images, and McNemar's exact test on the images only one of them gets right.", "",
+        out += ["### Per seed: do these two trained networks differ?", "",
+                "One row per arm and seed: the arm's and the baseline's networks of that seed compared image by "
+                "image on the shared test set (accuracy difference with a bootstrap CI over images, McNemar's exact "
+                "test on the images only one of them gets right). This answers whether *these two trained networks* "
+                "differ on *these images*; it is not pooled over seeds and is never a verdict (the seed-to-seed "
+                "spread of the effect, which the primary analysis carries, is what decides). p is unadjusted. Full "
+                "numbers: [tables/per\\_seed.csv](tables/per_seed.csv).", "",
                 table(sections.images), ""]
     if not sections.provenance.empty:
         out += ["### Hyperparameters and time to the baseline's accuracy", "",
@@ -420,7 +582,7 @@ def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, bat
     if sections.notes:
         out += ["## Notes", ""] + [f"- {escape(n)}" for n in sections.notes] + [""]
     out += ["## Caveats", "", *caveats(collected, arm_rows), ""]
-    out += ["## Files", "", *[f"- [{escape(p)}]({p})" for p in sections.tables], ""]
+    out += ["## Files", "", *[f"- [{escape(p)}]({p})" for p in [*sections.tables, "excerpt.md"]], ""]
     return "\n".join(out)
 
 
