@@ -27,14 +27,14 @@ from optuna.trial import TrialState
 
 from ablate.cli import main
 from ablate.contract import RETRY_ATTR, SERIES_ATTR, SLURM_ATTR, WORKER_ATTR
-from ablate.data import Data
+from ablate.data import Data, DataConfig, load_data
 from ablate.preempt import PREEMPTION, Preemption, Terminated, install, uninstall
 from ablate.recipe import Recipe, Runtime
 from ablate.slurm import JobRequest, check_request, job_script, secrets_of
 from ablate.spec import load_study
 from ablate.status import running_frame
 from ablate.storage import open_storage
-from ablate.train import model_factory, train
+from ablate.train import TrainResult, model_factory, train
 from ablate.workers import slurm_job, worker_attrs
 
 from .conftest import write_study
@@ -217,15 +217,27 @@ def test_preemption_rules_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch) -> No
     assert not p.deferring
 
 
+CNN, CPU1, THREE_EPOCHS = model_factory("cnn", "se"), Runtime(device="cpu", threads=1), Recipe(epochs=3, batch_size=40)
+
+
+@pytest.fixture(scope="module")
+def small_data() -> Data:
+    return load_data(DataConfig(name="synthetic", train_size=300, test_size=60, val_fraction=0.2, augment=()))
+
+
+@pytest.fixture(scope="module")
+def straight(small_data: Data) -> TrainResult:
+    return train(CNN, small_data, THREE_EPOCHS, seed=5, runtime=CPU1)
+
+
 @pytest.mark.parametrize("within,saved_epoch", [("60", 2), ("0", 1)])
 def test_sigterm_mid_training_stops_at_the_next_safe_point_and_resumes_identically(
-        within: str, saved_epoch: int, synthetic_small: Data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        within: str, saved_epoch: int, small_data: Data, straight: TrainResult, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM (a real signal to this process) arrives after epoch 1: with time to spare the run finishes
     epoch 2, saves it and stops; with no time it stops at the next step, epoch 1's checkpoint standing.
     Resuming gives exactly the uninterrupted run's numbers."""
     monkeypatch.setenv("ABLATE_STOP_WITHIN_S", within)
-    cnn, cpu, recipe = model_factory("cnn", "se"), Runtime(device="cpu", threads=1), Recipe(epochs=3)
-    straight = train(cnn, synthetic_small, recipe, seed=5, runtime=cpu)
     path = tmp_path / "ck.pt"
 
     def term_after_first(epoch: int, metrics: dict) -> bool:
@@ -237,11 +249,226 @@ def test_sigterm_mid_training_stops_at_the_next_safe_point_and_resumes_identical
     try:
         with pytest.raises(Terminated):
             with PREEMPTION.deferred():
-                train(cnn, synthetic_small, recipe, seed=5, runtime=cpu, checkpoint_path=path,
+                train(CNN, small_data, THREE_EPOCHS, seed=5, runtime=CPU1, checkpoint_path=path,
                       on_epoch_end=term_after_first)
     finally:
         uninstall(previous)
     assert torch.load(path, weights_only=True)["epoch"] == saved_epoch
-    resumed = train(cnn, synthetic_small, recipe, seed=5, runtime=cpu, checkpoint_path=path)
+    resumed = train(CNN, small_data, THREE_EPOCHS, seed=5, runtime=CPU1, checkpoint_path=path)
     for key in ("train_loss", "val_acc", "test_acc", "lr"):
         assert getattr(resumed, key) == getattr(straight, key), key
+
+
+# ----------------------------------------------------------------------------- a real SLURM (slow)
+
+STUDY_DOC = {
+    "dataset": {"name": "synthetic", "train_size": 600, "test_size": 100, "augment": [], "val_fraction": 0.2},
+    "grid": {"backbones": ["cnn"], "attention": ["none", "se"], "positions": ["after_relu"], "reductions": [16]},
+    "seeds": [0, 1],
+    "recipe": {"epochs": 3, "batch_size": 40},
+    "runtime": {"threads": 1},
+    "measure": {"batch_sizes": [1, 8], "block_time": 0.005, "rounds": 3},
+}
+SLURM_SKIP = "no SLURM cluster running here (.ci/run's start_slurm starts a one-node one as root)"
+PG_SKIP = "no PostgreSQL server: set ABLATE_TEST_POSTGRES=postgresql://... (.ci/run starts one)"
+
+
+def _cluster_or_skip() -> str:
+    """The PostgreSQL URL to test with, once SLURM and PostgreSQL are known to run; else the test is skipped."""
+    if shutil.which("sbatch") is None:
+        pytest.skip(f"{SLURM_SKIP}: sbatch not found")
+    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
+    if "UP" not in ping.stdout:
+        pytest.skip(f"{SLURM_SKIP}: `scontrol ping` says {ping.stdout.strip() or ping.stderr.strip()!r}")
+    url = os.environ.get("ABLATE_TEST_POSTGRES")
+    if not url:
+        pytest.skip(PG_SKIP)
+    pytest.importorskip("psycopg")
+    return url
+
+
+def _secret_role(url: str, password: str) -> tuple[str, callable]:
+    """A fresh login role with `password` (a string found nowhere else), as a URL; and how to drop it again.
+    The CI role's password ('ablate') is a word that every ablate command line contains, so grepping for it
+    proves nothing."""
+    import sqlalchemy
+
+    base = sqlalchemy.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    role = f"ablate_slurm_{os.getpid()}"
+    engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as db:
+        db.exec_driver_sql(f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'")
+
+    def drop() -> None:
+        with engine.connect() as db:
+            db.exec_driver_sql(f"REASSIGN OWNED BY {role} TO {base.username}")
+            db.exec_driver_sql(f"DROP OWNED BY {role}")
+            db.exec_driver_sql(f"DROP ROLE {role}")
+        engine.dispose()
+
+    return base.set(username=role, password=password).render_as_string(hide_password=False), drop
+
+
+def _write(folder: Path, name: str, **overrides: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_study(folder, name=name, **{**STUDY_DOC, **overrides})
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], tuple[float, list, list]]:
+    """(arm, seed) -> (test accuracy, per-epoch training loss, per-epoch test accuracy) of one uninterrupted
+    single-worker run of STUDY_DOC (its own folder, checkpoints and SQLite file)."""
+    import contextlib
+
+    folder = tmp_path_factory.mktemp("reference")
+    path = _write(folder, "slurmref")
+    with contextlib.chdir(folder):
+        assert main(["run", str(path), "--storage", f"sqlite:///{folder / 'ref.db'}", "--quiet"]) == 0
+    return _results(f"sqlite:///{folder / 'ref.db'}", "slurmref")
+
+
+def _final(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=f"{name}/final", storage=open_storage(url)).get_trials()
+    except KeyError:
+        return []
+
+
+def _results(url: str, name: str) -> dict[tuple[str, int], tuple[float, list, list]]:
+    return {(t.params["arm"], t.params["seed"]): (t.value, t.user_attrs[SERIES_ATTR]["train_loss"],
+                                                 t.user_attrs[SERIES_ATTR]["test_acc"])
+            for t in _final(url, name) if t.state == TrialState.COMPLETE}
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _queued(job: str) -> bool:
+    return bool(subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip())
+
+
+def _submit(path: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "ablate", "slurm", path.name, *args], cwd=path.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return re.search(r"submitted job (\d+)", done.stdout).group(1)
+
+
+def _running_in(url: str, name: str, task: str):
+    """The RUNNING final trial of array task `task` that has finished at least one epoch, or None."""
+    for t in _final(url, name):
+        if t.state == TrialState.RUNNING and t.user_attrs.get(SLURM_ATTR) == task and t.intermediate_values:
+            return t
+    return None
+
+
+def _visible_text(job: str) -> str:
+    """Everything SLURM and the process table show about a job: squeue (every field), scontrol show job
+    (details), and every process's command line."""
+    out = [subprocess.run(cmd, capture_output=True, text=True).stdout
+           for cmd in (["squeue", "-h", "-j", job, "-o", "%all"], ["scontrol", "show", "job", "-d", job])]
+    for proc in Path("/proc").glob("[0-9]*/cmdline"):
+        with __import__("contextlib").suppress(OSError):
+            out.append(proc.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return "\n".join(out)
+
+
+@pytest.mark.slow
+def test_slurm_array_task_cancelled_mid_item_every_item_once_identical(
+        tmp_path: Path, reference: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 2-task array on PostgreSQL; task 1 is scancelled after its item's first epoch. The study completes
+    with every arm x seed once, each identical to the uninterrupted single-worker run, the cancelled item
+    resumed from its checkpoint by task 0; the password is nowhere SLURM or ps shows."""
+    base = _cluster_or_skip()
+    password = f"Pw{os.getpid()}x{int(time.time())}"
+    url, drop = _secret_role(base, password)
+    name = f"slurmarr{os.getpid()}"
+    path = _write(tmp_path / "job", name)
+    env = {**os.environ, "ABLATE_STORAGE": url, "ABLATE_HEARTBEAT_S": "2", "ABLATE_GRACE_S": "10"}
+    try:
+        start = time.monotonic()
+        job = _submit(path, env, "--workers", "2")
+        _wait_for(lambda: _running_in(url, name, f"{job}_1"), 200, "task 1 to finish an epoch of an item")
+        visible = _visible_text(job)
+        assert f"ablate-{name}" in visible and password not in visible
+        cancelled = _running_in(url, name, f"{job}_1")
+        subprocess.run(["scancel", f"{job}_1"], check=True)
+        _wait_for(lambda: not _queued(job), 240, "the array to finish")
+        seconds = time.monotonic() - start
+    finally:
+        subprocess.run(["scancel", job], capture_output=True) if "job" in locals() else None
+        results, trials = _results(url, name), _final(url, name)
+        drop()
+    study = load_study(path)
+    counts = Counter((t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE)
+    assert counts == Counter({(a.id, s): 1 for a in study.arms for s in study.seeds})
+    assert results == reference  # value, per-epoch loss and test accuracy: bit for bit
+    stopped = trials[cancelled.number]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs.get(RETRY_ATTR)  # SIGTERM: marked for re-run
+    item = (stopped.params["arm"], stopped.params["seed"])
+    redone = [t for t in trials if t.state == TrialState.COMPLETE and (t.params["arm"], t.params["seed"]) == item]
+    assert redone[0].user_attrs[SLURM_ATTR] == f"{job}_0"
+    logs = {p.name: p.read_text() for p in (path.parent / "runs" / name / "slurm").glob("*.out")}
+    resumed = [int(m) for text in logs.values() for m in re.findall(r"resumed from epoch (\d+)", text)]
+    assert len(resumed) == 1 and 1 <= resumed[0] < STUDY_DOC["recipe"]["epochs"]
+    assert not any(password in text for text in logs.values())
+    assert password not in (path.parent / "runs" / name / "slurm" / "array.sbatch").read_text()
+    with capsys.disabled():
+        print(f"\n[slurm figures] 2-task array, task 1 scancelled mid-item: {len(counts)} items x "
+              f"{sorted(set(counts.values()))} complete each, identical to the single-worker run; cancelled item "
+              f"resumed from epoch {resumed[0]} by {job}_0; submit -> complete {seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_slurm_sigterm_then_requeue_resumes_the_item_from_its_checkpoint(
+        tmp_path: Path, reference: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """`scancel --signal=TERM` mid-item: the task saves its checkpoint at the next safe point, marks its item
+    for a re-run and exits; `scontrol requeue` (what SLURM does to a preempted --requeue job) restarts it,
+    and it resumes from that checkpoint to the uninterrupted run's numbers."""
+    url = _cluster_or_skip()
+    name = f"slurmterm{os.getpid()}"
+    path = _write(tmp_path / "job", name, seeds=[1])  # one task, two items: the first one is interrupted
+    env = {**os.environ, "ABLATE_STORAGE": url}
+    start = time.monotonic()
+    job = _submit(path, env, "--workers", "1", "--requeue")
+    task = f"{job}_0"
+    try:
+        _wait_for(lambda: _running_in(url, name, task), 200, "the task to finish an epoch")
+        subprocess.run(["scancel", "--signal=TERM", task], check=True)
+        _wait_for(lambda: not any(t.state == TrialState.RUNNING for t in _final(url, name)), 60,
+                  "the task to stop at a safe point")
+        checkpoints = list((path.parent / "runs" / name / "checkpoints").glob("*.pt"))
+        saved = [torch.load(p, weights_only=True)["epoch"] for p in checkpoints]
+        _wait_for(lambda: not _queued(job) or "RUNNING" not in subprocess.run(
+            ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout, 60, "the task to end")
+        requeue = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True)
+        assert requeue.returncode == 0, requeue.stderr
+        _wait_for(lambda: len(_results(url, name)) == 2 and not _queued(job), 240, "the requeued task to finish")
+        seconds = time.monotonic() - start
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)
+    trials = _final(url, name)
+    epochs = STUDY_DOC["recipe"]["epochs"]
+    assert len(saved) == 1 and 1 <= saved[0] < epochs  # stopped mid-item, at an epoch boundary
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 1 and stopped[0].user_attrs.get(RETRY_ATTR)
+    assert stopped[0].user_attrs[SLURM_ATTR] == task
+    log = "".join(p.read_text() for p in (path.parent / "runs" / name / "slurm").glob("*.out"))
+    assert "SIGTERM: stopping at the next safe point" in log
+    assert re.findall(r"resumed from epoch (\d+)", log) == [str(saved[0])]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted((t.params["arm"], t.params["seed"]) for t in complete) == sorted(
+        (a.id, 1) for a in load_study(path).arms)
+    redone = next(t for t in complete if (t.params["arm"], t.params["seed"]) == (stopped[0].params["arm"], 1))
+    assert redone.user_attrs[SLURM_ATTR] == task  # the same array task, requeued
+    assert _results(url, name) == {k: v for k, v in reference.items() if k[1] == 1}  # as if never interrupted
+    with capsys.disabled():
+        print(f"\n[slurm figures] scancel --signal=TERM mid-item: checkpoint saved at epoch {saved[0]} of {epochs}, item "
+              f"marked for re-run; scontrol requeue {task}: resumed from epoch {saved[0]}; submit -> complete "
+              f"{seconds:.0f} s")
