@@ -177,7 +177,7 @@ def submit(script: Path, environ: dict[str, str]) -> str:
     env = {k: v for k, v in environ.items() if k not in SECRET_ENV}
     try:
         done = subprocess.run(["sbatch", "--parsable", str(script)], env=env, capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, check=False)
     except FileNotFoundError:
         raise AblateError("sbatch not found: run `ablate slurm` on a SLURM login node, or use --dry-run to print "
                           "the script.") from None

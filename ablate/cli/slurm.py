@@ -59,11 +59,16 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(job_script(study, job, Path.cwd()), end="")
         return 0
+    if study.storage.startswith("journal:") and args.workers > 1:
+        print("warning: a journal file has no heartbeats: an array task killed outright (SIGKILL, a failed node) "
+              "leaves its item RUNNING until a worker runs on that node again (docs/scale-out.md, section 6); "
+              "PostgreSQL re-runs it anywhere after the grace period.", file=sys.stderr)
     script = write_job(study, job, Path.cwd(), dict(os.environ))
     job_id = submit(script, dict(os.environ))
     same = ' --storage "$ABLATE_STORAGE"' if storage_overridden(study) else ""
-    print(f"submitted job {job_id}: {args.workers} array task(s) of {study.name}; script {script.relative_to(Path.cwd())}"
-          f", logs {script.parent.relative_to(Path.cwd())}/ablate-{study.name}-{job_id}_*.out\n"
+    folder = script.parent.relative_to(Path.cwd())
+    print(f"submitted job {job_id}: {args.workers} array task(s) of {study.name}; script {folder / script.name}, "
+          f"logs {folder}/ablate-{study.name}-{job_id}_*.out\n"
           f"watch: ablate status {study.path}{same}    (squeue -j {job_id}; cancel: scancel {job_id})\n"
           f"then:  ablate report {study.path}{same}", file=sys.stdout)
     return 0
