@@ -77,6 +77,7 @@ SUPERSEDED_ATTR = "ablate:superseded"  # numbers of complete trials whose item m
 # every trial's bookkeeping
 WORKER_ATTR = "ablate:worker"  # system attr: the worker (host:pid) that claimed the trial
 DEVICE_ATTR = "worker_device"  # user attr: the device its worker ran on, e.g. 'cuda:0 (physical 2)'
+SLURM_ATTR = "slurm_job"  # user attr: the SLURM job its worker ran in, '<array job>_<task>' or '<job>'
 FAIL_ATTR = "fail_reason"  # user attr: why a FAIL failed
 RETRY_ATTR = "ablate:retry"  # user attr: a FAIL that should be re-run (killed worker, interrupt)
 DUPLICATE_ATTR = "ablate:duplicate_of"  # user attr: a FAIL that lost a claim race to this trial number

@@ -24,7 +24,7 @@ from optuna.trial import Trial, TrialState
 
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
-from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, ENV_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
+from .contract import (COST_ATTR, COSTS_ATTR, ENV_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
                        PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, WORKER_ATTR,
                        final_items, final_results, group_of, phase_name, profile_costs, profile_items, profile_trials,
                        trial_id_of, tuning_groups)
@@ -33,6 +33,7 @@ from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity
+from .preempt import PREEMPTION
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
@@ -40,7 +41,7 @@ from .provenance import environment, mismatch_warning
 from .storage import open_storage, reap_dead_trials, worker_host, worker_id
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
-from .workers import describe_device, placeable_gpus, spawn_workers, warn_oversubscribed, worker_gpus
+from .workers import describe_device, placeable_gpus, spawn_workers, warn_oversubscribed, worker_attrs, worker_gpus
 from .workqueue import ItemFailed, run_items, supersede, wait_until_idle
 
 
@@ -143,7 +144,7 @@ class Runner:
             if not wanted <= set(t.user_attrs[COSTS_ATTR]):
                 supersede(ostudy, t)
         run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("profile"),
-                  claim_attrs={DEVICE_ATTR: describe_device(torch.device(self.timing_setting().device))})
+                  claim_attrs=worker_attrs(describe_device(torch.device(self.timing_setting().device))))
 
     # -- phase 2: hyperparameters on the validation split
     def tune(self) -> None:
@@ -178,7 +179,8 @@ class Runner:
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
         def objective(trial: Trial) -> float:
             trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker_id())
-            trial.set_user_attr(DEVICE_ATTR, self.worker_device)
+            for key, value in worker_attrs(self.worker_device).items():
+                trial.set_user_attr(key, value)
             params = suggest(trial, self.study.tuning.space)
             recipe = dataclasses.replace(self.study.recipe, epochs=self.study.tuning.epochs, **params)
 
@@ -223,9 +225,10 @@ class Runner:
             curve = LearningCurve(trial)
             try:  # the validation split (dataset val_fraction) steers; test is evaluated per epoch, recorded only
                 data = self.data()
-                result = train(model_factory(**arm.build_kwargs()), data, recipe, runtime=self.study.runtime,
-                               seed=item["seed"], eval_split="test", checkpoint_path=ckpt, progress=self.progress,
-                               on_epoch_end=curve.report if data.val is not None else None)
+                with PREEMPTION.deferred():  # SIGTERM stops at the next safe point, checkpoint saved (ablate.preempt)
+                    result = train(model_factory(**arm.build_kwargs()), data, recipe, runtime=self.study.runtime,
+                                   seed=item["seed"], eval_split="test", checkpoint_path=ckpt, progress=self.progress,
+                                   on_epoch_end=curve.report if data.val is not None else None)
             except NonFiniteLossError as err:
                 raise ItemFailed(f"non-finite loss: {err}") from None
             except torch.OutOfMemoryError as err:
@@ -248,7 +251,7 @@ class Runner:
 
         while True:  # with a SeedPlan, seeds are added as results show which arms still lack precision
             run_items(ostudy, items, work, retry_failed=self.retry_failed, on_item_done=self._echo("final"),
-                      claim_attrs={DEVICE_ATTR: self.worker_device})
+                      claim_attrs=worker_attrs(self.worker_device))
             if self.study.seed_plan is None:
                 return
             wait_until_idle([ostudy])  # other workers' results decide what comes next, too

@@ -14,8 +14,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .contract import (DEVICE_ATTR, DUPLICATE_ATTR, WORKER_ATTR, claimed, final_items, final_results, item_key,
-                       phase_name, profile_items, trial_id_of, tuning_groups)
+from .contract import (DEVICE_ATTR, DUPLICATE_ATTR, SLURM_ATTR, WORKER_ATTR, claimed, final_items, final_results,
+                       item_key, phase_name, profile_items, trial_id_of, tuning_groups)
 from .spec import Study
 from .storage import dead_trial_ids, open_storage
 from .workqueue import counts
@@ -166,7 +166,8 @@ def status_frame(study: Study, storage: optuna.storages.BaseStorage | None = Non
 
 
 def running_frame(study: Study, storage: optuna.storages.BaseStorage | None = None) -> pd.DataFrame:
-    """Every RUNNING trial: its item, worker (host:pid), device, and whether that worker is alive. Read-only."""
+    """Every RUNNING trial: its item, worker (host:pid), SLURM job ('-' outside SLURM), device, and whether that
+    worker is alive. Read-only."""
     storage = storage or open_storage(study.storage, read_only=True)
     rows = []
     for name, ostudy in phase_studies(study, storage).items():
@@ -176,10 +177,11 @@ def running_frame(study: Study, storage: optuna.storages.BaseStorage | None = No
         for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             rows.append({"phase": name, "trial": t.number,
                          "item": " ".join(f"{k}={v}" for k, v in t.params.items()),
-                         "worker": t.system_attrs.get(WORKER_ATTR, "?"), "device": t.user_attrs.get(DEVICE_ATTR, "?"),
+                         "worker": t.system_attrs.get(WORKER_ATTR, "?"),
+                         "slurm job": t.user_attrs.get(SLURM_ATTR, "-"), "device": t.user_attrs.get(DEVICE_ATTR, "?"),
                          "state": "dead" if trial_id_of(t) in dead else "running",
                          "started": t.datetime_start.strftime("%Y-%m-%d %H:%M:%S") if t.datetime_start else "?"})
-    return pd.DataFrame(rows, columns=["phase", "trial", "item", "worker", "device", "state", "started"])
+    return pd.DataFrame(rows, columns=["phase", "trial", "item", "worker", "slurm job", "device", "state", "started"])
 
 
 def progress_line(phase: str, ostudy: optuna.Study, items: list[dict]) -> str:

@@ -50,6 +50,7 @@ from .device import available_cores, device_name, resolve_device, set_cublas_wor
 from .errors import AblateError
 from .models import build_model
 from .precision import autocast
+from .preempt import PREEMPTION
 from .recipe import EVAL_SPLITS, Recipe, Runtime, check_schedule
 from .records import encode_correct, time_to_target
 from .timing import record_nondeterministic_ops, synchronize
@@ -597,6 +598,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                     bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                     checked = i + 1
                 bar.update()
+                PREEMPTION.at_step(i + 1, steps, t0)  # SIGTERM: stop now unless the epoch can finish in time
             synchronize(device)
             t1 = time.perf_counter()
 
@@ -646,6 +648,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                 save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "result": asdict(result),
                                                   **_snapshot(net, optimizer, scheduler, scaler, gen, host_gen,
                                                               device)})
+            PREEMPTION.at_epoch_end()  # SIGTERM during this epoch: its checkpoint is saved, stop here
             if on_epoch_end is not None and on_epoch_end(epoch, _epoch_metrics(result)):
                 result.stopped_early = True
                 break

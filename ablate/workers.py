@@ -16,7 +16,7 @@ import time
 import optuna
 import torch
 
-from .contract import final_items, final_results, phase_name
+from .contract import DEVICE_ATTR, SLURM_ATTR, final_items, final_results, phase_name
 from .device import available_cores
 from .errors import AblateError
 from .spec import Study
@@ -42,6 +42,22 @@ def describe_device(device: torch.device) -> str:
     index = device.index if device.index is not None else torch.cuda.current_device()
     visible = visible_devices()
     return f"cuda:{index}" + (f" (physical {visible[index]})" if index < len(visible) else "")
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in: '<array job id>_<task id>' for an array task (as squeue and
+    scancel name it), the job id otherwise, None outside SLURM."""
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID", "").strip(), os.environ.get("SLURM_ARRAY_TASK_ID", "").strip()
+    if job and task:
+        return f"{job}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "").strip() or None
+
+
+def worker_attrs(device: str) -> dict[str, str]:
+    """What a trial records about its worker when it is claimed (besides host:pid): the device, and the
+    SLURM job when there is one, so `ablate status` can say which job runs which item."""
+    job = slurm_job()
+    return {DEVICE_ATTR: device, **({SLURM_ATTR: job} if job else {})}
 
 
 def placeable_gpus(study: Study) -> int:

@@ -38,7 +38,7 @@ def options(option: str) -> dict[str, argparse.Action]:
 
 
 SHARED = {
-    "--storage": {"run", "status", "dashboard", "report"},
+    "--storage": {"run", "slurm", "status", "dashboard", "report"},
     "--data-dir": {"run", "report", "train", "bench", "data list", "data fetch", "data cache"},
     "--device": {"profile", "train", "bench"},
     "--threads": {"profile", "train", "run"},

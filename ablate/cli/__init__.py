@@ -7,7 +7,8 @@ torch, which they import): each command module imports the study loader, storage
 scipy and the training engine inside its `run`, so `ablate --help` and usage errors stay fast.
 
 User mistakes (AblateError) become one paragraph on stderr and exit code 2; argparse's own usage
-errors also exit 2; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial.
+errors also exit 2; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial (SIGTERM during a
+checkpointed training run first reaches the next safe point: `ablate.preempt`).
 Anything else is a bug and keeps its traceback.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import signal
 import sys
 import threading
 import warnings
@@ -29,9 +29,11 @@ from ..data import DATA_ENV
 from ..device import DEVICE_SETTINGS, set_cublas_workspace
 from ..errors import AblateError
 from ..models import list_backbones
+from ..preempt import Terminated, install, uninstall
 
 # subcommand modules under ablate.cli, in the order `ablate --help` lists them
-COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "status", "dashboard", "report", "spec")
+COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "slurm", "status", "dashboard", "report",
+            "spec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,20 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler or `kill`): unwound like Ctrl-C, so the running trial is marked for a re-run."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="fvcore")
     args = build_parser().parse_args(argv)
     set_cublas_workspace()  # before the command: cuBLAS reads it once per process (deterministic runs need it)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
+    previous = install() if in_main else None  # SIGTERM: at once, or at a training run's next safe point
     try:
         return int(args.func(args) or 0)
     except AblateError as err:
@@ -69,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         if in_main:
-            signal.signal(signal.SIGTERM, previous)
+            uninstall(previous)
 
 
 def csv_list(text: str) -> list[str]:
