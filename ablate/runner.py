@@ -1,7 +1,7 @@
 """Run a study: profile every arm once, tune hyperparameters, train every arm x seed, resumably.
 
 Each phase is an Optuna study in the study's storage, named `<study>/profile`, `<study>/tune/<group>`
-and `<study>/final` (see `ablate.contract`). Storage is the ledger: re-running the same command
+and `<study>/final` (see `ablate.planning`). Storage is the ledger: re-running the same command
 continues where it stopped, and the report is regenerated from storage alone.
 """
 
@@ -25,14 +25,14 @@ from optuna.trial import Trial, TrialState
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
 from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
-                       PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, WORKER_ATTR,
-                       final_items, final_results, group_of, phase_name, profile_costs, profile_items, profile_trials,
-                       trial_id_of, tuning_groups)
+                       PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, final_results,
+                       profile_costs, profile_trials, set_worker, worker_of)
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity
+from .planning import final_items, group_of, phase_name, profile_items, tuning_groups
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
@@ -176,7 +176,7 @@ class Runner:
 
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
         def objective(trial: Trial) -> float:
-            trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker_id())
+            set_worker(trial, worker_id())
             trial.set_user_attr(DEVICE_ATTR, self.worker_device)
             params = suggest(trial, self.study.tuning.space)
             recipe = dataclasses.replace(self.study.recipe, epochs=self.study.tuning.epochs, **params)
@@ -288,7 +288,7 @@ def host_running(ostudy: optuna.Study) -> int:
     """RUNNING trials of this phase on this host (this one included): how shared its wall-clock was."""
     host = worker_host()
     return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if str(t.system_attrs.get(WORKER_ATTR, "")).rsplit(":", 1)[0] == host)
+               if (worker_of(t) or "").rsplit(":", 1)[0] == host)
 
 
 def hyperparameter_source(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> str:

@@ -16,7 +16,7 @@ from ablate.errors import AblateError
 from ablate.spec import parse_study
 from ablate.startup import (DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, measure_startup,
                             process_age_s, timed_load)
-from ablate.contract import final_items
+from ablate.planning import final_items
 from ablate.recipe import Runtime
 
 
