@@ -14,8 +14,8 @@ from ablate.bench import SCALING_ATTENTION, SCALING_SEEDS, scaling_study, steady
 from ablate.data import CACHE_ENV, DataConfig
 from ablate.errors import AblateError
 from ablate.spec import parse_study
-from ablate.startup import (DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, measure_startup,
-                            process_age_s, timed_load)
+from ablate.startup import DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, process_age_s, timed_load
+from ablate.startup_probe import measure_startup
 from ablate.planning import final_items
 from ablate.recipe import Runtime
 
