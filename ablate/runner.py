@@ -24,9 +24,26 @@ from optuna.trial import Trial, TrialState
 
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
-from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
-                       PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, final_results,
-                       profile_costs, profile_trials, set_worker, worker_of)
+from .contract import (
+    COST_ATTR,
+    COSTS_ATTR,
+    DEVICE_ATTR,
+    FINAL_OBJECTIVE,
+    HOST_ATTR,
+    HP_PREFIX,
+    HYPERPARAMETERS_ATTR,
+    PHASES,
+    PROFILE_OBJECTIVE,
+    ROUNDS_ATTR,
+    SERIES_ATTR,
+    TUNE_ARM_ATTR,
+    TUNE_OBJECTIVE,
+    final_results,
+    profile_costs,
+    profile_trials,
+    set_worker,
+    worker_of,
+)
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
@@ -37,6 +54,7 @@ from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
 from .storage import open_storage, reap_dead_trials, worker_host, worker_id
+from .switches import set_cublas_workspace
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
 from .workers import describe_device, placeable_gpus, spawn_workers, warn_oversubscribed, worker_gpus
@@ -114,7 +132,8 @@ class Runner:
                        seed=self.study.seeds[0])
 
     def profile(self) -> None:
-        ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
+        ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage,
+                                     load_if_exists=True)
         name_objective(ostudy, PROFILE_OBJECTIVE)
         items = profile_items(self.study)
         m, recipe = self.study.measure, self.study.recipe
@@ -227,13 +246,16 @@ class Runner:
                 raise ItemFailed(str(err), retry=True) from None
             curve.complete(result.val_acc)
             measured = _jsonable(result.as_dict())
-            series = {k: measured.pop(k) for k in list(measured) if isinstance(measured[k], list) or k == "test_correct"}
+            series = {k: measured.pop(k) for k in list(measured)
+                      if isinstance(measured[k], list) or k == "test_correct"}
             cost = costs.get(arm.id, {})
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
-                     HYPERPARAMETERS_ATTR: _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
+                     HYPERPARAMETERS_ATTR: _jsonable(params),
+                     "hp_source": hyperparameter_source(self.study, self.storage, arm),
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
-                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)), "train_threads": self.study.runtime.threads or available_cores(),
+                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
+                     "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
             self._attach_curves(trial, arm, item["seed"], series)
@@ -250,7 +272,8 @@ class Runner:
                 return
             added = [i for i in more if i not in items]
             self._say(f"[final] precision target not met yet: adding {len(added)} item(s): "
-                      + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6]) + (" ..." if len(added) > 6 else ""))
+                      + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6])
+                      + (" ..." if len(added) > 6 else ""))
             items = more
 
     def _attach_curves(self, trial: Trial, arm: Arm, seed: int, series: dict[str, Any]) -> None:
@@ -373,6 +396,8 @@ def run_study(
     Returns what storage holds afterwards (see `RunOutcome.ok`: did anything fail in this run?).
     """
     devices = worker_gpus(workers, gpus, workers_per_gpu, placeable_gpus(study))  # refused before anything runs
+    if study.runtime.deterministic:
+        set_cublas_workspace()  # before the profile phase's CUDA work: cuBLAS reads it once per process
     in_process = len(devices) == 1 and gpus is None and workers_per_gpu is None
     if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
         require_present(study.dataset, data_dir)

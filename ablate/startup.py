@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .data import Data, DataConfig, cache_entry, load_data
-from .timing import synchronize
+from .device import synchronize
 
 LAUNCH_ENV = "ABLATE_LAUNCH_TS"  # epoch seconds a parent may set when it launches a worker (no /proc)
 FROM_CACHE, DECODED_CACHED, DECODED = "memory-mapped cache", "decoded, cache written", "decoded, no cache"

@@ -17,18 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
 
 from .augment import Normalize, to_unit_float
 from .data import CACHE_ENV, Data, DataConfig
-from .device import resolve_device
+from .device import resolve_device, synchronize
 from .errors import AblateError
 from .precision import autocast
 from .recipe import Recipe, Runtime
 from .startup import Startup, launch_env, timed_load
-from .timing import synchronize
-from .train import ModelFactory, initial_model, make_optimizer, model_factory, torch_settings
+from .switches import torch_settings
+from .train import ModelFactory, initial_model, make_optimizer, model_factory
 
 if TYPE_CHECKING:
     from .spec import Study
