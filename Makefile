@@ -17,7 +17,7 @@ REDUCTION ?= 16
 INPUT     ?= 3x32x32
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
+.PHONY: help setup lint test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install ablate with its dev tools
+
+lint: setup ## ruff: pyflakes, pycodestyle and import order, line length 120 (settings in pyproject.toml)
+	$(BIN)/ruff check .
 
 test: setup ## run the fast test suite (CPU, minutes)
 	$(BIN)/python -m pytest -q

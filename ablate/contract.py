@@ -105,7 +105,7 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     return storage_of(study)._get_stale_trial_ids(study_id_of(study))
 
 
-# ---------------------------------------------------------------- system attributes: their formats, read and written here
+# ---------------------------------------------------------------- system attributes: their formats, read and written
 
 
 def claim_system_attrs(worker: str) -> dict[str, Any]:

@@ -26,8 +26,19 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from .config import is_integer
-from .contract import (DUPLICATE_ATTR, FAIL_ATTR, RETRY_ATTR, SUPERSEDED_ATTR, claim_system_attrs, claimed, item_key,
-                       storage_of, study_id_of, superseded, trial_id_of)
+from .contract import (
+    DUPLICATE_ATTR,
+    FAIL_ATTR,
+    RETRY_ATTR,
+    SUPERSEDED_ATTR,
+    claim_system_attrs,
+    claimed,
+    item_key,
+    storage_of,
+    study_id_of,
+    superseded,
+    trial_id_of,
+)
 from .storage import death_detectable, heartbeat, mask_url, reap_dead_trials, worker_id
 
 Item = Mapping[str, Any]
