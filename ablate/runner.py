@@ -81,15 +81,21 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> dict[str, Any]:
-    """Best completed tuning trial's params for `arm`'s group ({} when tuning is off)."""
+def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> tuple[dict[str, Any], str]:
+    """(hyperparameters, where they came from in words a reader can weigh) for `arm`: the best completed
+    trial of its tuning group, read from one load of the group's study ({} and the fixed recipe when
+    tuning is off)."""
     if not study.tuning.enabled:
-        return {}
-    tune = optuna.load_study(study_name=phase_name(study, "tune", group_of(study, arm)), storage=storage)
-    complete = [t for t in tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return {}, "fixed recipe (no tuning)"
+    group = group_of(study, arm)
+    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
+    complete = tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise AblateError(f"tuning of {group_of(study, arm)!r} has no completed trial; see `ablate status`.")
-    return dict(max(complete, key=lambda t: t.value).params)
+        raise AblateError(f"tuning of {group!r} has no completed trial; see `ablate status`.")
+    n = len(complete)
+    whose = "the baseline's" if study.tuning.scope == "baseline" and not arm.is_baseline else "own"
+    source = f"{whose} tuning ({n} trials of group {group})"
+    return dict(max(complete, key=lambda t: t.value).params), source
 
 
 @dataclass
@@ -227,7 +233,7 @@ class Runner:
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             self._announce("final", ostudy, items, item)
             arm = arms[item["arm"]]
-            params = tuned_params(self.study, self.storage, arm)
+            params, hp_source = tuned_params(self.study, self.storage, arm)
             recipe = dataclasses.replace(self.study.recipe, **params)
             ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +257,7 @@ class Runner:
             cost = costs.get(arm.id, {})
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
                      HYPERPARAMETERS_ATTR: _jsonable(params),
-                     "hp_source": hyperparameter_source(self.study, self.storage, arm),
+                     "hp_source": hp_source,
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
                      COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
@@ -312,18 +318,6 @@ def host_running(ostudy: optuna.Study) -> int:
     host = worker_host()
     return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if (worker_of(t) or "").rsplit(":", 1)[0] == host)
-
-
-def hyperparameter_source(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> str:
-    """Where an arm's hyperparameters came from, in words a reader can weigh."""
-    if not study.tuning.enabled:
-        return "fixed recipe (no tuning)"
-    group = group_of(study, arm)
-    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
-    n = len(tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if study.tuning.scope == "baseline" and not arm.is_baseline:
-        return f"the baseline's tuning ({n} trials of group {group})"
-    return f"own tuning ({n} trials of group {group})"
 
 
 def name_objective(ostudy: optuna.Study, name: str) -> None:
