@@ -17,7 +17,7 @@ REDUCTION ?= 16
 INPUT     ?= 3x32x32
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
+.PHONY: help setup lock lint test test-slow test-all gpu-check demo data study plan status report dashboard profile bench clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lock: ## rewrite requirements.lock from a fresh unpinned install (then commit it
 	.lock-venv/bin/python -m pip install -q -e '.[dev]'
 	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^#'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+lint: setup ## ruff: pyflakes, pycodestyle and import order, line length 120 (settings in pyproject.toml)
+	$(BIN)/ruff check .
 
 test: setup ## run the fast test suite (CPU, minutes)
 	$(BIN)/python -m pytest -q

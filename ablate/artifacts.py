@@ -10,7 +10,6 @@ name gets its bytes replaced under the same id, so re-running a report never dup
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
@@ -18,7 +17,7 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial
 
-from .contract import ARTIFACTS_PREFIX, study_id_of, trial_id_of
+from .contract import attached_artifacts
 
 
 def artifact_dir(storage_url: str, run_dir: Path, configured: str | Path | None = None) -> Path:
@@ -36,24 +35,10 @@ def open_store(folder: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(str(folder))
 
 
-def attached(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:
-    """File name -> artifact id of what `target` holds now (entries deleted in the dashboard are skipped)."""
-    if isinstance(target, optuna.Study):
-        attrs = storage.get_study_system_attrs(study_id_of(target))
-    else:
-        attrs = storage.get_trial_system_attrs(trial_id_of(target))
-    names: dict[str, str] = {}
-    for key, value in attrs.items():
-        meta = json.loads(value) if key.startswith(ARTIFACTS_PREFIX) and isinstance(value, str) else None
-        if isinstance(meta, dict) and "filename" in meta:
-            names[meta["filename"]] = meta["artifact_id"]
-    return names
-
-
 def attach(store: FileSystemArtifactStore, storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial,
            path: Path) -> str:
     """Upload `path` to `target` (a study or a running trial), replacing an artifact of the same name."""
-    existing = attached(storage, target).get(path.name)
+    existing = attached_artifacts(storage, target).get(path.name)
     if existing is not None:
         with open(path, "rb") as f:
             store.write(existing, f)

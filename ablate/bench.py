@@ -46,13 +46,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import Normalize, to_unit_float
 from .data import Data, DataConfig, data_root, load_data
-from .device import device_name, resolve_device
+from .device import available_cores, device_name, resolve_device, synchronize
 from .errors import AblateError
-from .device import available_cores
 from .precision import autocast
 from .recipe import Recipe, Runtime
-from .timing import load_average, synchronize
-from .train import make_optimizer, model_factory, torch_settings, train
+from .switches import torch_settings
+from .timing import load_average
+from .train import make_optimizer, model_factory, train
 
 # images per backbone when --train-size is not given: a few minutes in all on a 2-core CPU
 DEFAULT_TRAIN_SIZE = {"cpu": {"cnn": 4096, "vgg16": 1280}, "cuda": {"cnn": 10000, "vgg16": 10000}}

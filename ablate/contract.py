@@ -1,62 +1,34 @@
-"""How a study lives in Optuna storage: study names, work-item keys, attribute names, and how to read them.
+"""How a study lives in Optuna storage: work-item keys, attribute names, who owns an item, and Optuna's private parts.
 
-Each phase of a study is an Optuna study named `<study>/profile`, `<study>/tune/<group>` or
-`<study>/final` (`phase_name`). Profile and final work items are trials whose params identify the
-item (`PROFILE_KEYS`, `FINAL_KEYS`); a tuning trial's params are its hyperparameters. Every user and
-system attribute ablate stores is named here, so what the runner, the work queue and the storage
-bookkeeping write is what status, the report and the dashboard read. These names are stored: changing
-one orphans every existing storage.
+Each phase of a study is an Optuna study (its name: `ablate.planning.phase_name`). Profile and final
+work items are trials whose params identify the item (`PROFILE_KEYS`, `FINAL_KEYS`); a tuning trial's
+params are its hyperparameters. Every user and system attribute ablate stores is named here, so what
+the runner, the work queue and the storage bookkeeping write is what status, the report and the
+dashboard read. These names are stored: changing one orphans every existing storage.
 
 The reading rules live here too: which trial owns an item (`claimed`), which complete trials no
-longer count (`superseded`), and the read-side views the runner, status, plan and report share
-(`profile_trials`, `final_results`, `wanted_seeds`, ...). This module imports no runner, training or
-measurement code, so reading a study never loads them.
+longer count (`superseded`), and the read-side views of stored results (`profile_trials`,
+`final_results`, ...). This module is a leaf: it imports Optuna and nothing of ablate, so it knows
+no study file; what a study plans to run is `ablate.planning`.
 
 It is also the one adapter for Optuna's private attributes (`storage_of`, `study_id_of`,
-`trial_id_of`, `stale_trial_ids`): no other module touches them.
+`trial_id_of`, `stale_trial_ids`) and for the system-attribute formats ablate reads or writes
+(`worker_of`, `set_worker`, `claim_system_attrs`, `attached_artifacts`): no other module touches them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from . import stats
-
-if TYPE_CHECKING:
-    from .arms import Arm
-    from .spec import Study
-
-# ---------------------------------------------------------------- phases and their Optuna study names
+# ---------------------------------------------------------------- phases (their study names: ablate.planning)
 
 PHASES = ("profile", "tune", "final")
-
-
-def phase_name(study: Study, phase: str, group: str | None = None) -> str:
-    return f"{study.name}/{phase}" + (f"/{group}" if group else "")
-
-
-def group_of(study: Study, arm: Arm) -> str:
-    """The tuning group an arm takes its hyperparameters from, by scope."""
-    scope = study.tuning.scope
-    if scope == "per_arm":
-        return arm.id
-    return f"{arm.backbone.label}/" + ("none" if scope == "baseline" else arm.attention)
-
-
-def tuning_groups(study: Study) -> dict[str, Arm]:
-    """group name -> the arm tuned for it (the baseline for scope 'baseline', else the group's first arm)."""
-    groups: dict[str, Arm] = {}
-    for arm in study.arms:
-        tuned = study.baselines[arm.backbone.label] if study.tuning.scope == "baseline" else arm
-        groups.setdefault(group_of(study, arm), tuned)
-    return groups
-
 
 # ---------------------------------------------------------------- work-item keys: the params that identify an item
 
@@ -135,6 +107,42 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     return storage_of(study)._get_stale_trial_ids(study_id_of(study))
 
 
+# ---------------------------------------------------------------- system attributes: their formats, read and written
+
+
+def claim_system_attrs(worker: str) -> dict[str, Any]:
+    """The system attributes of a trial a worker creates to claim an item (see ablate.workqueue)."""
+    return {WORKER_ATTR: worker}
+
+
+def set_worker(trial: Trial, worker: str) -> None:
+    """Record on a live trial (one Optuna created, e.g. a tuning trial) the worker (host:pid) running it."""
+    trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker)
+
+
+def worker_of(trial: FrozenTrial) -> str | None:
+    """The worker (host:pid) that claimed `trial`; None when none is recorded."""
+    worker = trial.system_attrs.get(WORKER_ATTR)
+    return None if worker is None else str(worker)
+
+
+def attached_artifacts(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:
+    """File name -> artifact id of what `target` holds now, parsed from the system attributes
+    `optuna.artifacts.upload_artifact` writes (`ARTIFACTS_PREFIX` + id: JSON with `filename` and
+    `artifact_id`, Optuna's private format, checked against Optuna 5.0.0). Entries deleted in the
+    dashboard are gone from the attributes and skipped."""
+    if isinstance(target, optuna.Study):
+        attrs = storage.get_study_system_attrs(study_id_of(target))
+    else:
+        attrs = storage.get_trial_system_attrs(trial_id_of(target))
+    names: dict[str, str] = {}
+    for key, value in attrs.items():
+        meta = json.loads(value) if key.startswith(ARTIFACTS_PREFIX) and isinstance(value, str) else None
+        if isinstance(meta, dict) and "filename" in meta:
+            names[meta["filename"]] = meta["artifact_id"]
+    return names
+
+
 # ---------------------------------------------------------------- which trial counts for an item
 
 
@@ -172,15 +180,7 @@ def claimed(study: optuna.Study, keys: Sequence[str], retry_failed: bool = False
     return owners
 
 
-# ---------------------------------------------------------------- the items each phase wants, and its results
-
-
-def profile_items(study: Study) -> list[dict[str, Any]]:
-    """One item per backbone: its arms are timed together (interleaved rounds need all of them at once)."""
-    items = []
-    for label in dict.fromkeys(a.backbone.label for a in study.arms):
-        items.append({"backbone": label})
-    return items
+# ---------------------------------------------------------------- stored results, per phase
 
 
 def profile_trials(profile: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
@@ -201,53 +201,6 @@ def profile_costs(profile: optuna.Study) -> dict[str, dict[str, Any]]:
     return costs
 
 
-def final_items(study: Study, results: dict[str, dict[int, float]] | None = None) -> list[dict[str, Any]]:
-    """Every arm x seed the final phase wants now, baselines first within each seed.
-
-    With a fixed seed list that is every arm x seed. With a SeedPlan it depends on the results so far
-    (`results`: arm -> seed -> test accuracy, see `final_results`): see `wanted_seeds`.
-    """
-    wanted = wanted_seeds(study, results or {})
-    return [{"arm": a.id, "seed": s} for a in study.arms for s in study.seeds if s in wanted[a.id]]
-
-
-def wanted_seeds(study: Study, results: dict[str, dict[int, float]]) -> dict[str, set[int]]:
-    """arm id -> the seeds it needs, given the results so far.
-
-    A SeedPlan gives every arm its first `min` seeds. An attention arm gets its next seed (and its
-    baseline the same seed, so the comparison stays paired) only when all its current seeds and its
-    baseline's are complete and the CI half-width of the per-seed paired differences still exceeds
-    `target_ci_pp`, up to `max`. The rule looks at precision only, never at a p-value, so adding
-    seeds cannot steer a test towards significance. It is a pure function of storage: every worker
-    computes the same items, and each is still claimed exactly once.
-    """
-    from .data import dataset_info  # the dataset layer (torch) only where a seed plan asks for the test size
-
-    plan = study.seed_plan
-    if plan is None:
-        return {a.id: set(study.seeds) for a in study.arms}
-    counts = {a.id: plan.min for a in study.arms}
-    floor = stats.binomial_sd_pp(50.0, dataset_info(study.dataset).test_count)  # only where the spread is 0
-    for arm in study.arms:
-        base = study.baselines.get(arm.backbone.label)
-        if arm.is_baseline or base is None:
-            continue
-        mine, theirs = results.get(arm.id, {}), results.get(base.id, {})
-        n = plan.min
-        while n < plan.max:
-            seeds = study.seeds[:n]
-            if not all(s in mine and s in theirs for s in seeds):
-                break  # wait for the results before deciding
-            diffs = [mine[s] - theirs[s] for s in seeds]
-            spread = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
-            if not stats.needs_more_seeds(diffs, plan.target_ci_pp, plan.max, floor_sd=floor if spread == 0 else None):
-                break
-            n += 1
-        counts[arm.id] = n
-        counts[base.id] = max(counts[base.id], n)
-    return {arm_id: set(study.seeds[:n]) for arm_id, n in counts.items()}
-
-
 def final_results(ostudy: optuna.Study | None) -> dict[str, dict[int, float]]:
     """arm -> seed -> test accuracy of the complete final trials that own their item."""
     return results_of(claimed(ostudy, list(FINAL_KEYS))) if ostudy is not None else {}
@@ -260,3 +213,19 @@ def results_of(owners: dict[tuple, optuna.trial.FrozenTrial]) -> dict[str, dict[
         if t.state == TrialState.COMPLETE and t.value is not None:
             out.setdefault(str(t.params["arm"]), {})[int(t.params["seed"])] = float(t.value)
     return out
+
+
+# ---------------------------------------------------------------- moved to ablate.planning (temporary)
+#
+# ablate/report/collect.py and ablate/plan.py, owned by other branches, still import these names from
+# here. Remove this block, and the matching entry in tests/test_architecture.py, once they import
+# from ablate.planning. Lazy, so this module imports nothing of ablate when loaded.
+_MOVED_TO_PLANNING = ("phase_name", "tuning_groups", "wanted_seeds")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_PLANNING:
+        from . import planning
+
+        return getattr(planning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

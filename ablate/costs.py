@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import re
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +22,14 @@ from torch import nn
 
 from .arms import Arm, BackboneChoice, enumerate_arms
 from .arms import equivalent_positions as arms_equivalent_positions
-from .attention import check_reduction, get_attention, resolve_knobs
+from .attention import check_reduction, get_attention
 from .columns import POLICIES, POLICY_COLUMN, Columns
 from .errors import AblateError
 from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs, count_params
-from .models import build_model, get_backbone, resolve_stages
+from .models import build_model, get_backbone
 from .models.positions import check_position
-from .timing import RoundSummary, Setting, faster_beyond_noise, infer_block, peak_memory_mib, time_interleaved, \
-    train_block
-
+from .rounds import RoundSummary, faster_beyond_noise
+from .timing import Setting, infer_block, peak_memory_mib, time_interleaved, train_block
 
 # ---------------------------------------------------------------------------------------------
 # static costs
@@ -175,31 +174,6 @@ def profile_backbone(
 
 # ---------------------------------------------------------------------------------------------
 # arms from `ablate profile`'s lists
-
-
-def arm_from_kwargs(arm: Mapping[str, Any]) -> Arm:
-    """build_model keyword arguments -> `ablate.arms.Arm`, with factors that do not apply dropped,
-    so profile rows carry the same ids and factor columns as the study's tables."""
-    attention = arm.get("attention", "none")
-    cls = get_attention(attention)
-    backbone = BackboneChoice(arm["backbone"], arm.get("head"), arm.get("bn", True))
-    if attention == "none":
-        return Arm(backbone, "none")
-    defaults = resolve_knobs(attention, {})
-    given = resolve_knobs(attention, {k: v for k, v in arm.items() if k in defaults})
-    return Arm(
-        backbone,
-        attention,
-        check_position(arm.get("position", "after_relu")),
-        check_reduction(arm.get("reduction", 16)) if cls.uses_reduction else None,
-        resolve_stages(arm.get("stages", "all"), len(get_backbone(backbone.name).blocks)),
-        tuple((k, v) for k, v in given.items() if v != defaults[k]),
-    )
-
-
-def arm_label(arm: Mapping[str, Any]) -> str:
-    """The arm's stable id, e.g. 'cnn/none', 'vgg16/se/after_relu/r16/s1-5' (see ablate.arms)."""
-    return arm_from_kwargs(arm).id
 
 
 def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:

@@ -1,4 +1,4 @@
-"""Which device to run on, checked against what this machine has, and its name for reports."""
+"""Which device to run on, checked against what this machine has, its name for reports, and waiting for it."""
 
 from __future__ import annotations
 
@@ -21,15 +21,6 @@ def check_device_setting(key: str, value: Any) -> str:
     if value in DEVICE_SETTINGS[:-1] or isinstance(value, str) and _CUDA_INDEX.fullmatch(value):
         return value
     raise ConfigError(key, f"unknown value {value!r}; allowed: {', '.join(DEVICE_SETTINGS)}.")
-
-
-CUBLAS_WORKSPACE_CONFIG = ":4096:8"
-
-
-def set_cublas_workspace() -> None:
-    """Set CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS) unless the user did: cuBLAS reads it once per
-    process, when it is first used, so this must run before any CUDA work (the CLI calls it first)."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -57,6 +48,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (a no-op on CPU), so a clock read after it counts that work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def available_cores() -> int:

@@ -19,9 +19,10 @@ import torch
 from .columns import Columns
 from .costs import TrainStep, enumerate_profile_arms, profile_backbone
 from .data import Data, DataConfig, load_data
-from .device import device_name, resolve_device, set_cublas_workspace
-from .timing import Setting
+from .device import device_name, resolve_device
 from .recipe import Recipe, Runtime
+from .switches import set_cublas_workspace
+from .timing import Setting
 from .train import TrainResult, make_optimizer, model_factory, train
 
 SKIPPED = "no CUDA device: gpu-check skipped"

@@ -12,8 +12,9 @@ from typing import Any
 
 import optuna
 
-from .contract import FINGERPRINT_ATTR, FINGERPRINTS_ATTR, SPEC_ATTR, STUDY_FILE_ATTR, phase_name
+from .contract import FINGERPRINT_ATTR, FINGERPRINTS_ATTR, SPEC_ATTR, STUDY_FILE_ATTR
 from .errors import AblateError
+from .planning import phase_name
 from .spec import Study
 from .storage import mask_url
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+
 def time_to_target(curve_acc: Sequence[float], epoch_seconds: Sequence[float],
                    target: float) -> tuple[int | None, float | None, bool]:
     """(epochs, seconds, censored) until `curve_acc` first reached `target`; the one shared definition.

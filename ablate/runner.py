@@ -1,7 +1,7 @@
 """Run a study: profile every arm once, tune hyperparameters, train every arm x seed, resumably.
 
 Each phase is an Optuna study in the study's storage, named `<study>/profile`, `<study>/tune/<group>`
-and `<study>/final` (see `ablate.contract`). Storage is the ledger: re-running the same command
+and `<study>/final` (see `ablate.planning`). Storage is the ledger: re-running the same command
 continues where it stopped, and the report is regenerated from storage alone.
 """
 
@@ -24,21 +24,39 @@ from optuna.trial import Trial, TrialState
 
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
-from .contract import (COST_ATTR, COSTS_ATTR, ENV_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
-                       PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, WORKER_ATTR,
-                       final_items, final_results, group_of, phase_name, profile_costs, profile_items, profile_trials,
-                       trial_id_of, tuning_groups)
+from .contract import (
+    COST_ATTR,
+    COSTS_ATTR,
+    ENV_ATTR,
+    FINAL_OBJECTIVE,
+    HOST_ATTR,
+    HP_PREFIX,
+    HYPERPARAMETERS_ATTR,
+    PHASES,
+    PROFILE_OBJECTIVE,
+    ROUNDS_ATTR,
+    SERIES_ATTR,
+    TUNE_ARM_ATTR,
+    TUNE_OBJECTIVE,
+    final_results,
+    profile_costs,
+    profile_trials,
+    set_worker,
+    worker_of,
+)
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity
 from .preempt import PREEMPTION
+from .planning import final_items, group_of, phase_name, profile_items, tuning_groups
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
 from .provenance import environment, mismatch_warning
 from .storage import open_storage, reap_dead_trials, worker_host, worker_id
+from .switches import set_cublas_workspace
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
 from .workers import describe_device, placeable_gpus, spawn_workers, warn_oversubscribed, worker_attrs, worker_gpus
@@ -65,15 +83,21 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> dict[str, Any]:
-    """Best completed tuning trial's params for `arm`'s group ({} when tuning is off)."""
+def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> tuple[dict[str, Any], str]:
+    """(hyperparameters, where they came from in words a reader can weigh) for `arm`: the best completed
+    trial of its tuning group, read from one load of the group's study ({} and the fixed recipe when
+    tuning is off)."""
     if not study.tuning.enabled:
-        return {}
-    tune = optuna.load_study(study_name=phase_name(study, "tune", group_of(study, arm)), storage=storage)
-    complete = [t for t in tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return {}, "fixed recipe (no tuning)"
+    group = group_of(study, arm)
+    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
+    complete = tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise AblateError(f"tuning of {group_of(study, arm)!r} has no completed trial; see `ablate status`.")
-    return dict(max(complete, key=lambda t: t.value).params)
+        raise AblateError(f"tuning of {group!r} has no completed trial; see `ablate status`.")
+    n = len(complete)
+    whose = "the baseline's" if study.tuning.scope == "baseline" and not arm.is_baseline else "own"
+    source = f"{whose} tuning ({n} trials of group {group})"
+    return dict(max(complete, key=lambda t: t.value).params), source
 
 
 @dataclass
@@ -116,7 +140,8 @@ class Runner:
                        seed=self.study.seeds[0])
 
     def profile(self) -> None:
-        ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage, load_if_exists=True)
+        ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage,
+                                     load_if_exists=True)
         name_objective(ostudy, PROFILE_OBJECTIVE)
         items = profile_items(self.study)
         m, recipe = self.study.measure, self.study.recipe
@@ -178,7 +203,7 @@ class Runner:
 
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
         def objective(trial: Trial) -> float:
-            trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker_id())
+            set_worker(trial, worker_id())
             for key, value in worker_attrs(self.worker_device).items():
                 trial.set_user_attr(key, value)
             params = suggest(trial, self.study.tuning.space)
@@ -217,7 +242,7 @@ class Runner:
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             self._announce("final", ostudy, items, item)
             arm = arms[item["arm"]]
-            params = tuned_params(self.study, self.storage, arm)
+            params, hp_source = tuned_params(self.study, self.storage, arm)
             recipe = dataclasses.replace(self.study.recipe, **params)
             ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -237,13 +262,16 @@ class Runner:
                 raise ItemFailed(str(err), retry=True) from None
             curve.complete(result.val_acc)
             measured = _jsonable(result.as_dict())
-            series = {k: measured.pop(k) for k in list(measured) if isinstance(measured[k], list) or k == "test_correct"}
+            series = {k: measured.pop(k) for k in list(measured)
+                      if isinstance(measured[k], list) or k == "test_correct"}
             cost = costs.get(arm.id, {})
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
-                     HYPERPARAMETERS_ATTR: _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
+                     HYPERPARAMETERS_ATTR: _jsonable(params),
+                     "hp_source": hp_source,
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
-                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)), "train_threads": self.study.runtime.threads or available_cores(),
+                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
+                     "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), ENV_ATTR: env, "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
             self._attach_curves(trial, arm, item["seed"], series)
@@ -260,7 +288,8 @@ class Runner:
                 return
             added = [i for i in more if i not in items]
             self._say(f"[final] precision target not met yet: adding {len(added)} item(s): "
-                      + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6]) + (" ..." if len(added) > 6 else ""))
+                      + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6])
+                      + (" ..." if len(added) > 6 else ""))
             items = more
 
     def _attach_curves(self, trial: Trial, arm: Arm, seed: int, series: dict[str, Any]) -> None:
@@ -298,19 +327,7 @@ def host_running(ostudy: optuna.Study) -> int:
     """RUNNING trials of this phase on this host (this one included): how shared its wall-clock was."""
     host = worker_host()
     return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if str(t.system_attrs.get(WORKER_ATTR, "")).rsplit(":", 1)[0] == host)
-
-
-def hyperparameter_source(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> str:
-    """Where an arm's hyperparameters came from, in words a reader can weigh."""
-    if not study.tuning.enabled:
-        return "fixed recipe (no tuning)"
-    group = group_of(study, arm)
-    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
-    n = len(tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    if study.tuning.scope == "baseline" and not arm.is_baseline:
-        return f"the baseline's tuning ({n} trials of group {group})"
-    return f"own tuning ({n} trials of group {group})"
+               if (worker_of(t) or "").rsplit(":", 1)[0] == host)
 
 
 def name_objective(ostudy: optuna.Study, name: str) -> None:
@@ -383,6 +400,8 @@ def run_study(
     Returns what storage holds afterwards (see `RunOutcome.ok`: did anything fail in this run?).
     """
     devices = worker_gpus(workers, gpus, workers_per_gpu, placeable_gpus(study))  # refused before anything runs
+    if study.runtime.deterministic:
+        set_cublas_workspace()  # before the profile phase's CUDA work: cuBLAS reads it once per process
     in_process = len(devices) == 1 and gpus is None and workers_per_gpu is None
     if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
         require_present(study.dataset, data_dir)

@@ -14,8 +14,8 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from .contract import (DEVICE_ATTR, DUPLICATE_ATTR, SLURM_ATTR, WORKER_ATTR, claimed, final_items, final_results,
-                       item_key, phase_name, profile_items, trial_id_of, tuning_groups)
+from .contract import DEVICE_ATTR, DUPLICATE_ATTR, SLURM_ATTR, claimed, final_results, item_key, trial_id_of, worker_of
+from .planning import final_items, phase_name, profile_items, tuning_groups
 from .spec import Study
 from .storage import dead_trial_ids, open_storage
 from .workqueue import counts
@@ -177,7 +177,7 @@ def running_frame(study: Study, storage: optuna.storages.BaseStorage | None = No
         for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             rows.append({"phase": name, "trial": t.number,
                          "item": " ".join(f"{k}={v}" for k, v in t.params.items()),
-                         "worker": t.system_attrs.get(WORKER_ATTR, "?"),
+                         "worker": worker_of(t) or "?",
                          "slurm job": t.user_attrs.get(SLURM_ATTR, "-"), "device": t.user_attrs.get(DEVICE_ATTR, "?"),
                          "state": "dead" if trial_id_of(t) in dead else "running",
                          "started": t.datetime_start.strftime("%Y-%m-%d %H:%M:%S") if t.datetime_start else "?"})

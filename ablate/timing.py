@@ -21,129 +21,31 @@ back to back does not. So every figure here comes from *interleaved rounds*:
 The same machinery times inference (eval mode, inference_mode, several rotated input buffers so
 the cache does not flatter small batches, optionally replayed through CUDA graphs because small
 attention blocks are launch-bound on GPU) and a training step (forward + backward + optimizer step
-on a synthetic batch, training mode). The logic is pure over a `time_block(name) -> seconds`
-function, so tests drive it with a fake clock.
+on a synthetic batch, training mode). The statistics of the rounds (orders, ratios, CIs) are pure,
+in `ablate.rounds`, which tests drive with a fake clock; this module holds the clocks and what they
+time. Threads and cuDNN's autotuning are set through `ablate.switches`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
-import re
-import statistics
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from scipy import stats as sps
 from torch import nn
 
-from .device import available_cores
 from .config import is_integer, is_number
+from .device import synchronize
 from .errors import AblateError
 from .macs import check_shape
 from .precision import autocast, check_precision
-
-# torch.utils.benchmark imports cpp_extension, which logs "No CUDA runtime is found" on CPU machines
-# that have a CUDA toolkit directory: noise for a profiler. Silence that one import, then restore.
-_cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
-_previous_level = _cpp_extension_log.level
-_cpp_extension_log.setLevel(logging.ERROR)
-try:
-    from torch.utils import benchmark
-finally:
-    _cpp_extension_log.setLevel(_previous_level)
-
-CI_METHOD = ("distribution-free 95% CI of the median per-round ratio (binomial order statistics), widened to at "
-             "least +-resolution x ratio (the run-to-run reproducibility of the method)")
+from .rounds import CI_METHOD, RoundSummary, run_rounds, summarize_rounds
+from .switches import check_threads, cudnn_flags, torch_threads
 
 Block = Callable[[], None]
-
-
-# ---------------------------------------------------------------------------------------------
-# process-wide switches, set for the duration and put back
-
-
-NONDETERMINISTIC_ALERT = " does not have a deterministic implementation"
-
-
-def nondeterministic_op(message: str) -> str | None:
-    """The op a torch determinism alert names ('X does not have a deterministic implementation, but
-    you set ...'), or None for any other warning."""
-    head, found, _ = message.partition(NONDETERMINISTIC_ALERT)
-    return head.strip() if found and head.strip() else None
-
-
-@contextlib.contextmanager
-def record_nondeterministic_ops() -> Iterator[list[str]]:
-    """Collect, in first-seen order, the ops that had no deterministic kernel while inside.
-
-    With `use_deterministic_algorithms(True, warn_only=True)` torch warns, and carries on, when an op
-    has no deterministic implementation (on CUDA: adaptive_max_pool2d_backward for CAM, CBAM and SE
-    with max squeeze, _adaptive_avg_pool2d_backward, ...). Those alerts are turned into a list a run
-    can store, so a report can say which arms could not be deterministic; every alert is seen (not
-    only the first per place), and other warnings are shown as usual.
-    """
-    ops: list[str] = []
-    with warnings.catch_warnings():  # restores the filters and showwarning on exit
-        warnings.filterwarnings("always", message=".*" + re.escape(NONDETERMINISTIC_ALERT))
-        previous = warnings.showwarning
-
-        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: Any = None, line: str | None = None) -> None:
-            op = nondeterministic_op(str(message))
-            if op is None:
-                previous(message, category, filename, lineno, file, line)
-            elif op not in ops:
-                ops.append(op)
-
-        warnings.showwarning = show
-        yield ops
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work (a no-op on CPU), so a clock read after it counts that work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-
-
-
-def check_threads(threads: int | None) -> int:
-    """None -> every available core; otherwise a positive integer."""
-    if threads is None:
-        return available_cores()
-    if not is_integer(threads) or threads < 1:
-        raise AblateError(f"threads must be a positive integer (or None for every core), got {threads!r}.")
-    return threads
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op thread count for the duration; the caller's afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def cudnn_benchmark(device: torch.device) -> Iterator[None]:
-    """cudnn.benchmark=True while timing fixed shapes on CUDA, restored after (it is process-wide)."""
-    previous = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = device.type == "cuda" or previous
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = previous
 
 
 def load_average() -> float | None:
@@ -193,117 +95,6 @@ class Setting:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------
-# the pure logic: rounds, ratios, intervals
-
-
-def round_orders(names: Sequence[str], rounds: int, seed: int) -> list[list[str]]:
-    """A fresh random order of `names` for every round, the same for the same seed."""
-    rng = np.random.default_rng(seed)
-    return [[names[i] for i in rng.permutation(len(names))] for _ in range(rounds)]
-
-
-def run_rounds(names: Sequence[str], time_block: Callable[[str], float], rounds: int,
-               seed: int = 0) -> dict[str, list[float]]:
-    """Per name, one time per round: every round calls `time_block` once per name, in a fresh order."""
-    if len(set(names)) != len(names) or not names:
-        raise AblateError(f"interleaved timing needs distinct names, got {list(names)!r}.")
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for order in round_orders(list(names), rounds, seed):
-        for name in order:
-            times[name].append(float(time_block(name)))
-    return times
-
-
-def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(low, high, coverage): the distribution-free CI for the median from order statistics.
-
-    The interval [x_(k), x_(n-k+1)] covers the population median with probability
-    1 - 2 P(Bin(n, 1/2) < k); k is the largest value with coverage >= `confidence`. With fewer than 6
-    values no k reaches 95%: the interval is then [min, max] and its lower coverage is returned.
-    """
-    x = np.sort(np.asarray(values, dtype=float))
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    best_k, coverage = 1, 1.0 - 2 * 0.5**n
-    for k in range(1, n // 2 + 1):
-        cover = 1.0 - 2.0 * float(sps.binom.cdf(k - 1, n, 0.5))
-        if cover >= confidence:
-            best_k, coverage = k, cover
-        else:
-            break
-    return float(x[best_k - 1]), float(x[n - best_k]), coverage
-
-
-def _iqr(values: Sequence[float]) -> float:
-    q1, q3 = np.percentile(np.asarray(values, dtype=float), [25, 75])
-    return float(q3 - q1)
-
-
-@dataclass(frozen=True)
-class RoundSummary:
-    """One arm over the rounds: absolute time and its ratio to the baseline timed in the same rounds."""
-
-    median_s: float  # median over rounds of the arm's time per call
-    iqr_s: float  # IQR over rounds (the spread a user would see rerunning)
-    ratio: float | None  # median per-round arm / baseline; None for the baseline itself
-    ratio_ci_low: float | None
-    ratio_ci_high: float | None
-    coverage: float | None  # the CI's actual coverage (order statistics are discrete)
-    times_s: list[float] = field(default_factory=list)  # per round
-    ratios: list[float] = field(default_factory=list)  # per round
-
-    @property
-    def overhead_pct(self) -> float | None:
-        return None if self.ratio is None else (self.ratio - 1) * 100
-
-    @property
-    def overhead_ci_pct(self) -> tuple[float, float] | None:
-        if self.ratio_ci_low is None or self.ratio_ci_high is None:
-            return None
-        return (self.ratio_ci_low - 1) * 100, (self.ratio_ci_high - 1) * 100
-
-
-def summarize_rounds(times: Mapping[str, Sequence[float]], baseline: str | None, confidence: float = 0.95,
-                     resolution: float = 0.0) -> dict[str, RoundSummary]:
-    """Per name: median and IQR over rounds, and the per-round ratio to `baseline` with its CI.
-
-    The order-statistic CI covers the variation *within* one run. Two identical runs also differ by
-    what stays fixed for a whole process (which core, memory layout, frequency): measured here at up
-    to ~1.7% of the ratio between back-to-back runs of five arms on a shared 2-core VM. `resolution`
-    widens every CI to at least +-resolution x ratio, so an interval never claims more than the
-    method can repeat.
-    """
-    base = list(times[baseline]) if baseline is not None else None
-    out: dict[str, RoundSummary] = {}
-    for name, values in times.items():
-        values = [float(v) for v in values]
-        if base is None or name == baseline:
-            out[name] = RoundSummary(statistics.median(values), _iqr(values), None, None, None, None, values, [])
-            continue
-        if len(base) != len(values):
-            raise AblateError(f"{name!r} and the baseline were timed in different rounds ({len(values)} vs "
-                              f"{len(base)}); per-round ratios need the same rounds.")
-        ratios = [v / b for v, b in zip(values, base)]
-        low, high, coverage = median_ci(ratios, confidence)
-        mid = statistics.median(ratios)
-        low, high = min(low, mid * (1 - resolution)), max(high, mid * (1 + resolution))
-        out[name] = RoundSummary(statistics.median(values), _iqr(values), mid, low, high, coverage, values, ratios)
-    return out
-
-
-def faster_beyond_noise(summary: RoundSummary) -> bool:
-    """True when the whole overhead CI lies below zero (the arm reads faster than its baseline)."""
-    return summary.ratio_ci_high is not None and summary.ratio_ci_high < 1.0
-
-
-def within_noise(summary: RoundSummary) -> bool:
-    """True when the overhead CI covers zero: the arms cannot be told apart by these timings."""
-    return (summary.ratio_ci_low is not None and summary.ratio_ci_high is not None
-            and summary.ratio_ci_low <= 1.0 <= summary.ratio_ci_high)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +190,20 @@ def train_block(model: nn.Module, batch_size: int, input_shape: Sequence[int], n
 # real clocks
 
 
+def _benchmark() -> Any:
+    """torch.utils.benchmark, imported on first use. Its import loads cpp_extension, which logs "No CUDA
+    runtime is found" on CPU machines that have a CUDA toolkit directory: noise for a profiler, so that
+    logger is quiet during the import and put back after (nothing is changed at ablate's import)."""
+    log = logging.getLogger("torch.utils.cpp_extension")
+    previous = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(previous)
+    return benchmark
+
+
 def _seconds_per_call(fn: Block, number: int, device: torch.device, threads: int) -> float:
     """One timed block of `number` calls: CUDA events around it on GPU, benchmark.Timer on CPU."""
     if device.type == "cuda":
@@ -410,7 +215,7 @@ def _seconds_per_call(fn: Block, number: int, device: torch.device, threads: int
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3 / number
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    timer = _benchmark().Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     return timer.timeit(number).median
 
 
@@ -424,6 +229,11 @@ def calibrate(fn: Block, setting: Setting) -> int:
     return max(1, round(setting.block_time / max(single, 1e-7)))
 
 
+def _cudnn_autotune(device: torch.device) -> Any:
+    """cudnn.benchmark on while timing fixed shapes on CUDA (left as it is on CPU), restored after."""
+    return cudnn_flags(benchmark=True if device.type == "cuda" else None)
+
+
 def time_interleaved(makers: Mapping[str, Callable[[], Block]], setting: Setting,
                      baseline: str | None = None) -> tuple[dict[str, RoundSummary], dict[str, Any]]:
     """Time every arm in interleaved rounds; per name a RoundSummary, plus the conditions.
@@ -435,7 +245,7 @@ def time_interleaved(makers: Mapping[str, Callable[[], Block]], setting: Setting
     before and after, calls per block, the setting) go with the figures into storage.
     """
     device = torch.device(setting.device)
-    with cudnn_benchmark(device), torch_threads(setting.threads):
+    with _cudnn_autotune(device), torch_threads(setting.threads):
         load_before = load_average()
         current = {name: make() for name, make in makers.items()}
         numbers = {name: calibrate(fn, setting) for name, fn in current.items()}
@@ -472,7 +282,7 @@ def peak_memory_mib(model: nn.Module, batch_size: int, input_shape: Sequence[int
     if setting.channels_last:
         model.to(memory_format=torch.channels_last)
     x = _inputs(batch_size, input_shape, device, setting.channels_last, 1)[0]
-    with cudnn_benchmark(device), torch.inference_mode(), autocast(device, setting.precision):
+    with _cudnn_autotune(device), torch.inference_mode(), autocast(device, setting.precision):
         model(x)  # cudnn autotuning allocates workspaces: keep them out of the measured pass
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

@@ -26,12 +26,10 @@ every arm sees the same batches.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -42,21 +40,18 @@ from torch import nn
 from tqdm import tqdm
 
 from .augment import Augment, Normalize, to_unit_float
-from .checkpoint import CHECKPOINT_ERRORS, CHECKPOINT_KEYS, UnreadableCheckpoint, load_checkpoint, move_aside, \
-    save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import check_choice, check_range
 from .data import Data, DataMeta, Split
-from .device import available_cores, device_name, resolve_device, set_cublas_workspace
+from .device import device_name, resolve_device, synchronize
 from .errors import AblateError
 from .models import build_model
 from .precision import autocast
 from .preempt import PREEMPTION
 from .recipe import EVAL_SPLITS, Recipe, Runtime, check_schedule
 from .records import encode_correct, time_to_target
-from .timing import record_nondeterministic_ops, synchronize
-
-ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation
-PLACEMENT_KEYS = ("device", "precision")  # fingerprint keys that say where a run ran, not which run it is
+from .resume import restore_or_roll_back, resumable_state, run_fingerprint, say, snapshot
+from .switches import record_nondeterministic_ops, set_cublas_workspace, torch_settings
 
 ModelFactory = Callable[[DataMeta], nn.Module]
 EpochCallback = Callable[[int, dict[str, Any]], "bool | None"]
@@ -72,28 +67,6 @@ class NonFiniteLossError(RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable across worker processes
         return (type(self), (self.epoch, self.step, self.value))
-
-
-@contextmanager
-def torch_settings(runtime: Runtime, device: torch.device) -> Iterator[None]:
-    """Apply the runtime's process-wide torch switches for one run, and put them back afterwards."""
-    saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-             torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    try:
-        torch.set_num_threads(runtime.threads or available_cores())
-        if device.type == "cuda":
-            bench = runtime.cudnn_benchmark if runtime.cudnn_benchmark is not None else not runtime.deterministic
-            torch.backends.cudnn.benchmark = bench
-            torch.backends.cudnn.deterministic = runtime.deterministic
-        if runtime.deterministic:
-            set_cublas_workspace()  # train() set it before any CUDA work; a no-op here unless called directly
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        yield
-    finally:
-        torch.set_num_threads(saved[0])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[1], saved[2]
-        if runtime.deterministic:  # only undo what was done: the call imports torch._inductor lazily,
-            torch.use_deterministic_algorithms(saved[3], warn_only=saved[4])  # which an interrupt can break
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,14 +145,6 @@ def evaluate_images(model: nn.Module, split: Split, normalize: Normalize, *, bat
         hits[start:start + batch_size] = out.argmax(1) == y
     loss, correct = torch.stack((loss_sum, hits.sum().to(torch.float64))).tolist()
     return loss / len(split), 100.0 * correct / len(split), hits
-
-
-def evaluate(model: nn.Module, split: Split, normalize: Normalize, *, batch_size: int = 1024,
-             channels_last: bool = True, precision: str = "fp32") -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in %) over a whole split."""
-    loss, acc, _ = evaluate_images(model, split, normalize, batch_size=batch_size, channels_last=channels_last,
-                                   precision=precision)
-    return loss, acc
 
 
 @dataclass
@@ -289,99 +254,6 @@ class TrainResult:
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
-def _say(text: str) -> None:
-    """One line on stderr: what happened to a run's checkpoint, for the person watching."""
-    print(text, file=sys.stderr, flush=True)
-
-
-def _snapshot(net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-              gen: torch.Generator, host_gen: torch.Generator, device: torch.device) -> dict[str, Any]:
-    """Everything that makes epoch k+1 of a resumed run equal to that of an uninterrupted one."""
-    return {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "scaler": scaler.state_dict(),  # fp16 loss scale ({} when not scaling)
-        "device_type": device.type,  # the generators' states below only fit a generator of this type
-        "rng_cpu": torch.get_rng_state(),
-        "rng_gen": gen.get_state(),
-        "rng_host": host_gen.get_state(),
-        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-    }
-
-
-def _restore(state: Mapping[str, Any], net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-             scaler: torch.amp.GradScaler, gen: torch.Generator, host_gen: torch.Generator,
-             device: torch.device) -> None:
-    """Load a snapshot. Device generators are restored only from a snapshot of the same device type: a
-    CPU generator's state (5056 bytes) is no CUDA generator's (16 bytes), and setting it fails."""
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_cpu"])
-    host_gen.set_state(state["rng_host"])
-    if state.get("device_type", "cpu" if state["rng_cuda"] is None else "cuda") == device.type:
-        gen.set_state(state["rng_gen"])
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-
-
-def _fingerprint(recipe: Recipe, data: Data, seed: int, eval_split: str, net: nn.Module, device: torch.device,
-                 precision: str) -> str:
-    """What must match for a checkpoint to be resumed by this call: the run (recipe, data, seed, model,
-    engine) and where it runs (PLACEMENT_KEYS: device type and precision; generators and numerics
-    differ between them)."""
-    return json.dumps({"engine": ENGINE_VERSION, "recipe": recipe.as_dict(), "data": data.config.as_dict(),
-                       "seed": seed, "eval_split": eval_split, "model": type(net).__name__,
-                       "params": sum(p.numel() for p in net.parameters()), "device": device.type,
-                       "precision": precision}, sort_keys=True)
-
-
-def _placement_only(saved: str, current: str) -> bool:
-    """True when two fingerprints name the same run and differ only in where it ran (PLACEMENT_KEYS)."""
-    try:
-        old, new = json.loads(saved), json.loads(current)
-    except (TypeError, ValueError):
-        return False
-    if not isinstance(old, dict):
-        return False
-    strip = (lambda d: {k: v for k, v in d.items() if k not in PLACEMENT_KEYS})
-    return strip(old) == strip(new)
-
-
-def _resumable_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The checkpoint at `path` when this run can resume from it, else None (the run starts from scratch).
-
-    A damaged file is moved aside (see move_aside), and a checkpoint of this run made on another device
-    type or in another precision is left to be overwritten, each with one line on stderr. A checkpoint
-    of another run (recipe, data, seed or model differ) is refused: the path is probably a mistake.
-    """
-    if not path.exists():
-        return None
-    try:
-        state = load_checkpoint(path)
-        missing = [k for k in CHECKPOINT_KEYS if k not in state]
-        if missing:
-            raise UnreadableCheckpoint(f"checkpoint {path} lacks {', '.join(missing)}")
-    except UnreadableCheckpoint as err:
-        _say(f"{err}; moved aside to {move_aside(path)}; this run starts from scratch")
-        return None
-    if state["fingerprint"] == fingerprint:
-        return state
-    if _placement_only(state["fingerprint"], fingerprint):
-        old, new = json.loads(state["fingerprint"]), json.loads(fingerprint)
-        where = (f"was made on {old['device']} in {old['precision']}" if all(k in old for k in PLACEMENT_KEYS)
-                 else "records no device type or precision (an older ablate)")
-        _say(f"checkpoint {path} {where}; this run is on {new['device']} in {new['precision']} and cannot resume "
-             "from it, so it starts from scratch")
-        return None
-    raise AblateError(f"checkpoint {path} belongs to another run (recipe, data, seed, model or ablate version "
-                      f"differ); delete it or choose another path.")
-
-
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +307,7 @@ def train(
     propagates untouched. With `checkpoint_path`, state is saved after every epoch and an existing
     matching checkpoint is resumed (one line on stderr says from which epoch); a damaged one is moved
     aside and a checkpoint of this run from another device type or precision is replaced, the run
-    starting from scratch (see _resumable_state). Raises NonFiniteLossError when the loss becomes
+    starting from scratch (see ablate.resume). Raises NonFiniteLossError when the loss becomes
     NaN or infinite, AblateError when something would have to decide on test (see check_decisions),
     and DataDoesNotFit when the dataset does not fit on the device.
     """
@@ -506,148 +378,206 @@ def _warm_up(fwd: nn.Module, net: nn.Module, train_x: torch.Tensor | None, eval_
     return seconds
 
 
+@dataclass
+class _Loop:
+    """One run's working parts, built once by `_set_up` (and again when a failed restore rolls back)."""
+
+    net: nn.Module  # the model, trained in place
+    fwd: nn.Module  # what full batches run through: `net`, or `net` compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # None, per-step (cosine, onecycle) or per-epoch (plateau, on the validation loss)
+    scaler: torch.amp.GradScaler  # fp16 gradients underflow unscaled; plain calls otherwise
+    gen: torch.Generator  # shuffling and per-image augmentation, on the device
+    host_gen: torch.Generator  # per-batch augmentation choices, drawn on the CPU
+    device: torch.device
+    precision: str
+    fmt: torch.memory_format
+    normalize: Normalize
+    augment: Augment
+    criterion: nn.Module
+    steps: int  # per epoch
+
+    @property
+    def resumable(self) -> tuple[Any, ...]:
+        """What a checkpoint snapshots and restores, in `ablate.resume`'s argument order."""
+        return self.net, self.optimizer, self.scheduler, self.scaler, self.gen, self.host_gen, self.device
+
+
+def _set_up(net: nn.Module, data: Data, recipe: Recipe, seed: int, runtime: Runtime,
+            device: torch.device) -> _Loop:
+    """The optimiser, schedule, scaler and data generators for `net` (already initialised and on `device`)."""
+    optimizer = make_optimizer(net, recipe, device)
+    steps = math.ceil(len(data.train) / recipe.batch_size)
+    precision = runtime.precision(device)
+    return _Loop(
+        net=net,
+        fwd=compile_model(net, runtime) if runtime.compile else net,  # full batches only; `net` runs the rest
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, recipe, steps),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        gen=torch.Generator(device=device).manual_seed(seed),
+        host_gen=torch.Generator().manual_seed(seed),
+        device=device,
+        precision=precision,
+        fmt=runtime.memory_format,
+        normalize=Normalize(data.meta.mean, data.meta.std, device),
+        augment=data.config.augmentation(),
+        criterion=nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+        steps=steps,
+    )
+
+
+def _train_epoch(loop: _Loop, split: Split, recipe: Recipe, runtime: Runtime, epoch: int,
+                 bar: tqdm) -> tuple[list[float], int, float]:
+    """One epoch over `split`: (per-step losses, correct predictions, seconds). The only host syncs are the
+    periodic finite-loss checks (every `runtime.check_every` steps) and the clock's."""
+    per_step = loop.scheduler is not None and recipe.scheduler != "plateau"
+    params = [p for p in loop.net.parameters() if p.requires_grad]
+    synchronize(loop.device)
+    t0 = time.perf_counter()
+    loop.net.train()
+    order = torch.randperm(len(split), generator=loop.gen, device=loop.device)
+    losses = torch.empty(loop.steps, device=loop.device)
+    correct = torch.zeros((), dtype=torch.int64, device=loop.device)
+    checked = 0
+    for i in range(loop.steps):
+        idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
+        x = loop.normalize(loop.augment(split.images[idx], loop.gen, loop.host_gen)).contiguous(memory_format=loop.fmt)
+        y = split.labels[idx]
+        run = loop.fwd if len(idx) == recipe.batch_size else loop.net  # compiled graphs see full batches only
+        with autocast(loop.device, loop.precision):
+            out = run(x)
+            loss = loop.criterion(out, y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss).backward()  # scale, unscale_, step, update: plain calls when not fp16
+        if recipe.grad_clip is not None:
+            loop.scaler.unscale_(loop.optimizer)  # clip the true gradients, not the scaled ones
+            nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
+        if per_step:
+            loop.scheduler.step()
+        losses[i] = loss.detach()
+        correct += (out.argmax(1) == y).sum()
+        if (i + 1) % runtime.check_every == 0 or i + 1 == loop.steps:
+            mean = _check_finite(losses[checked:i + 1], epoch, checked)
+            bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+            checked = i + 1
+        bar.update()
+        PREEMPTION.at_step(i + 1, loop.steps, t0)  # SIGTERM: stop now unless the epoch can finish in time
+    synchronize(loop.device)
+    return losses.tolist(), int(correct.item()), time.perf_counter() - t0
+
+
+def _evaluate(loop: _Loop, runtime: Runtime, recipe: Recipe, val: Split | None, test: Split | None,
+              result: TrainResult) -> dict[str, str]:
+    """Validation decides (the plateau step reads it), test is only recorded; both go into `result`.
+    Evaluation changes no state. Returns the figures a progress line shows."""
+    def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
+        return evaluate_images(loop.fwd, split, loop.normalize, batch_size=runtime.eval_batch_size,
+                               channels_last=runtime.channels_last, precision=loop.precision,
+                               eager=loop.net if runtime.compile else None)
+
+    shown: dict[str, str] = {}
+    if val is not None:
+        val_loss, val_acc, _ = run_eval(val)
+        result.val_loss.append(val_loss)
+        result.val_acc.append(val_acc)
+        shown["val_acc"] = f"{val_acc:.2f}"
+        if recipe.scheduler == "plateau":
+            loop.scheduler.step(val_loss)
+    if test is not None:
+        test_loss, test_acc, hits = run_eval(test)
+        result.test_loss.append(test_loss)
+        result.test_acc.append(test_acc)
+        result.test_correct = encode_correct(hits)
+        shown["test_acc"] = f"{test_acc:.2f}"
+    return shown
+
+
+def _record(result: TrainResult, loop: _Loop, recipe: Recipe, runtime: Runtime, epoch: int, n_train: int,
+            step_losses: list[float], correct: int, lr: float, train_s: float, epoch_s: float) -> None:
+    """Append one epoch's training figures and timings to `result`."""
+    sizes = [recipe.batch_size] * (loop.steps - 1) + [n_train - recipe.batch_size * (loop.steps - 1)]
+    result.train_loss.append(sum(value * n for value, n in zip(step_losses, sizes)) / n_train)
+    result.train_acc.append(100.0 * correct / n_train)
+    result.lr.append(lr)
+    result.epoch_time_s.append(epoch_s)
+    result.train_time_s.append(train_s)
+    result.samples_per_s.append(n_train / train_s)
+    for i, value in enumerate(step_losses):
+        global_step = (epoch - 1) * loop.steps + i + 1
+        if global_step % runtime.loss_every == 0:
+            result.iter_step.append(global_step)
+            result.iter_loss.append(value)
+    if loop.device.type == "cuda":
+        result.peak_mem_mib = torch.cuda.max_memory_allocated(loop.device) / 2**20
+
+
+def _show_epoch(bar: tqdm, result: TrainResult, shown: dict[str, str], epoch: int, epochs: int, train_s: float,
+                one_line: bool) -> None:
+    """Close the epoch's bar; where no one watches a live bar (a log, CI), print one line instead."""
+    bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
+    bar.close()
+    if one_line:
+        print(f"epoch {epoch}/{epochs}: loss {result.train_loss[-1]:.4f}, train_acc {result.train_acc[-1]:.2f}"
+              + "".join(f", {k} {v}" for k, v in shown.items()) + f" ({train_s:.1f} s)", file=sys.stderr, flush=True)
+
+
+def _resume(loop: _Loop, path: Path, fingerprint: str, data: Data, recipe: Recipe, seed: int, runtime: Runtime,
+            result: TrainResult) -> tuple[_Loop, TrainResult, int]:
+    """(loop, result, first epoch to train): from the checkpoint at `path` when it can be resumed, else
+    the fresh start; a failed restore rolls back and gets fresh working parts (see ablate.resume)."""
+    state = resumable_state(path, fingerprint)
+    if state is None:
+        return loop, result, 1
+    if not restore_or_roll_back(path, state, *loop.resumable):
+        return _set_up(loop.net, data, recipe, seed, runtime, loop.device), result, 1
+    say(f"checkpoint {path}: resumed from epoch {state['epoch']}")
+    resumed = TrainResult.from_dict({**state["result"], "device": result.device, "target_acc": result.target_acc})
+    return loop, resumed, state["epoch"] + 1
+
+
 def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int, runtime: Runtime,
          device: torch.device, eval_split: str, on_epoch_end: EpochCallback | None, target_acc: float | None,
          checkpoint_path: Path | None, progress: bool) -> TrainResult:
-    # --- set-up: everything random below draws from the seed
-    net = initial_model(model, data.meta, seed)  # initialisation; then torch's global generator drives dropout
-    gen = torch.Generator(device=device).manual_seed(seed)  # shuffling and per-image augmentation
-    host_gen = torch.Generator().manual_seed(seed)  # per-batch augmentation choices, drawn on the CPU
-    fmt, precision = runtime.memory_format, runtime.precision(device)
-    net = net.to(device=device, memory_format=fmt)
-    fwd = compile_model(net, runtime) if runtime.compile else net  # full batches only; `net` runs the rest
+    # set-up: everything random below draws from the seed (initial_model: weights, then dropout's generator)
+    net = initial_model(model, data.meta, seed).to(device=device, memory_format=runtime.memory_format)
     data = data.to(device)
-    train_split = data.train
-    val_split = data.val  # decides (None only when nothing needs deciding: check_decisions)
-    test_split = data.test if eval_split == "test" else None  # recorded only
-    augment: Augment = data.config.augmentation()
-    normalize = Normalize(data.meta.mean, data.meta.std, device)
-    optimizer = make_optimizer(net, recipe, device)
-    steps = math.ceil(len(train_split) / recipe.batch_size)
-    scheduler = make_scheduler(optimizer, recipe, steps)
-    per_step = scheduler is not None and recipe.scheduler != "plateau"
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # fp16 gradients underflow unscaled
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    params = [p for p in net.parameters() if p.requires_grad]
+    val = data.val  # decides (None only when nothing needs deciding: check_decisions)
+    test = data.test if eval_split == "test" else None  # recorded only
+    loop = _set_up(net, data, recipe, seed, runtime, device)
     result = TrainResult(device_name(device), sum(p.numel() for p in net.parameters()), seed, eval_split,
-                         recipe.epochs, target_acc, precision=precision)
-    fingerprint = _fingerprint(recipe, data, seed, eval_split, net, device, precision)
+                         recipe.epochs, target_acc, precision=loop.precision)
+    fingerprint = run_fingerprint(recipe, data, seed, eval_split, net, device, loop.precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
-    def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
-        return evaluate_images(fwd, split, normalize, batch_size=runtime.eval_batch_size,
-                               channels_last=runtime.channels_last, precision=precision,
-                               eager=net if runtime.compile else None)
-
     start = 1
-    state = _resumable_state(checkpoint_path, fingerprint) if checkpoint_path is not None else None
-    if state is not None:
-        try:
-            _restore(state, net, optimizer, scheduler, scaler, gen, host_gen, device)
-        except CHECKPOINT_ERRORS as err:  # readable, but damaged inside: start over from a fresh set-up
-            _say(f"checkpoint {checkpoint_path} cannot be restored ({type(err).__name__}); moved aside to "
-                 f"{move_aside(checkpoint_path)}; this run starts from scratch")
-            return _run(model, data, recipe, seed, runtime, device, eval_split, on_epoch_end, target_acc,
-                        checkpoint_path, progress)
-        result = TrainResult.from_dict({**state["result"], "device": result.device, "target_acc": target_acc})
-        start = state["epoch"] + 1
-        _say(f"checkpoint {checkpoint_path}: resumed from epoch {state['epoch']}")
+    if checkpoint_path is not None:
+        loop, result, start = _resume(loop, checkpoint_path, fingerprint, data, recipe, seed, runtime, result)
 
     with record_nondeterministic_ops() as alerts:
         if runtime.compile and start <= recipe.epochs:  # compile before the clock starts: epoch times stay the arm's
-            train_x = _full_batch(train_split, recipe.batch_size, normalize, fmt)
-            eval_x = _full_batch(val_split if val_split is not None else test_split, runtime.eval_batch_size,
-                                 normalize, fmt)
-            result.warmup_s = (result.warmup_s or 0.0) + _warm_up(fwd, net, train_x, eval_x, precision, device)
-
+            train_x = _full_batch(data.train, recipe.batch_size, loop.normalize, loop.fmt)
+            eval_x = _full_batch(val if val is not None else test, runtime.eval_batch_size, loop.normalize, loop.fmt)
+            result.warmup_s = (result.warmup_s or 0.0) + _warm_up(loop.fwd, net, train_x, eval_x, loop.precision,
+                                                                  device)
         live_bar = progress and sys.stderr.isatty()  # carriage-return bars only where a person watches
         for epoch in range(start, recipe.epochs + 1):
-            # --- train one epoch; the only host syncs are the periodic finite-loss checks
-            lr = optimizer.param_groups[0]["lr"]
-            bar = tqdm(total=steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not live_bar,
+            lr = loop.optimizer.param_groups[0]["lr"]
+            bar = tqdm(total=loop.steps, desc=f"epoch {epoch}/{recipe.epochs}", unit="step", disable=not live_bar,
                        dynamic_ncols=True)
-            synchronize(device)
             t0 = time.perf_counter()
-            net.train()
-            order = torch.randperm(len(train_split), generator=gen, device=device)
-            losses = torch.empty(steps, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            checked = 0
-            for i in range(steps):
-                idx = order[i * recipe.batch_size:(i + 1) * recipe.batch_size]
-                x = normalize(augment(train_split.images[idx], gen, host_gen)).contiguous(memory_format=fmt)
-                y = train_split.labels[idx]
-                run = fwd if len(idx) == recipe.batch_size else net  # compiled graphs see full batches only
-                with autocast(device, precision):
-                    out = run(x)
-                    loss = criterion(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()  # scale, unscale_, step, update: plain calls when not fp16
-                if recipe.grad_clip is not None:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                    nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if per_step:
-                    scheduler.step()
-                losses[i] = loss.detach()
-                correct += (out.argmax(1) == y).sum()
-                if (i + 1) % runtime.check_every == 0 or i + 1 == steps:
-                    mean = _check_finite(losses[checked:i + 1], epoch, checked)
-                    bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
-                    checked = i + 1
-                bar.update()
-                PREEMPTION.at_step(i + 1, steps, t0)  # SIGTERM: stop now unless the epoch can finish in time
-            synchronize(device)
-            t1 = time.perf_counter()
-
-            # --- evaluate: validation decides, test is only recorded (evaluation changes no state)
-            shown: dict[str, str] = {}
-            if val_split is not None:
-                val_loss, val_acc, _ = run_eval(val_split)
-                result.val_loss.append(val_loss)
-                result.val_acc.append(val_acc)
-                shown["val_acc"] = f"{val_acc:.2f}"
-                if recipe.scheduler == "plateau":
-                    scheduler.step(val_loss)
-            if test_split is not None:
-                test_loss, test_acc, hits = run_eval(test_split)
-                result.test_loss.append(test_loss)
-                result.test_acc.append(test_acc)
-                result.test_correct = encode_correct(hits)
-                shown["test_acc"] = f"{test_acc:.2f}"
-            t2 = time.perf_counter()
-
-            # --- record
-            step_losses = losses.tolist()
-            sizes = [recipe.batch_size] * (steps - 1) + [len(train_split) - recipe.batch_size * (steps - 1)]
-            result.train_loss.append(sum(value * n for value, n in zip(step_losses, sizes)) / len(train_split))
-            result.train_acc.append(100.0 * correct.item() / len(train_split))
-            result.lr.append(lr)
-            result.epoch_time_s.append(t2 - t0)
-            result.train_time_s.append(t1 - t0)
-            result.samples_per_s.append(len(train_split) / (t1 - t0))
-            for i, value in enumerate(step_losses):
-                global_step = (epoch - 1) * steps + i + 1
-                if global_step % runtime.loss_every == 0:
-                    result.iter_step.append(global_step)
-                    result.iter_loss.append(value)
-            if device.type == "cuda":
-                result.peak_mem_mib = torch.cuda.max_memory_allocated(device) / 2**20
+            step_losses, correct, train_s = _train_epoch(loop, data.train, recipe, runtime, epoch, bar)
+            shown = _evaluate(loop, runtime, recipe, val, test, result)
+            _record(result, loop, recipe, runtime, epoch, len(data.train), step_losses, correct, lr, train_s,
+                    time.perf_counter() - t0)
             if runtime.deterministic:  # the ops that warned instead of running deterministically, resumed ones too
                 result.nondeterministic_ops = list(dict.fromkeys([*(result.nondeterministic_ops or []), *alerts]))
-            bar.set_postfix(loss=f"{result.train_loss[-1]:.4f}", acc=f"{result.train_acc[-1]:.2f}", **shown)
-            bar.close()
-            if progress and not live_bar:  # a log file or CI: one line per epoch instead of redrawn bars
-                print(f"epoch {epoch}/{recipe.epochs}: loss {result.train_loss[-1]:.4f}, train_acc "
-                      f"{result.train_acc[-1]:.2f}" + "".join(f", {k} {v}" for k, v in shown.items())
-                      + f" ({t1 - t0:.1f} s)", file=sys.stderr, flush=True)
-
+            _show_epoch(bar, result, shown, epoch, recipe.epochs, train_s, progress and not live_bar)
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "result": asdict(result),
-                                                  **_snapshot(net, optimizer, scheduler, scaler, gen, host_gen,
-                                                              device)})
+                                                  **snapshot(*loop.resumable)})
             PREEMPTION.at_epoch_end()  # SIGTERM during this epoch: its checkpoint is saved, stop here
             if on_epoch_end is not None and on_epoch_end(epoch, _epoch_metrics(result)):
                 result.stopped_early = True
@@ -657,17 +587,13 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
 
 def _epoch_metrics(result: TrainResult) -> dict[str, Any]:
     """The last epoch's numbers as an epoch callback (a pruner, early stopping) sees them: training
-    and validation only, so nothing that stops or prunes a run can read the test split. `eval_*`
-    repeat the validation numbers for callbacks written against the older keys."""
+    and validation only, so nothing that stops or prunes a run can read the test split."""
     return {
         "epoch": result.epochs_run,
         "train_loss": result.train_loss[-1],
         "train_acc": result.train_acc[-1],
         "val_loss": result.val_loss[-1],
         "val_acc": result.val_acc[-1],
-        "eval_loss": result.val_loss[-1],
-        "eval_acc": result.val_acc[-1],
-        "eval_split": "val",
         "lr": result.lr[-1],
         "epoch_time_s": result.epoch_time_s[-1],
         "train_time_s": result.train_time_s[-1],

@@ -16,9 +16,10 @@ import time
 import optuna
 import torch
 
-from .contract import DEVICE_ATTR, SLURM_ATTR, final_items, final_results, phase_name
+from .contract import DEVICE_ATTR, SLURM_ATTR, final_results
 from .device import available_cores
 from .errors import AblateError
+from .planning import final_items, phase_name
 from .spec import Study
 from .status import progress_line
 from .storage import STORAGE_ENV, open_storage

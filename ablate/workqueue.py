@@ -26,8 +26,19 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from .config import is_integer
-from .contract import (DUPLICATE_ATTR, FAIL_ATTR, RETRY_ATTR, SUPERSEDED_ATTR, WORKER_ATTR, claimed, item_key,
-                       storage_of, study_id_of, superseded, trial_id_of)
+from .contract import (
+    DUPLICATE_ATTR,
+    FAIL_ATTR,
+    RETRY_ATTR,
+    SUPERSEDED_ATTR,
+    claim_system_attrs,
+    claimed,
+    item_key,
+    storage_of,
+    study_id_of,
+    superseded,
+    trial_id_of,
+)
 from .storage import death_detectable, heartbeat, mask_url, reap_dead_trials, worker_id
 
 Item = Mapping[str, Any]
@@ -117,7 +128,7 @@ def run_items(
         busy = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         key = todo[rng.randrange(len(todo))] if busy else todo[0]
         claim = create_trial(state=TrialState.RUNNING, params=dict(wanted[key]), distributions=distributions,
-                             system_attrs={WORKER_ATTR: me}, user_attrs=dict(claim_attrs or {}))
+                             system_attrs=claim_system_attrs(me), user_attrs=dict(claim_attrs or {}))
         trial = Trial(study, storage_of(study).create_new_trial(study_id_of(study), template_trial=claim))
         owner = claimed(study, keys, retry_failed).get(key)
         if owner is not None and trial_id_of(owner) != trial_id_of(trial):

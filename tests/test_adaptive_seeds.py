@@ -14,7 +14,8 @@ import yaml
 from optuna.trial import TrialState
 
 from ablate import runner as runner_mod
-from ablate.contract import final_items, final_results, is_ignored, wanted_seeds
+from ablate.contract import final_results, is_ignored
+from ablate.planning import final_items, wanted_seeds
 from ablate.runner import run_study
 from ablate.spec import load_study
 from ablate.storage import open_storage

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ablate.cli.run as run_cli
-from ablate.cli import build_parser, main
+from ablate.cli import COMMANDS, build_parser, command_of, main
 from ablate.data import DATA_ENV
 from ablate.device import DEVICE_SETTINGS, available_cores
 from ablate.models import list_backbones
@@ -125,14 +125,39 @@ def test_threads_zero_is_every_core_and_negative_is_refused(tmp_path: Path, monk
         assert stop.value.code == 2 and "--threads" in capsys.readouterr().err
 
 
-def test_building_the_parser_loads_no_heavy_library() -> None:
-    """`ablate --help` builds every subcommand's parser: that must not load the study loader, storage, Optuna,
-    pandas, scipy or fvcore (each command imports them in its run). torch itself is still loaded: the package
-    `ablate/__init__.py` imports the attention and model registries, which import torch."""
-    heavy = ["optuna", "optuna_dashboard", "pandas", "scipy", "sqlalchemy", "fvcore", "matplotlib", "seaborn",
-             "ablate.spec", "ablate.storage", "ablate.contract", "ablate.timing", "ablate.train", "ablate.runner",
-             "ablate.costs", "ablate.plan", "ablate.report", "ablate.cli.spec_doc"]
-    code = ("import json, sys\nfrom ablate.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+HEAVY = ["optuna", "optuna_dashboard", "pandas", "scipy", "sqlalchemy", "fvcore", "matplotlib", "seaborn",
+         "ablate.spec", "ablate.storage", "ablate.contract", "ablate.timing", "ablate.train", "ablate.runner",
+         "ablate.costs", "ablate.plan", "ablate.report", "ablate.cli.spec_doc"]
+
+
+def _loaded_after(code: str, modules: list[str]) -> list[str]:
+    """Which of `modules` a fresh interpreter has loaded after running `code`."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps([m for m in {modules!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_ablate_help_imports_no_torch() -> None:
+    """`ablate --help` builds the top-level parser only (every command listed by its summary): no torch, no
+    study loader, storage, Optuna, pandas, scipy or fvcore; `import ablate` alone imports no torch either."""
+    help_ = "from ablate.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    assert _loaded_after(help_, ["torch", "torchvision", *HEAVY]) == []
+    assert _loaded_after("from ablate.cli import build_parser\nbuild_parser(())", ["torch"]) == []
+    assert _loaded_after("import ablate", ["torch"]) == []
+    assert _loaded_after("import ablate\nablate.build_model", ["torch"]) == ["torch"]  # loaded on first use
+
+
+def test_a_command_parser_loads_no_heavy_library() -> None:
+    """A command's own parser (`ablate train --help`) imports its module and registries, never the study
+    loader, storage, Optuna, pandas, scipy or fvcore (each command imports them in its run)."""
+    code = "from ablate.cli import build_parser\nbuild_parser()"
+    assert _loaded_after(code, HEAVY) == []
+
+
+def test_the_command_summaries_are_the_modules_own() -> None:
+    """`ablate --help` lists COMMANDS' summaries without importing the modules: they must say what the
+    modules' own parsers say."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {choice.dest: choice.help for choice in sub._choices_actions} == COMMANDS
+    assert command_of(["--help"]) == [] and command_of(["train", "--epochs", "1"]) == ["train"]
+    assert command_of(["trian"]) == []  # a typo: argparse names the commands

@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pandas as pd
-import numpy as np
 import pytest
 import torch
 from optuna.trial import TrialState
@@ -25,21 +25,21 @@ from torch import nn
 import ablate.gpu_check as gpu_check
 import ablate.runner as runner_module
 import ablate.train as train_module
+from ablate.checkpoint import UnreadableCheckpoint, load_checkpoint
 from ablate.cli import main
 from ablate.contract import FAIL_ATTR, RETRY_ATTR
-from ablate.data import Data, DataConfig, Split, load_data
+from ablate.data import Data, DataConfig, DataMeta, Split, load_data
 from ablate.device import DATA_MEMORY_FRACTION, DataDoesNotFit, check_fits, resolve_device
 from ablate.errors import AblateError
+from ablate.precision import bf16_native, mixed_precision
+from ablate.recipe import Recipe, Runtime
 from ablate.report.diagnostics import run_diagnostics
+from ablate.resume import restore
 from ablate.runner import run_study
 from ablate.spec import load_study
 from ablate.storage import open_storage
-from ablate.checkpoint import UnreadableCheckpoint, load_checkpoint
-from ablate.precision import bf16_native, mixed_precision
-from ablate.recipe import Recipe, Runtime
-from ablate.device import CUBLAS_WORKSPACE_CONFIG
-from ablate.timing import nondeterministic_op, record_nondeterministic_ops
-from ablate.train import TrainResult, _restore, model_factory, train
+from ablate.switches import CUBLAS_WORKSPACE_CONFIG, nondeterministic_op, record_nondeterministic_ops
+from ablate.train import TrainResult, model_factory, train
 
 from .conftest import write_study
 
@@ -214,10 +214,10 @@ def test_generators_are_restored_only_on_the_device_type_they_come_from(tiny: Da
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     gen, host_gen = torch.Generator().manual_seed(99), torch.Generator().manual_seed(99)
     untouched = gen.get_state()
-    _restore(state, net, optimizer, None, scaler, gen, host_gen, torch.device("cuda", 0))  # no CUDA call is made
+    restore(state, net, optimizer, None, scaler, gen, host_gen, torch.device("cuda", 0))  # no CUDA call is made
     assert torch.equal(gen.get_state(), untouched)  # a CPU state never reaches a CUDA generator
     assert torch.equal(host_gen.get_state(), state["rng_host"])  # host generators are CPU on every device
-    _restore(state, net, optimizer, None, scaler, gen, host_gen, torch.device("cpu"))
+    restore(state, net, optimizer, None, scaler, gen, host_gen, torch.device("cpu"))
     assert torch.equal(gen.get_state(), state["rng_gen"])
 
 
@@ -273,6 +273,28 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_starts_over(damage, tin
     assert load_checkpoint(path)["epoch"] == 2  # a fresh checkpoint in its place
 
 
+def _bad_optimizer(path: Path) -> None:  # the weights load, then the optimizer's state does not fit
+    torch.save({**load_checkpoint(path), "optimizer": {"state": {}, "param_groups": []}}, path)
+
+
+def _fresh_module(meta: DataMeta) -> nn.Module:
+    """A module as a caller builds it (SE's initial weights at seed 0), to train in place."""
+    torch.manual_seed(0)
+    return SE(meta)
+
+
+def test_a_failed_restore_of_a_passed_module_starts_from_its_initial_weights(
+        tiny: Data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A module passed in is trained in place: when its restore fails after the checkpoint's weights were
+    loaded into it, the run must start over from the weights it was passed, not from the half-restored ones."""
+    path = tmp_path / "ck.pt"
+    recipe = _first_epoch(tiny, path)
+    _bad_optimizer(path)
+    restarted = train(_fresh_module(tiny.meta), tiny, recipe, runtime=CPU, checkpoint_path=path)
+    assert "starts from scratch" in capsys.readouterr().err and len(list(tmp_path.glob("ck.pt.corrupt-*"))) == 1
+    assert _metrics(restarted) == _metrics(train(_fresh_module(tiny.meta), tiny, recipe, runtime=CPU))
+
+
 def test_a_valid_checkpoint_says_where_it_resumed(tiny: Data, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ck.pt"
@@ -319,12 +341,25 @@ def test_report_diagnostics_skip_an_unreadable_checkpoint_with_a_note(tmp_path: 
 # ------------------------------------------------------------------------------ 5. determinism
 
 
-def test_cublas_workspace_is_set_when_the_cli_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cublas_workspace_is_set_only_by_a_deterministic_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    assert main(["list"]) == 0
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE_CONFIG == ":4096:8"
+    assert main(["list"]) == 0 and "CUBLAS_WORKSPACE_CONFIG" not in os.environ  # a command changes no environment
+    monkeypatch.chdir(tmp_path)  # the study's runs/ folder lands here
+    study = load_study(write_study(tmp_path, runtime={"deterministic": True}))
+    seen = []
+
+    def profile_phase(self: runner_module.Runner) -> None:  # the run's first CUDA work: cuBLAS must be set by then
+        seen.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module.Runner, "profile", profile_phase)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, progress=False)
+    assert seen == [CUBLAS_WORKSPACE_CONFIG] == [":4096:8"]
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own value is kept
-    assert main(["list"]) == 0 and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, progress=False)
+    assert seen[-1] == ":16:8"
 
 
 def test_a_deterministic_run_sets_cublas_before_it_picks_a_device(tiny: Data, monkeypatch: pytest.MonkeyPatch) -> None:

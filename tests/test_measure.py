@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from ablate import columns, costs, macs, timing
-from ablate.device import resolve_device
+from ablate.arms import Arm, BackboneChoice
 from ablate.attention import create_attention
 from ablate.cli import main
+from ablate.device import resolve_device
 from ablate.errors import AblateError
 from ablate.models import build_model
 
@@ -159,14 +160,13 @@ def test_attention_macs_sum_only_the_inserted_modules() -> None:
 # rows and the grid
 
 
-def _row(arm: dict, shape: tuple[int, int, int] = (3, 32, 32)) -> dict:
-    a = costs.arm_from_kwargs(arm)
-    rows, _ = costs.profile_backbone([a], shape, timing=False)
-    return next(r for r in rows if r["arm"] == a.id)
+def _row(arm: Arm, shape: tuple[int, int, int] = (3, 32, 32)) -> dict:
+    rows, _ = costs.profile_backbone([arm], shape, timing=False)
+    return next(r for r in rows if r["arm"] == arm.id)
 
 
 def test_profile_row_without_timing() -> None:
-    row = _row({"backbone": "cnn", "attention": "se", "position": "after_relu"})
+    row = _row(Arm(BackboneChoice("cnn"), "se", "after_relu", 16, (1, 2, 3)))
     assert row["arm"] == "cnn/se/after_relu/r16/s1-3"
     assert row["feature_maps"] == "32x32,16x16,8x8"
     assert row["hidden"] == "2,4,8"
@@ -175,17 +175,15 @@ def test_profile_row_without_timing() -> None:
     assert not any(k.startswith("latency") for k in row)
 
 
-def test_arm_ids_match_the_study_layer_and_carry_non_default_knobs() -> None:
-    assert costs.arm_label({"backbone": "vgg16", "attention": "se", "reduction": 8}) == "vgg16/se/after_relu/r8/s1-5"
-    assert costs.arm_label({"backbone": "cnn", "attention": "none", "reduction": 8}) == "cnn/none"
-    row = _row({"backbone": "cnn", "attention": "eca", "k": 3, "stages": [2, 3]})
+def test_profile_rows_carry_the_arms_ids_and_non_default_knobs() -> None:
+    row = _row(Arm(BackboneChoice("cnn"), "eca", "after_relu", None, (2, 3), (("k", 3),)))
     assert row["arm"] == "cnn/eca/after_relu/s2-3/k=3" and row["knobs"] == "k=3"
     assert row["feature_maps"] == "16x16,8x8" and row["attn_params"] == 3 + 3  # one 1-D conv of k=3 per block
 
 
 def test_profile_rejects_non_square_and_bad_shapes() -> None:
     with pytest.raises(AblateError, match="square"):
-        _row({"backbone": "cnn"}, (3, 32, 16))
+        _row(Arm(BackboneChoice("cnn"), "none"), (3, 32, 16))
     with pytest.raises(AblateError, match="CxHxW"):
         costs.parse_input_shape("3x32")
     assert costs.parse_input_shape(" 1x28X28 ") == (1, 28, 28)

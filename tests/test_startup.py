@@ -13,11 +13,11 @@ import pytest
 from ablate.bench import SCALING_ATTENTION, SCALING_SEEDS, scaling_study, steady_rate
 from ablate.data import CACHE_ENV, DataConfig
 from ablate.errors import AblateError
-from ablate.spec import parse_study
-from ablate.startup import (DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, measure_startup,
-                            process_age_s, timed_load)
-from ablate.contract import final_items
+from ablate.planning import final_items
 from ablate.recipe import Runtime
+from ablate.spec import parse_study
+from ablate.startup import DECODED, DECODED_CACHED, FROM_CACHE, LAUNCH_ENV, Startup, process_age_s, timed_load
+from ablate.startup_probe import measure_startup
 
 
 def test_process_age_counts_from_the_process_start() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablate import columns, costs, timing
+from ablate import columns, costs, rounds, timing
+from ablate.device import available_cores
 from ablate.errors import AblateError
 from ablate.models import build_model
 from ablate.spec import load_study
@@ -38,8 +39,8 @@ class DriftingMachine:
 
 def test_ratio_under_drifting_load_comes_out_true_within_its_ci() -> None:
     machine = DriftingMachine()
-    times = timing.run_rounds(list(TRUE_COST), machine.time_block, rounds=30, seed=0)
-    out = timing.summarize_rounds(times, "none")
+    times = rounds.run_rounds(list(TRUE_COST), machine.time_block, rounds=30, seed=0)
+    out = rounds.summarize_rounds(times, "none")
     for name, true in (("se", 1.25), ("cbam", 2.0)):
         s = out[name]
         assert s.ratio_ci_low <= true <= s.ratio_ci_high, (name, s.ratio_ci_low, s.ratio, s.ratio_ci_high)
@@ -55,40 +56,40 @@ def test_arm_after_arm_timing_is_biased_where_interleaving_is_not() -> None:
     load the arm-after-arm ratio is far from the truth and outside the interleaved CI."""
     machine = DriftingMachine(jitter=0.0)
     sequential = {name: [machine.time_block(name) for _ in range(30)] for name in ("none", "se")}
-    naive = timing.summarize_rounds(sequential, "none")["se"]
+    naive = rounds.summarize_rounds(sequential, "none")["se"]
     machine = DriftingMachine(jitter=0.0)
-    fair = timing.summarize_rounds(timing.run_rounds(["none", "se"], machine.time_block, 30, seed=0), "none")["se"]
+    fair = rounds.summarize_rounds(rounds.run_rounds(["none", "se"], machine.time_block, 30, seed=0), "none")["se"]
     assert not naive.ratio_ci_low <= 1.25 <= naive.ratio_ci_high
     assert fair.ratio_ci_low <= 1.25 <= fair.ratio_ci_high
 
 
 def test_round_orders_are_fresh_permutations_and_reproducible() -> None:
     names = ["a", "b", "c", "d"]
-    orders = timing.round_orders(names, 20, seed=3)
+    orders = rounds.round_orders(names, 20, seed=3)
     assert all(sorted(o) == names for o in orders)
     assert len({tuple(o) for o in orders}) > 5  # a fresh order per round
-    assert orders == timing.round_orders(names, 20, seed=3)
-    assert orders != timing.round_orders(names, 20, seed=4)
+    assert orders == rounds.round_orders(names, 20, seed=3)
+    assert orders != rounds.round_orders(names, 20, seed=4)
 
 
 def test_median_ci_from_order_statistics() -> None:
     values = [float(v) for v in range(1, 11)]  # sorted 1..10
-    low, high, coverage = timing.median_ci(values)
+    low, high, coverage = rounds.median_ci(values)
     assert (low, high) == (2.0, 9.0)  # [x(2), x(9)] for n = 10
     assert coverage == pytest.approx(1 - 2 * (1 + 10) / 2**10)  # 1 - 2 P(Bin(10, .5) <= 1) = 0.9785
-    low, high, coverage = timing.median_ci([3.0, 1.0, 2.0])  # too few for 95%: the range, honest coverage
+    low, high, coverage = rounds.median_ci([3.0, 1.0, 2.0])  # too few for 95%: the range, honest coverage
     assert (low, high) == (1.0, 3.0) and coverage == pytest.approx(0.75)
 
 
-def test_within_noise_and_faster_beyond_noise() -> None:
-    s = timing.summarize_rounds({"none": [1.0] * 10, "a": [0.9, 1.1] * 5, "b": [0.8] * 10}, "none")
-    assert timing.within_noise(s["a"]) and not timing.faster_beyond_noise(s["a"])
-    assert timing.faster_beyond_noise(s["b"]) and not timing.within_noise(s["b"])
+def test_faster_beyond_noise_needs_the_whole_ci_below_the_baseline() -> None:
+    s = rounds.summarize_rounds({"none": [1.0] * 10, "a": [0.9, 1.1] * 5, "b": [0.8] * 10}, "none")
+    assert not rounds.faster_beyond_noise(s["a"])  # ratios 0.9 and 1.1: the CI covers 1
+    assert rounds.faster_beyond_noise(s["b"])  # every ratio 0.8
 
 
 def test_rounds_must_align_with_the_baseline() -> None:
     with pytest.raises(AblateError, match="same rounds"):
-        timing.summarize_rounds({"none": [1.0, 1.0], "a": [1.0]}, "none")
+        rounds.summarize_rounds({"none": [1.0, 1.0], "a": [1.0]}, "none")
 
 
 def test_setting_rejects_values_that_cannot_work() -> None:
@@ -118,7 +119,7 @@ def test_superset_is_detected_from_the_layers() -> None:
 def test_superset_arm_reading_faster_gets_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_time_interleaved(blocks, setting, baseline):  # se 20% faster in every round: impossible
         times = {name: [1.0 if name == baseline else 0.8] * setting.rounds for name in blocks}
-        return timing.summarize_rounds(times, baseline), {"load_before": 0.1, "load_after": 0.2}
+        return rounds.summarize_rounds(times, baseline), {"load_before": 0.1, "load_after": 0.2}
 
     monkeypatch.setattr(costs, "time_interleaved", fake_time_interleaved)
     arms = costs.enumerate_profile_arms(["cnn"], ["none", "se"])
@@ -134,7 +135,7 @@ def test_cli_profile_prints_the_warning(monkeypatch: pytest.MonkeyPatch, capsys:
 
     def fake_time_interleaved(blocks, setting, baseline):
         times = {name: [1.0 if name == baseline else 0.5] * setting.rounds for name in blocks}
-        return timing.summarize_rounds(times, baseline), {"load_before": None, "load_after": None}
+        return rounds.summarize_rounds(times, baseline), {"load_before": None, "load_after": None}
 
     monkeypatch.setattr(costs, "time_interleaved", fake_time_interleaved)
     assert main(["profile", "--attention", "none,eca", "--batch-sizes", "1", "--train-batch", "0"]) == 0
@@ -163,12 +164,12 @@ def test_threads_are_in_the_fingerprint(tmp_path: Path) -> None:
     assert timed.fingerprint != one.fingerprint and timed.measure.threads == 2
     # unset training threads mean every core of this machine, and the fingerprint says how many that was
     auto = load_study(_study(tmp_path))
-    cores = timing.available_cores()
+    cores = available_cores()
     assert auto.fingerprint == load_study(_study(tmp_path, runtime={"threads": cores})).fingerprint
 
 
 def test_oversubscription_warns(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cores = timing.available_cores()
+    cores = available_cores()
     study = load_study(_study(tmp_path, runtime={"threads": cores}))
     assert not warn_oversubscribed(study, 1)
     assert warn_oversubscribed(study, 2)

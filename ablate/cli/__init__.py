@@ -2,9 +2,10 @@
 
 An option that several commands take (the study file, --storage, --data-dir, --device, --threads,
 --backbone, --json) is added by one helper below, so it has one name, one meaning and one help text
-everywhere. Building the parser loads no more than the registries its choices and help list (and
-torch, which they import): each command module imports the study loader, storage, pandas, Optuna,
-scipy and the training engine inside its `run`, so `ablate --help` and usage errors stay fast.
+everywhere. `main` builds the parser of the command it runs only (its module, and the registries its
+choices list, import torch); every other command is listed by its summary in `COMMANDS`, so
+`ablate --help` imports no torch. Each command module imports the study loader, storage, pandas,
+Optuna, scipy and the training engine inside its `run`, so usage errors stay fast too.
 
 User mistakes (AblateError) become one paragraph on stderr and exit code 2; argparse's own usage
 errors also exit 2; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial (SIGTERM during a
@@ -20,37 +21,59 @@ import json
 import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..config import INT64_MAX, INT64_MIN, is_number
-from ..data import DATA_ENV
-from ..device import DEVICE_SETTINGS, set_cublas_workspace
 from ..errors import AblateError
-from ..models import list_backbones
 from ..preempt import Terminated, install, uninstall
 
-# subcommand modules under ablate.cli, in the order `ablate --help` lists them
-COMMANDS = ("list", "profile", "data", "train", "bench", "plan", "run", "slurm", "status", "dashboard", "report",
-            "spec")
+# subcommand modules under ablate.cli, in the order `ablate --help` lists them, with the summary it shows
+# (each module's add_parser passes the same text as its `help`; a test keeps them equal)
+COMMANDS = {
+    "list": "list attention types, positions and backbones",
+    "profile": "params, MACs, latency and memory of every arm (no training)",
+    "data": "list datasets and fetch one",
+    "train": "train one arm on one dataset (ref000 recipe by default)",
+    "bench": "ref000 training loop vs ablate's engine (samples/s, ratio, overhead)",
+    "plan": "list a study's arms, trial count and estimated cost (no training)",
+    "run": "run a study (resumes where it stopped)",
+    "slurm": "run a study as a SLURM job array (one array task per worker)",
+    "status": "trial counts per phase of a study (read-only)",
+    "dashboard": "browse a study's trials in optuna-dashboard",
+    "report": "write the study's report from its storage (no retraining)",
+    "spec": "print the study-file reference (markdown, generated from the code)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Iterable[str] = tuple(COMMANDS)) -> argparse.ArgumentParser:
+    """The `ablate` parser with the full parsers of `commands` (default: all); every other command is
+    listed by name and summary only, so its module (and torch) is not imported."""
     parser = argparse.ArgumentParser(
         prog="ablate",
         description="Attention-module ablations for CNNs: build, profile, train and compare every arm.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    full = set(commands)
+    for name, summary in COMMANDS.items():
+        if name in full:
+            importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name, help=summary)
     return parser
+
+
+def command_of(argv: Sequence[str]) -> list[str]:
+    """The command `argv` runs, as a list for build_parser (empty when it names none: `ablate --help`)."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return [first] if first in COMMANDS else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="fvcore")
-    args = build_parser().parse_args(argv)
-    set_cublas_workspace()  # before the command: cuBLAS reads it once per process (deterministic runs need it)
+    argv = sys.argv[1:] if argv is None else [*argv]  # not list(): `list` here is the `ablate list` module once loaded
+    args = build_parser(command_of(argv)).parse_args(argv)
     in_main = threading.current_thread() is threading.main_thread()
     previous = install() if in_main else None  # SIGTERM: at once, or at a training run's next safe point
     try:
@@ -130,9 +153,6 @@ STUDY_HELP = "study file (studies/*.yaml)"
 STORAGE_HELP = ("the study's storage URL, instead of the study file's: sqlite:///PATH, postgresql://USER@HOST/DB, "
                 "journal:PATH, ... (every scheme: `ablate spec`). A password written here is visible to other "
                 "users of this host (ps)")
-DATA_DIR_HELP = f"dataset root (default: ${DATA_ENV}, else ./data)"
-DEVICE_HELP = (f"where to run: {', '.join(DEVICE_SETTINGS)}; auto is cuda when available, else cpu "
-               "(default: auto)")
 THREADS_HELP = ("torch intra-op threads for this command, N >= 1, or 0 for every core this process may use; "
                 "default here: {default}")
 JSON_HELP = "also write the results, with every field and setting, as JSON to FILE"
@@ -152,11 +172,16 @@ def add_storage(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    from ..data import DATA_ENV
+
+    p.add_argument("--data-dir", metavar="DIR", help=f"dataset root (default: ${DATA_ENV}, else ./data)")
 
 
 def add_device(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    from ..device import DEVICE_SETTINGS
+
+    p.add_argument("--device", default="auto", help=f"where to run: {', '.join(DEVICE_SETTINGS)}; auto is cuda when "
+                                                     "available, else cpu (default: auto)")
 
 
 def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None, default_text: str) -> None:
@@ -169,6 +194,8 @@ def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: i
 def add_backbone(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | list[str],
                  several: bool = True) -> None:
     """--backbone: a comma-separated list where a command runs several, one name where it builds one."""
+    from ..models import list_backbones
+
     names = ", ".join(list_backbones())
     if several:  # [*default], not list(default): in this package `list` is the `ablate list` module once loaded
         p.add_argument("--backbone", type=csv_list, default=[*default], metavar="NAME[,NAME...]",

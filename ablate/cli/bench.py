@@ -95,7 +95,7 @@ def run_workers(args: argparse.Namespace) -> int:
 
 def run_startup(args: argparse.Namespace) -> int:
     """A cold start (empty cache folder) and warm ones, each a fresh process, one at a time."""
-    from ..startup import fresh_worker_startup
+    from ..startup_probe import fresh_worker_startup
 
     config = DataConfig(name=args.dataset or SCALING_DATASET, train_size=args.train_size or 8000,
                         input_size=args.input_size)

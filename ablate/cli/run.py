@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_threads(p, default=None, default_text="the study file's runtime.threads, else every core (training "
                                               "threads, per worker; the profile phase times with measure.threads). "
                                               "Part of the study's fingerprint: threads change float results")
-    p.add_argument("--quiet", action="store_true", help="no progress output (each worker's start-up line and the closing summary are still printed)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output (each worker's start-up line and the closing summary are still printed)")
     p.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)  # spawned by --workers: no summary
     p.set_defaults(func=run)
 

@@ -23,9 +23,20 @@ from ..config import type_name
 from ..data import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
 from ..device import DEVICE_SETTINGS
 from ..models import BACKBONES, POSITIONS
-from ..spec import (GRID_KEYS, MAX_PLAN_SEEDS, MAX_STUDY_BYTES, MEASURE_PRECISIONS,
-                    PARAM_KEYS, PRUNERS, SCOPES, SEED_PLAN_KEYS, TOP_KEYS, Measure, Tuning)
 from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime
+from ..spec import (
+    GRID_KEYS,
+    MAX_PLAN_SEEDS,
+    MAX_STUDY_BYTES,
+    MEASURE_PRECISIONS,
+    PARAM_KEYS,
+    PRUNERS,
+    SCOPES,
+    SEED_PLAN_KEYS,
+    TOP_KEYS,
+    Measure,
+    Tuning,
+)
 from ..storage import STORAGE_SCHEMES
 
 # `name: type = default  # comment` in a dataclass body
@@ -67,7 +78,8 @@ TOP_HELP: Mapping[str, tuple[str, str, str, str]] = {
 }
 
 GRID_HELP: Mapping[str, tuple[str, str, str, str]] = {
-    "backbones": ("list", "required", "names below, or mappings with " + ", ".join(f"`{f.name}`" for f in dataclasses.fields(BackboneChoice)),
+    "backbones": ("list", "required", "names below, or mappings with "
+                  + ", ".join(f"`{f.name}`" for f in dataclasses.fields(BackboneChoice)),
                   "backbone networks; `head` picks the classifier, `bn: false` builds without BatchNorm"),
     "attention": ("list[str]", "required", "names below", "attention types; `none` is the baseline"),
     "positions": ("list[str]", "[after_relu]", "names below", "where modules go; positions building the same model "
