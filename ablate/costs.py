@@ -22,12 +22,12 @@ from torch import nn
 
 from .arms import Arm, BackboneChoice, enumerate_arms
 from .arms import equivalent_positions as arms_equivalent_positions
-from .attention import check_reduction, get_attention, resolve_knobs
-from .columns import POLICIES, POLICY_COLUMN, Columns
+from .attention import check_reduction, get_attention, resolve_attention, resolve_knobs, uses_reduction
+from .columns import POLICIES, POLICY_COLUMN, UNCOUNTED, Columns
 from .errors import AblateError
-from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs, count_params
-from .models import build_model, get_backbone, resolve_stages
-from .models.positions import check_position
+from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs_checked, count_params, \
+    format_uncounted
+from .models import build_model, get_backbone, resolve_backbone, resolve_stages
 from .timing import RoundSummary, Setting, faster_beyond_noise, infer_block, peak_memory_mib, time_interleaved, \
     train_block
 
@@ -46,9 +46,11 @@ def static_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]
     shape = check_shape(input_shape)
     row: dict[str, Any] = {"params": count_params(model), "attn_params": attention_params(model)}
     for policy in POLICIES:
-        total, by_module = count_macs(model, shape, policy)  # type: ignore[arg-type]
+        total, by_module, uncounted = count_macs_checked(model, shape, policy)  # type: ignore[arg-type]
         row[f"macs_{POLICY_COLUMN[policy]}"] = total
         row[f"attn_macs_{POLICY_COLUMN[policy]}"] = attention_macs(model, by_module)
+        if policy == "full":
+            row[UNCOUNTED] = format_uncounted(uncounted)
     insertions = getattr(model, "insertions", None)
     row["insertions"] = len(attention_paths(model))
     row["feature_maps"] = _join([f"{i.height}x{i.width}" for i in insertions]) if insertions is not None else None
@@ -181,18 +183,19 @@ def arm_from_kwargs(arm: Mapping[str, Any]) -> Arm:
     """build_model keyword arguments -> `ablate.arms.Arm`, with factors that do not apply dropped,
     so profile rows carry the same ids and factor columns as the study's tables."""
     attention = arm.get("attention", "none")
-    cls = get_attention(attention)
+    get_attention(attention)
     backbone = BackboneChoice(arm["backbone"], arm.get("head"), arm.get("bn", True))
     if attention == "none":
         return Arm(backbone, "none")
     defaults = resolve_knobs(attention, {})
     given = resolve_knobs(attention, {k: v for k, v in arm.items() if k in defaults})
+    spec = get_backbone(backbone.name)
     return Arm(
         backbone,
         attention,
-        check_position(arm.get("position", "after_relu")),
-        check_reduction(arm.get("reduction", 16)) if cls.uses_reduction else None,
-        resolve_stages(arm.get("stages", "all"), len(get_backbone(backbone.name).blocks)),
+        spec.check_position(arm.get("position") or spec.default_position),
+        check_reduction(arm.get("reduction", 16)) if uses_reduction(attention) else None,
+        resolve_stages(arm.get("stages", "all"), spec.n_stages),
         tuple((k, v) for k, v in given.items() if v != defaults[k]),
     )
 
@@ -234,27 +237,27 @@ def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, s
 def enumerate_profile_arms(
     backbones: Sequence[str],
     attentions: Sequence[str],
-    positions: Sequence[str] = ("after_relu",),
+    positions: Sequence[str] | None = None,
     reductions: Sequence[int] = (16,),
     stages: str | Sequence[int] = "all",
 ) -> list[Arm]:
     """The cartesian product of the lists, with factors that do not apply collapsed (no duplicates).
 
     `none` appears once per backbone with no position or ratio; modules without a reduction ratio
-    appear once per position; positions that build the same model on a backbone are kept once
-    (`ablate.arms.enumerate_arms` does the collapsing). Knobs stay at their defaults.
+    appear once per position; positions that build the same model on a backbone are kept once, and
+    each backbone takes the positions it has (`ablate.arms.enumerate_arms` does the collapsing).
+    `positions` None: each backbone's default position. Knobs stay at their defaults. Names may be
+    import paths (`pkg.mod:Class`) or installed entry points.
     """
+    backbones = [resolve_backbone(b) for b in backbones]
+    attentions = [resolve_attention(a) for a in attentions]
+    if positions is None:
+        positions = list(dict.fromkeys(get_backbone(b).default_position for b in backbones))
     for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
         if not values:
             raise AblateError(f"at least one {name} is needed.")
     if not reductions:
         raise AblateError("at least one reduction ratio is needed.")
-    for b in backbones:
-        get_backbone(b)
-    for a in attentions:
-        get_attention(a)
-    for p in positions:
-        check_position(p)
     for r in reductions:
         check_reduction(r)
     choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]

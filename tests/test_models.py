@@ -16,8 +16,9 @@ BASE_CNN = (3 * 32 * 9 + 32 + 64) + (32 * 64 * 9 + 64 + 128) + (64 * 128 * 9 + 1
 
 
 def test_lists() -> None:
-    assert list_backbones() == ["cnn", "vgg16"]
-    assert set(list_positions()) == {"after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv"}
+    assert list_backbones()[:6] == ["cnn", "vgg16", "resnet20", "resnet56", "resnet18", "resnet50"]
+    assert set(list_positions()) == {"after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv",
+                                     "standard", "pre", "post", "identity"}
 
 
 @pytest.mark.parametrize("backbone", ["cnn", "vgg16"])
