@@ -1,6 +1,8 @@
 """Backbones and the insertion logic: turn an arm's factors into a model."""
 
 from .backbones import Backbone, BuildContext, Built, Site
+from .convnet import ConvBlocks
+from .resnet import ResNet
 from .build import AttentionNet, Insertion, attention_modules, build_model, resolve_stages
 from .positions import POSITIONS, block_slots, check_position, list_positions
 from .registry import BACKBONES, get_backbone, list_backbones, register_backbone, resolve_backbone
@@ -12,6 +14,8 @@ __all__ = [
     "Backbone",
     "BuildContext",
     "Built",
+    "ConvBlocks",
+    "ResNet",
     "Insertion",
     "Site",
     "attention_modules",

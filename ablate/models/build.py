@@ -119,7 +119,10 @@ def build_model(
 
     def attend(site: Site) -> nn.Module:
         with seeded(derive_seed(base, "attention", site.path)):
-            module = create_attention(attention, site.channels, reduction, **knobs)
+            try:
+                module = create_attention(attention, site.channels, reduction, **knobs)
+            except AblateError as err:  # a plugin that cannot be built: say where it was going
+                raise AblateError(f"site {site.path} of {backbone}: {err}") from None
         hidden[site.path] = getattr(module, "hidden", None)
         return module
 

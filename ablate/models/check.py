@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..attention import ATTENTION
 from ..errors import AblateError
 from .build import build_model
 
@@ -33,6 +34,8 @@ def check_arm(kwargs: Mapping[str, Any], arm_id: str, *, num_classes: int, in_ch
     every inserted module against its site. Raises AblateError on the first problem."""
     model = build_model(**kwargs, num_classes=num_classes, in_channels=in_channels, input_size=input_size, init_seed=0)
     attention = kwargs.get("attention", "none")
+    source = ATTENTION.sources().get(attention)
+    module = f"attention {attention!r}" + (f" ({source.target})" if source else "")
     declared = {i.path: (i.channels, i.height, i.width) for i in model.insertions}
     inside: list[str] = []  # the site whose module is running, so an exception in it can be named
 
@@ -44,7 +47,7 @@ def check_arm(kwargs: Mapping[str, Any], arm_id: str, *, num_classes: int, in_ch
                 expected = "x".join(map(str, declared[path]))
                 raise _SiteError(path, f"the backbone feeds it {_shape(x)} where its sites declare {expected}")
             if not isinstance(output, torch.Tensor) or output.shape != x.shape:
-                raise _SiteError(path, f"attention {attention!r} changes the shape from {_shape(x)} to "
+                raise _SiteError(path, f"{module} changes the shape from {_shape(x)} to "
                                        f"{_shape(output)}; an attention module must keep its input shape")
         return check
 
@@ -58,7 +61,7 @@ def check_arm(kwargs: Mapping[str, Any], arm_id: str, *, num_classes: int, in_ch
     except _SiteError as err:
         raise AblateError(f"arm {arm_id}, site {err.path}: {err.problem}.") from None
     except Exception as err:  # the user's code raised inside the forward pass
-        site = f", site {inside[-1]} (attention {attention!r})" if inside else ""
+        site = f", site {inside[-1]} ({module})" if inside else ""
         raise AblateError(f"arm {arm_id}{site}: the forward pass on a {in_channels}x{input_size}x{input_size} input "
                           f"fails: {type(err).__name__}: {err}.") from None
     finally:
