@@ -22,7 +22,8 @@ _LAZY = {
     "register_attention": "ablate.attention",
 }
 
-__all__ = ["AblateError", *_LAZY]
+__all__ = ["AblateError", "build_model", "create_attention", "list_attention", "list_backbones", "list_positions",
+           "register_attention", "register_backbone"]
 
 
 def __getattr__(name: str) -> Any:

@@ -67,7 +67,7 @@ def load_target(target: str, kind: str) -> Any:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except Exception as err:  # the user's code: any failure while importing it is reported, not a crash
+    except Exception as err:  # noqa: BLE001  (the user's code: any import failure is reported, not a crash)
         raise AblateError(
             f"cannot load {kind} {target!r}: {type(err).__name__}: {err}. Install the package that holds "
             f"module {module_name!r} or put it on PYTHONPATH, and check the name after ':'."
@@ -141,7 +141,7 @@ class Registry(Mapping[str, T], Generic[T]):
     def _load_entry_point(self, name: str, ep: importlib.metadata.EntryPoint) -> Any:
         try:
             return ep.load()
-        except Exception as err:  # the user's package: report which entry point failed and why
+        except Exception as err:  # noqa: BLE001  (the user's package: say which entry point failed and why)
             dist = getattr(ep.dist, "name", "?")
             raise AblateError(f"cannot load {self.words} {name!r} from entry point {ep.value!r} (group {self.group!r}, "
                               f"package {dist!r}): {type(err).__name__}: {err}.") from None

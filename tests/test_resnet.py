@@ -96,7 +96,7 @@ def test_positions_wire_the_module_where_senet_puts_it() -> None:
         block = build_model("resnet20", "se", position, init_seed=0).features.layer1[0].eval()
         block.get_submodule(name).forward = lambda t: t + 1
 
-        def branch(t: torch.Tensor) -> torch.Tensor:
+        def branch(t: torch.Tensor, block: torch.nn.Module = block) -> torch.Tensor:
             return block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(t)))))
 
         expected = {"standard": torch.relu(branch(x) + 1 + x), "pre": torch.relu(branch(x + 1) + x),

@@ -11,6 +11,7 @@ way models build modules, so every name, ratio and knob is checked in one place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -27,8 +28,8 @@ from .gc import GlobalContext
 from .local import LocalAttention
 from .none import NoAttention
 from .nonlocal_ import NonLocal
-from .se import SqueezeExcite
 from .sam import SpatialAttentionModule
+from .se import SqueezeExcite
 from .simam import SimAM
 
 BUILTIN: dict[str, type[nn.Module]] = {
@@ -130,7 +131,7 @@ def create_attention(name: str, channels: int, reduction: int = 16, **knobs: Any
         return cls(*args, **resolved)
     try:
         module = cls(*args, **resolved)
-    except Exception as err:  # the user's code
+    except Exception as err:  # noqa: BLE001  (the user's code: any failure is reported, with its site)
         target = ATTENTION.sources()[name].target
         raise AblateError(f"attention {name!r} ({target}) cannot be built with channels={channels}"
                           + (f", reduction={reduction}" if uses_reduction(name) else "")

@@ -99,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
     arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
+    from ..arms import plugin_sources
+    from ..models.check import check_arm
+
+    outside = {(p["kind"], p["name"]) for p in plugin_sources(arms)}
+    for arm in arms:  # code from outside ablate: built and run once, so a bad module fails with its site named
+        if ("attention", arm.attention) in outside or ("backbone", arm.backbone.name) in outside:
+            check_arm(arm.build_kwargs(), arm.id, num_classes=args.num_classes, in_channels=shape[0],
+                      input_size=shape[1])
     for backbone in dict.fromkeys(a.backbone.name for a in arms):
         for dropped, kept in costs.equivalent_positions(backbone, args.position or []).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "

@@ -1,11 +1,11 @@
 """Backbones and the insertion logic: turn an arm's factors into a model."""
 
 from .backbones import Backbone, BuildContext, Built, Site
-from .convnet import ConvBlocks
-from .resnet import ResNet
 from .build import AttentionNet, Insertion, attention_modules, build_model, resolve_stages
+from .convnet import ConvBlocks
 from .positions import POSITIONS, block_slots, check_position, list_positions
 from .registry import BACKBONES, get_backbone, list_backbones, register_backbone, resolve_backbone
+from .resnet import ResNet
 
 __all__ = [
     "BACKBONES",
@@ -15,8 +15,8 @@ __all__ = [
     "BuildContext",
     "Built",
     "ConvBlocks",
-    "ResNet",
     "Insertion",
+    "ResNet",
     "Site",
     "attention_modules",
     "block_slots",

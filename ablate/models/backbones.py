@@ -134,7 +134,7 @@ def adapt_backbone(obj: Any, target: str) -> tuple[str, Backbone]:
     if isinstance(obj, type) and issubclass(obj, Backbone):
         try:
             obj = obj()
-        except Exception as err:  # the user's code
+        except Exception as err:  # noqa: BLE001  (the user's code)
             raise AblateError(f"backbone {target!r} cannot be built with no arguments: {type(err).__name__}: "
                               f"{err}.") from None
     if not isinstance(obj, Backbone):

@@ -60,7 +60,7 @@ def check_arm(kwargs: Mapping[str, Any], arm_id: str, *, num_classes: int, in_ch
             logits = model(torch.zeros(2, in_channels, input_size, input_size))
     except _SiteError as err:
         raise AblateError(f"arm {arm_id}, site {err.path}: {err.problem}.") from None
-    except Exception as err:  # the user's code raised inside the forward pass
+    except Exception as err:  # noqa: BLE001  (the user's code raised inside the forward pass)
         site = f", site {inside[-1]} ({module})" if inside else ""
         raise AblateError(f"arm {arm_id}{site}: the forward pass on a {in_channels}x{input_size}x{input_size} input "
                           f"fails: {type(err).__name__}: {err}.") from None

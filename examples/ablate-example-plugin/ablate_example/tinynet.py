@@ -11,6 +11,7 @@ the layers it shares with the baseline.
 from __future__ import annotations
 
 from collections import OrderedDict
+from types import MappingProxyType
 
 from torch import nn
 
@@ -21,8 +22,8 @@ class TinyNet(Backbone):
     name = "tinynet"
     description = "example plugin: 2 x (conv3x3-BN-ReLU, max-pool) at 16/32 channels, global pool, linear"
     heads = ("linear",)
-    positions = {"stage_end": "after each stage's ReLU, before its max-pool",
-                 "after_pool": "after each stage's max-pool"}
+    positions = MappingProxyType({"stage_end": "after each stage's ReLU, before its max-pool",
+                                  "after_pool": "after each stage's max-pool"})
     default_position = "stage_end"
     widths = (16, 32)
 
