@@ -32,7 +32,8 @@ class BackboneChoice:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_choice("name", self.name, list(BACKBONES))
+        if self.name not in BACKBONES:  # built-in, registered or an installed entry point
+            check_choice("name", self.name, list(BACKBONES))
         if self.head is not None:
             check_choice("head", self.head, get_backbone(self.name).heads)
         get_backbone(self.name).check_options(self.head, self.bn)

@@ -89,6 +89,7 @@ class Registry(Mapping[str, T], Generic[T]):
         self._builtin = frozenset(builtins)
         self._sources: dict[str, Source] = {}
         self._aliases: dict[str, str] = {}  # import path -> name
+        self._eps: dict[str, importlib.metadata.EntryPoint] | None = None  # read once: a scan of sys.path
 
     # -- Mapping -----------------------------------------------------------------------------
     def __getitem__(self, name: str) -> T:
@@ -136,7 +137,9 @@ class Registry(Mapping[str, T], Generic[T]):
 
     # -- internals ---------------------------------------------------------------------------
     def _entry_points(self) -> dict[str, importlib.metadata.EntryPoint]:
-        return {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+        if self._eps is None:
+            self._eps = {ep.name: ep for ep in importlib.metadata.entry_points(group=self.group)}
+        return self._eps
 
     def _load_entry_point(self, name: str, ep: importlib.metadata.EntryPoint) -> Any:
         try:

@@ -416,17 +416,7 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     except AblateError as err:
         raise c.error("dataset.val_fraction", f"is {dataset.val_fraction:g}: {err}") from None
     arms, notes = _parse_grid(c, doc["grid"])
-    plugins = plugin_sources(arms)
-    if plugins and info is not None:  # code from outside ablate: built and run once before anything is written
-        outside = {(p["kind"], p["name"]) for p in plugins}
-        for arm in arms:
-            if ("attention", arm.attention) not in outside and ("backbone", arm.backbone.name) not in outside:
-                continue
-            try:
-                check_arm(arm.build_kwargs(), arm.id, num_classes=info.num_classes, in_channels=info.in_channels,
-                          input_size=info.input_size)
-            except AblateError as err:
-                raise c.error("grid", str(err)) from None
+    plugins = _check_plugins(c, arms, info)
     seeds, seed_plan = _parse_seeds(c, doc.get("seeds", [0]))
     min_effect = c.number(doc.get("min_effect_pp", 0.5), "min_effect_pp")
     if not 0 < min_effect <= 100:
@@ -475,6 +465,22 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         artifacts=Path(artifacts) if artifacts is not None else None,
         plugins=plugins,
     )
+
+
+def _check_plugins(c: _Checker, arms: Sequence[Arm], info: DatasetInfo | None) -> tuple[dict[str, Any], ...]:
+    """The sources of the code from outside ablate that the arms use; every arm using it is built and run once
+    on the dataset's shape (when known without a scan) before anything is written."""
+    plugins = plugin_sources(arms)
+    outside = {(p["kind"], p["name"]) for p in plugins}
+    for arm in arms if info is not None else ():
+        if ("attention", arm.attention) not in outside and ("backbone", arm.backbone.name) not in outside:
+            continue
+        try:
+            check_arm(arm.build_kwargs(), arm.id, num_classes=info.num_classes, in_channels=info.in_channels,
+                      input_size=info.input_size)
+        except AblateError as err:
+            raise c.error("grid", str(err)) from None
+    return plugins
 
 
 def _parse_seeds(c: _Checker, value: Any) -> tuple[tuple[int, ...], SeedPlan | None]:
