@@ -520,7 +520,8 @@ def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
 
     knobs_doc = grid.get("knobs") or {}
     knobs: dict[str, dict[str, list[Any]]] = {}
-    for given, swept in c.mapping(knobs_doc, "grid.knobs", list(knobs_doc)).items():
+    for given, swept in c.mapping(knobs_doc, "grid.knobs", list(knobs_doc) if isinstance(knobs_doc, Mapping) else []
+                                  ).items():
         attention = c.attention(given, f"grid.knobs.{given}")
         if attention not in attentions:
             raise c.error(f"grid.knobs.{given}", f"attention {given!r} is not in grid.attention.")
