@@ -1,8 +1,9 @@
 """Arms: the points of the ablation grid, each a concrete model with a stable id.
 
 Factors that do not apply collapse (no reduction for SimAM/ECA/SAM, no position for `none`, knobs
-only for the module that has them), positions that put modules in the same places on a backbone
-collapse to the first one listed, and reduction ratios that give the same bottleneck widths
+only for the module that has them, a position only on the backbones that have it), positions that put
+modules in the same places on a backbone (same `Backbone.sites`) collapse to the first one listed, and
+reduction ratios of a built-in module that give the same bottleneck widths
 (hidden = max(1, C // r), so r=128 and r=1000 both give 1 on 128 channels) collapse to the smallest
 ratio, so a grid never trains the same model twice under two names. `collapse_notes` says what went.
 """
@@ -14,9 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attention import get_attention, hidden_width, resolve_knobs
+from .attention import ATTENTION, get_attention, hidden_width, resolve_knobs, uses_reduction
 from .config import check_choice, check_types, config_from_dict
-from .models import BACKBONES, block_slots, get_backbone, resolve_stages
+from .errors import AblateError
+from .models import BACKBONES, get_backbone, resolve_backbone, resolve_stages
+from .plugins import is_import_path
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,22 @@ class BackboneChoice:
 
     def __post_init__(self) -> None:
         check_types(self)
-        check_choice("name", self.name, list(BACKBONES))
+        if self.name not in BACKBONES:  # built-in, registered or an installed entry point
+            check_choice("name", self.name, list(BACKBONES))
         if self.head is not None:
             check_choice("head", self.head, get_backbone(self.name).heads)
+        get_backbone(self.name).check_options(self.head, self.bn)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "") -> BackboneChoice:
-        """A grid entry: a backbone name, or a mapping with name, head and bn."""
-        return config_from_dict(cls, {"name": d} if isinstance(d, str) else d, where)
+        """A grid entry: a backbone name (or import path), or a mapping with name, head and bn."""
+        d = {"name": d} if isinstance(d, str) else d
+        if isinstance(d, Mapping) and is_import_path(d.get("name")):
+            try:  # an import path or an entry point loads here
+                d = {**d, "name": resolve_backbone(d["name"])}
+            except AblateError as err:
+                raise AblateError(f"{where}: {err}" if where else str(err)) from None
+        return config_from_dict(cls, d, where)
 
     @property
     def label(self) -> str:
@@ -114,31 +125,31 @@ def format_stages(stages: Sequence[int]) -> str:
 
 def position_signature(backbone: BackboneChoice, position: str) -> tuple:
     """Where `position` puts modules on `backbone`; equal signatures mean the same model."""
-    spec = get_backbone(backbone.name)
-    return tuple(block_slots(position, len(widths), backbone.bn) for widths in spec.blocks)
+    return tuple((s.stage, s.slot) for s in get_backbone(backbone.name).sites(position, bn=backbone.bn))
+
+
+def has_position(backbone: BackboneChoice, position: str) -> bool:
+    return position in get_backbone(backbone.name).positions
 
 
 def equivalent_positions(backbone: BackboneChoice, positions: Iterable[str]) -> dict[str, str]:
     """position -> the first listed position that builds the same model on `backbone` (itself when unique)."""
     first: dict[tuple, str] = {}
-    return {p: first.setdefault(position_signature(backbone, p), p) for p in dict.fromkeys(positions)}
+    return {p: first.setdefault(position_signature(backbone, p), p) for p in dict.fromkeys(positions)
+            if has_position(backbone, p)}
 
 
 def hidden_widths(backbone: BackboneChoice, position: str, stages: Sequence[int], reduction: int) -> tuple[int, ...]:
     """The bottleneck width of every module an arm inserts, in model order (what the ratio changes)."""
-    blocks = get_backbone(backbone.name).blocks
-    out = []
-    for b in stages:
-        widths = blocks[b - 1]
-        for unit, _ in block_slots(position, len(widths), backbone.bn):
-            out.append(hidden_width(widths[min(unit, len(widths) - 1)], reduction))  # the pool slot: last width
-    return tuple(out)
+    sites = get_backbone(backbone.name).sites(position, bn=backbone.bn)
+    return tuple(hidden_width(s.channels, reduction) for s in sites if s.stage in stages)
 
 
 def equivalent_reductions(backbone: BackboneChoice, position: str, stages: Sequence[int],
                           reductions: Iterable[int]) -> dict[int, int]:
     """ratio -> the smallest listed ratio giving the same hidden widths (the same model); itself when unique.
 
+    Only for built-in modules, whose hidden width is max(1, C // r); a plugin's ratios are all kept.
     The smallest, because it is the ratio the widths were computed from exactly (r=128 on 128 channels is
     hidden 1; r=1000 only reaches 1 through the max(1, .) floor).
     """
@@ -159,18 +170,20 @@ def enumerate_arms(
 ) -> list[Arm]:
     """Every distinct arm of the grid, baselines first per backbone, in a stable order."""
     knobs = knobs or {}
-    positions, reductions, stages = list(positions), list(reductions), list(stages)
+    backbones, positions, reductions, stages = list(backbones), list(positions), list(reductions), list(stages)
+    check_positions_exist(backbones, positions)
     arms: list[Arm] = []
     for bb in backbones:
-        n_blocks = len(get_backbone(bb.name).blocks)
+        n_blocks = get_backbone(bb.name).n_stages
         unique_positions = list(dict.fromkeys(equivalent_positions(bb, positions).values()))
         stage_sets = list(dict.fromkeys(resolve_stages(s, n_blocks) for s in stages))
         for attention in dict.fromkeys(attentions):
-            cls = get_attention(attention)
+            get_attention(attention)
             if attention == "none":
                 arms.append(Arm(bb, "none"))
                 continue
-            ratios = list(dict.fromkeys(reductions)) if cls.uses_reduction else [None]
+            ratios = list(dict.fromkeys(reductions)) if uses_reduction(attention) else [None]
+            collapse = ATTENTION.is_builtin(attention)
             swept = knobs.get(attention, {})
             defaults = resolve_knobs(attention, {})
             names = list(swept)
@@ -178,7 +191,7 @@ def enumerate_arms(
                 resolve_knobs(attention, dict(zip(names, values)))  # validates
                 chosen = tuple((n, v) for n, v in zip(names, values) if v != defaults[n])
                 for position, r, st in itertools.product(unique_positions, ratios, stage_sets):
-                    if r is not None and equivalent_reductions(bb, position, st, ratios)[r] != r:
+                    if r is not None and collapse and equivalent_reductions(bb, position, st, ratios)[r] != r:
                         continue  # the same model as a smaller ratio already in the grid
                     arms.append(Arm(bb, attention, position, r, st, chosen))
     return list(dict.fromkeys(arms))
@@ -195,15 +208,17 @@ def collapse_notes(
     attentions, positions, reductions, stages = list(attentions), list(positions), list(reductions), list(stages)
     if all(a == "none" for a in attentions):
         return []  # `none` has no position and no ratio: nothing collapsed
-    uses_reduction = any(get_attention(a).uses_reduction for a in attentions)
+    collapsing = any(uses_reduction(a) and ATTENTION.is_builtin(a) for a in attentions)
     notes: list[str] = []
     for bb in backbones:
         kept_positions = equivalent_positions(bb, positions)
+        notes += [f"position {p!r} does not exist on {bb.label}; not used there." for p in dict.fromkeys(positions)
+                  if p not in kept_positions]
         notes += [f"on {bb.label}, position {p!r} builds the same model as {k!r}; kept once as {k!r}."
                   for p, k in kept_positions.items() if p != k]
-        if not uses_reduction:
+        if not collapsing:
             continue
-        n_blocks = len(get_backbone(bb.name).blocks)
+        n_blocks = get_backbone(bb.name).n_stages
         for position in dict.fromkeys(kept_positions.values()):
             for st in dict.fromkeys(resolve_stages(s, n_blocks) for s in stages):
                 for r, k in equivalent_reductions(bb, position, st, reductions).items():
@@ -212,3 +227,28 @@ def collapse_notes(
                         notes.append(f"on {bb.label} at {position}, stages {format_stages(st)}: reduction {r} gives "
                                      f"the same hidden widths ({widths}) as {k}; kept once as r{k}.")
     return notes
+
+
+def check_positions_exist(backbones: Sequence[BackboneChoice], positions: Sequence[str]) -> None:
+    """Every listed position must exist on at least one listed backbone (a grid may mix the conv backbones'
+    positions with the ResNets'; each backbone uses its own), and every backbone needs one of them."""
+    for p in positions:
+        if not any(has_position(bb, p) for bb in backbones):
+            allowed = sorted({q for bb in backbones for q in get_backbone(bb.name).positions})
+            raise AblateError(f"position {p!r} exists on none of the backbones {', '.join(b.label for b in backbones)};"
+                              f" allowed: {', '.join(allowed)}.")
+    for bb in backbones:
+        if positions and not any(has_position(bb, p) for p in positions):
+            raise AblateError(f"none of the positions {', '.join(positions)} exists on {bb.label}; its positions: "
+                              f"{', '.join(get_backbone(bb.name).positions)}.")
+
+
+def plugin_sources(arms: Iterable[Arm]) -> tuple[dict[str, Any], ...]:
+    """The source (package, version, file, sha256; see `ablate.plugins.Source`) of every attention module and
+    backbone from outside ablate that `arms` use, once each: what the study fingerprint and the report record."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for arm in arms:
+        for registry, name in ((ATTENTION, arm.attention), (BACKBONES, arm.backbone.name)):
+            if not registry.is_builtin(name):
+                out.setdefault((registry.kind, name), registry.sources()[name].as_dict())
+    return tuple(out.values())

@@ -33,6 +33,10 @@ INPLACE_OPS = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt",
 REDUCTION_OPS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
 WINDOW_OPS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+# data movement without arithmetic that fvcore does not already ignore: 0 by design, never flagged
+DATA_MOVEMENT_OPS = ("pad", "repeat", "repeat_interleave", "tile", "flip", "clone", "index_select", "expand_as",
+                     "movedim", "swapaxes", "unflatten")
+UNCOUNTED = "macs_uncounted"  # ops that no policy counts, with their call counts: the MAC columns undercount
 
 MAC_POLICY: Mapping[str, str] = {
     "fvcore": (
@@ -54,6 +58,9 @@ MAC_POLICY_TEXT = (
     "MACs are per image (batch 1), counted on the eager model in eval mode.\n"
     + "\n".join(f"- {text}" for text in MAC_POLICY.values())
     + "\nattn_macs_*: the same counts summed over the inserted attention modules only (fvcore by_module)."
+    + f"\n{UNCOUNTED}: ops in the model that neither policy counts (each op with its number of calls), e.g. "
+    "a plugin module's custom op; both MAC columns undercount such an arm. Data movement counts 0 by design "
+    f"and is not listed ({', '.join(DATA_MOVEMENT_OPS)}, and the view/slice/cat ops fvcore ignores)."
 )
 
 

@@ -213,19 +213,3 @@ def results_of(owners: dict[tuple, optuna.trial.FrozenTrial]) -> dict[str, dict[
         if t.state == TrialState.COMPLETE and t.value is not None:
             out.setdefault(str(t.params["arm"]), {})[int(t.params["seed"])] = float(t.value)
     return out
-
-
-# ---------------------------------------------------------------- moved to ablate.planning (temporary)
-#
-# ablate/report/collect.py and ablate/plan.py, owned by other branches, still import these names from
-# here. Remove this block, and the matching entry in tests/test_architecture.py, once they import
-# from ablate.planning. Lazy, so this module imports nothing of ablate when loaded.
-_MOVED_TO_PLANNING = ("phase_name", "tuning_groups", "wanted_seeds")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_PLANNING:
-        from . import planning
-
-        return getattr(planning, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

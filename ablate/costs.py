@@ -22,12 +22,12 @@ from torch import nn
 
 from .arms import Arm, BackboneChoice, enumerate_arms
 from .arms import equivalent_positions as arms_equivalent_positions
-from .attention import check_reduction, get_attention
-from .columns import POLICIES, POLICY_COLUMN, Columns
+from .attention import check_reduction, resolve_attention
+from .columns import POLICIES, POLICY_COLUMN, UNCOUNTED, Columns
 from .errors import AblateError
-from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs, count_params
-from .models import build_model, get_backbone
-from .models.positions import check_position
+from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs_checked, count_params, \
+    format_uncounted
+from .models import build_model, get_backbone, resolve_backbone
 from .rounds import RoundSummary, faster_beyond_noise
 from .timing import Setting, infer_block, peak_memory_mib, time_interleaved, train_block
 
@@ -45,9 +45,11 @@ def static_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]
     shape = check_shape(input_shape)
     row: dict[str, Any] = {"params": count_params(model), "attn_params": attention_params(model)}
     for policy in POLICIES:
-        total, by_module = count_macs(model, shape, policy)  # type: ignore[arg-type]
+        total, by_module, uncounted = count_macs_checked(model, shape, policy)  # type: ignore[arg-type]
         row[f"macs_{POLICY_COLUMN[policy]}"] = total
         row[f"attn_macs_{POLICY_COLUMN[policy]}"] = attention_macs(model, by_module)
+        if policy == "full":
+            row[UNCOUNTED] = format_uncounted(uncounted)
     insertions = getattr(model, "insertions", None)
     row["insertions"] = len(attention_paths(model))
     row["feature_maps"] = _join([f"{i.height}x{i.width}" for i in insertions]) if insertions is not None else None
@@ -208,27 +210,27 @@ def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, s
 def enumerate_profile_arms(
     backbones: Sequence[str],
     attentions: Sequence[str],
-    positions: Sequence[str] = ("after_relu",),
+    positions: Sequence[str] | None = None,
     reductions: Sequence[int] = (16,),
     stages: str | Sequence[int] = "all",
 ) -> list[Arm]:
     """The cartesian product of the lists, with factors that do not apply collapsed (no duplicates).
 
     `none` appears once per backbone with no position or ratio; modules without a reduction ratio
-    appear once per position; positions that build the same model on a backbone are kept once
-    (`ablate.arms.enumerate_arms` does the collapsing). Knobs stay at their defaults.
+    appear once per position; positions that build the same model on a backbone are kept once, and
+    each backbone takes the positions it has (`ablate.arms.enumerate_arms` does the collapsing).
+    `positions` None: each backbone's default position. Knobs stay at their defaults. Names may be
+    import paths (`pkg.mod:Class`) or installed entry points.
     """
+    backbones = [resolve_backbone(b) for b in backbones]
+    attentions = [resolve_attention(a) for a in attentions]
+    if positions is None:
+        positions = list(dict.fromkeys(get_backbone(b).default_position for b in backbones))
     for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
         if not values:
             raise AblateError(f"at least one {name} is needed.")
     if not reductions:
         raise AblateError("at least one reduction ratio is needed.")
-    for b in backbones:
-        get_backbone(b)
-    for a in attentions:
-        get_attention(a)
-    for p in positions:
-        check_position(p)
     for r in reductions:
         check_reduction(r)
     choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]

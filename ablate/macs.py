@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .columns import ELEMENTWISE_OPS, INPLACE_OPS, POLICIES, REDUCTION_OPS, WINDOW_OPS, Policy
+from .columns import DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, INPLACE_OPS, POLICIES, REDUCTION_OPS, WINDOW_OPS, Policy
 from .config import is_integer
 from .errors import AblateError, unknown
 from .models import attention_modules
@@ -136,6 +136,15 @@ def count_macs(
     `input_shape` is one sample's shape, e.g. (3, 32, 32). Returns the total and fvcore's per-module
     counts keyed by module path ('' is the whole model). Counted in eval mode on the eager model.
     """
+    total, by_module, _ = count_macs_checked(model, input_shape, policy, batch_size=batch_size)
+    return total, by_module
+
+
+def count_macs_checked(
+    model: nn.Module, input_shape: Sequence[int], policy: Policy = "fvcore", *, batch_size: int = 1
+) -> tuple[int, dict[str, int], dict[str, int]]:
+    """`count_macs` plus the ops the full policy does not count either (op -> calls), so a column
+    never undercounts silently. Under 'fvcore' the ops it leaves at zero by design are not listed."""
     if policy not in POLICIES:
         raise unknown("MAC counting policy", policy, POLICIES)
     shape = check_shape(input_shape)
@@ -150,7 +159,15 @@ def count_macs(
         if policy == "full":
             analysis.set_op_handle(**full_policy_handles())
         by_module = {name: int(count) for name, count in analysis.by_module().items()}
-    return by_module[""], by_module
+        skipped = analysis.unsupported_ops() if policy == "full" else {}
+    free = {f"aten::{op}" for op in DATA_MOVEMENT_OPS}
+    uncounted = {op: int(n) for op, n in sorted(skipped.items()) if op not in free}
+    return by_module[""], by_module, uncounted
+
+
+def format_uncounted(uncounted: Mapping[str, int]) -> str | None:
+    """'aten::foo x2, aten::bar x1' for the cost column; None when every op was counted."""
+    return ", ".join(f"{op} x{n}" for op, n in uncounted.items()) or None
 
 
 def attention_macs(model: nn.Module, by_module: Mapping[str, int]) -> int:

@@ -16,13 +16,13 @@ from typing import Any
 import pandas as pd
 
 from .arms import Arm
-from .contract import tuning_groups
+from .planning import tuning_groups
 from .data import DatasetInfo
 from .device import available_cores, resolve_device
 from .macs import count_macs, count_params
 from .models import build_model
 from .spec import Study, check_dataset_sizes
-from .startup import study_startup
+from .startup_probe import study_startup
 from .timing import Setting, time_interleaved, train_block
 from .train import make_optimizer
 

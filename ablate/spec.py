@@ -21,14 +21,16 @@ from typing import Any
 
 import yaml
 
-from .arms import Arm, BackboneChoice, collapse_notes, enumerate_arms
-from .attention import ATTENTION, get_attention
+from .arms import Arm, BackboneChoice, collapse_notes, enumerate_arms, plugin_sources
+from .attention import ATTENTION, declared_knobs, resolve_attention
 from .config import (INT64_MAX, ConfigError, as_float, check_choice, check_range, check_types, config_from_dict,
                      is_integer, is_number, is_unusable_number, unusable_note)
 from .data import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
 from .errors import AblateError, did_you_mean, unknown
-from .models import POSITIONS
+from .models import POSITIONS, get_backbone
+from .models.check import check_arm
 from .device import available_cores, check_device_setting
+from .plugins import is_import_path
 from .precision import PRECISIONS
 from .recipe import Recipe, Runtime, check_schedule
 from .storage import check_storage_url
@@ -178,6 +180,7 @@ class Study:
     min_effect_pp: float = 0.5  # the effect the report asks "how many seeds would detect it?" about
     notes: tuple[str, ...] = ()  # what the grid listed but collapsed (same model under two names), for `plan`
     artifacts: Path | None = None  # a shared artifact folder (several machines); None: beside the storage file
+    plugins: tuple[dict[str, Any], ...] = ()  # source of each module/backbone from outside ablate (ablate.plugins)
 
     @property
     def baselines(self) -> dict[str, Arm]:
@@ -249,6 +252,17 @@ class _Checker:
         if value not in allowed:
             raise self.error(key, str(unknown("value", value, allowed)))
         return str(value)
+
+    def attention(self, value: Any, key: str) -> str:
+        """An attention type's registry name: a built-in name, an installed entry point, or an import path."""
+        if not isinstance(value, str):
+            raise self.error(key, f"expected an attention type name or an import path 'pkg.mod:Class', got {value!r}.")
+        if value not in ATTENTION and not is_import_path(value):
+            raise self.error(key, str(unknown("value", value, list(ATTENTION))))
+        try:
+            return resolve_attention(value)
+        except AblateError as err:
+            raise self.error(key, str(err)) from None
 
     def nested(self, key: str, build: Any, value: Any) -> Any:
         """Run a section's own from_dict, re-raising its error with the file and section named."""
@@ -390,8 +404,9 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         raise c.error("name", f"{name!r} is not a valid study name: use letters, digits, '_', '-', '.' (max 80).")
 
     dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
-    if dataset.name in SOURCES:  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs
-        check_dataset_sizes(dataset, f"{path}: dataset.")
+    info = None  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs
+    if dataset.name in SOURCES:
+        info = check_dataset_sizes(dataset, f"{path}: dataset.")
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
@@ -401,6 +416,7 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     except AblateError as err:
         raise c.error("dataset.val_fraction", f"is {dataset.val_fraction:g}: {err}") from None
     arms, notes = _parse_grid(c, doc["grid"])
+    plugins = _check_plugins(c, arms, info)
     seeds, seed_plan = _parse_seeds(c, doc.get("seeds", [0]))
     min_effect = c.number(doc.get("min_effect_pp", 0.5), "min_effect_pp")
     if not 0 < min_effect <= 100:
@@ -424,6 +440,8 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     if runtime_doc:
         fingerprint_source["runtime"] = runtime_doc
     fingerprint_source["threads"] = {"train": runtime.threads or available_cores(), "timing": measure.threads}
+    if plugins:  # the plugin code's identity (not where it is installed): a changed module changes the study
+        fingerprint_source["plugins"] = [{k: v for k, v in p.items() if k != "file"} for p in plugins]
     fingerprint = hashlib.sha256(json.dumps(fingerprint_source, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return Study(
         path=path,
@@ -445,7 +463,24 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
         min_effect_pp=min_effect,
         notes=tuple(notes),
         artifacts=Path(artifacts) if artifacts is not None else None,
+        plugins=plugins,
     )
+
+
+def _check_plugins(c: _Checker, arms: Sequence[Arm], info: DatasetInfo | None) -> tuple[dict[str, Any], ...]:
+    """The sources of the code from outside ablate that the arms use; every arm using it is built and run once
+    on the dataset's shape (when known without a scan) before anything is written."""
+    plugins = plugin_sources(arms)
+    outside = {(p["kind"], p["name"]) for p in plugins}
+    for arm in arms if info is not None else ():
+        if ("attention", arm.attention) not in outside and ("backbone", arm.backbone.name) not in outside:
+            continue
+        try:
+            check_arm(arm.build_kwargs(), arm.id, num_classes=info.num_classes, in_channels=info.in_channels,
+                      input_size=info.input_size)
+        except AblateError as err:
+            raise c.error("grid", str(err)) from None
+    return plugins
 
 
 def _parse_seeds(c: _Checker, value: Any) -> tuple[tuple[int, ...], SeedPlan | None]:
@@ -470,10 +505,11 @@ def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
     backbones = [c.nested(f"grid.backbones[{i}]", BackboneChoice.from_dict, entry)
                  for i, entry in enumerate(c.seq(grid["backbones"], "grid.backbones"))]
 
-    attentions = [c.choice(a, f"grid.attention[{i}]", list(ATTENTION))
-                  for i, a in enumerate(c.seq(grid["attention"], "grid.attention"))]
-    positions = [c.choice(p, f"grid.positions[{i}]", list(POSITIONS))
-                 for i, p in enumerate(c.seq(grid.get("positions", ["after_relu"]), "grid.positions"))]
+    attentions = [c.attention(a, f"grid.attention[{i}]") for i, a in enumerate(c.seq(grid["attention"], "grid.attention"))]
+    known = list(dict.fromkeys([*POSITIONS, *(p for bb in backbones for p in get_backbone(bb.name).positions)]))
+    default = list(dict.fromkeys(get_backbone(bb.name).default_position for bb in backbones))  # each its own
+    positions = [c.choice(p, f"grid.positions[{i}]", known)
+                 for i, p in enumerate(c.seq(grid.get("positions", default), "grid.positions"))]
     reductions = [c.integer(r, f"grid.reductions[{i}]", 1)
                   for i, r in enumerate(c.seq(grid.get("reductions", [16]), "grid.reductions"))]
     stages: list[Any] = []
@@ -482,12 +518,14 @@ def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
             s = [s]  # a bare integer means that one block
         stages.append(s)
 
-    knobs_doc = c.mapping(grid.get("knobs") or {}, "grid.knobs", list(ATTENTION))
+    knobs_doc = grid.get("knobs") or {}
     knobs: dict[str, dict[str, list[Any]]] = {}
-    for attention, swept in knobs_doc.items():
+    for given, swept in c.mapping(knobs_doc, "grid.knobs", list(knobs_doc) if isinstance(knobs_doc, Mapping) else []
+                                  ).items():
+        attention = c.attention(given, f"grid.knobs.{given}")
         if attention not in attentions:
-            raise c.error(f"grid.knobs.{attention}", f"attention {attention!r} is not in grid.attention.")
-        declared = [k.name for k in get_attention(attention).knobs]
+            raise c.error(f"grid.knobs.{given}", f"attention {given!r} is not in grid.attention.")
+        declared = [k.name for k in declared_knobs(attention)]
         swept = c.mapping(swept, f"grid.knobs.{attention}", declared)
         knobs[attention] = {k: c.seq(v, f"grid.knobs.{attention}.{k}") for k, v in swept.items()}
     for bb in backbones:

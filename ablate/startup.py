@@ -93,18 +93,3 @@ def timed_load(config: DataConfig, root: str | Path | None = None,
     data = load_data(config, root, device)
     synchronize(data.device)
     return data, Startup(process_s=age, data_s=time.perf_counter() - t0, data_from=source)
-
-
-# ---------------------------------------------------------------- moved to ablate.startup_probe (temporary)
-#
-# ablate/plan.py, owned by another branch, still imports study_startup from here. Remove this block, and
-# the matching entry in tests/test_architecture.py, once it imports from ablate.startup_probe. Lazy: the
-# probe imports the runner, which imports this module.
-
-
-def __getattr__(name: str) -> Any:
-    if name == "study_startup":
-        from . import startup_probe
-
-        return startup_probe.study_startup
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

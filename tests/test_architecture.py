@@ -11,10 +11,7 @@ MAX_FUNCTION_LINES = 80
 
 # Edges a lazy re-export keeps only until other branches' files import from the new home (see the
 # `__getattr__` block at the end of each importing module); each is removed with its block.
-PENDING_MOVES = {
-    ("ablate.contract", "ablate.planning"),  # report/collect.py and plan.py import planning names from contract
-    ("ablate.startup", "ablate.startup_probe"),  # plan.py imports study_startup from startup
-}
+PENDING_MOVES: set[tuple[str, str]] = set()  # import edges being moved, none now
 
 
 def module_name(path: Path) -> str:

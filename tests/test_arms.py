@@ -72,3 +72,35 @@ def test_model_built_from_collapsed_ratios_is_identical() -> None:
     small, large = (build_model("cnn", "se", reduction=r, init_seed=0) for r in (128, 1000))
     assert [i.hidden for i in small.insertions] == [i.hidden for i in large.insertions] == [1, 1, 1]
     assert all((a == b).all() for a, b in zip(small.state_dict().values(), large.state_dict().values()))
+
+
+def test_each_backbone_takes_its_own_positions_and_says_so() -> None:
+    from ablate.arms import collapse_notes
+
+    res = BackboneChoice("resnet20")
+    arms = enumerate_arms([CNN, res], ["none", "se"], ["after_relu", "standard", "post"], [16])
+    assert [a.id for a in arms] == ["cnn/none", "cnn/se/after_relu/r16/s1-3", "resnet20/none",
+                                    "resnet20/se/standard/r16/s1-3", "resnet20/se/post/r16/s1-3"]
+    notes = collapse_notes([CNN, res], ["none", "se"], ["after_relu", "standard", "post"], [16])
+    assert "position 'standard' does not exist on cnn; not used there." in notes
+    assert "position 'after_relu' does not exist on resnet20; not used there." in notes
+
+
+def test_a_position_no_backbone_has_is_refused() -> None:
+    import pytest
+
+    from ablate.errors import AblateError
+
+    with pytest.raises(AblateError, match="exists on none of the backbones cnn"):
+        enumerate_arms([CNN], ["se"], ["identity"], [16])
+
+
+def test_residual_positions_never_collapse_and_ratios_collapse_on_resnet_widths() -> None:
+    res = BackboneChoice("resnet20")
+    arms = enumerate_arms([res], ["se"], ["standard", "pre", "post", "identity"], [16, 32, 64])
+    # 16..64 channels: r=64 gives hidden 1 everywhere, as r=32 does on 16 and 32 channels but not on 64 (hidden 2)
+    assert [(a.position, a.reduction) for a in arms if a.position == "standard"] == [("standard", 16), ("standard", 32),
+                                                                                      ("standard", 64)]
+    assert len({a.position for a in arms}) == 4
+    assert enumerate_arms([res], ["se"], ["standard"], [64, 128])[0].reduction == 64  # both: hidden 1 everywhere
+    assert len(enumerate_arms([res], ["se"], ["standard"], [64, 128])) == 1

@@ -16,8 +16,9 @@ BASE_CNN = (3 * 32 * 9 + 32 + 64) + (32 * 64 * 9 + 64 + 128) + (64 * 128 * 9 + 1
 
 
 def test_lists() -> None:
-    assert list_backbones() == ["cnn", "vgg16"]
-    assert set(list_positions()) == {"after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv"}
+    assert list_backbones()[:6] == ["cnn", "vgg16", "resnet20", "resnet56", "resnet18", "resnet50"]
+    assert set(list_positions()) == {"after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv",
+                                     "standard", "pre", "post", "identity"}
 
 
 @pytest.mark.parametrize("backbone", ["cnn", "vgg16"])
@@ -119,3 +120,32 @@ def test_unit_positions_order_layers() -> None:
 def test_bad_build_arguments(kwargs: dict, fragment: str) -> None:
     with pytest.raises(AblateError, match=fragment):
         build_model(**kwargs)
+
+
+@pytest.mark.parametrize("backbone,positions", [
+    ("cnn", ["after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv"]),
+    ("vgg16", ["after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv"]),
+    ("resnet20", ["standard", "pre", "post", "identity"]),
+    ("resnet18", ["standard", "pre", "post", "identity"]),
+    ("resnet50", ["standard", "pre", "post", "identity"]),
+])
+def test_declared_sites_are_where_the_modules_sit(backbone: str, positions: list[str]) -> None:
+    """One geometry: the channels and map size a backbone declares for each site are what the module placed
+    there receives in a real forward pass (checked with hooks), for every built-in backbone and position."""
+    from ablate.models import get_backbone
+    from ablate.models.check import check_arm
+
+    for position in positions:
+        check_arm({"backbone": backbone, "attention": "eca", "position": position}, f"{backbone}/{position}",
+                  num_classes=10, in_channels=3, input_size=32)
+        sites = get_backbone(backbone).sites(position)
+        model = build_model(backbone, "eca", position)
+        assert [(s.path, s.channels, s.height) for s in sites] == [(i.path, i.channels, i.height)
+                                                                    for i in model.insertions]
+
+
+def test_stage_paths_name_each_stage_output() -> None:
+    assert build_model("cnn", "se").stage_paths == ("features.block1.attn1", "features.block2.attn1",
+                                                    "features.block3.attn1")
+    assert build_model("vgg16").stage_paths[0] == "features.block1.relu2"
+    assert build_model("resnet20").stage_paths == ("features.layer1.2", "features.layer2.2", "features.layer3.2")

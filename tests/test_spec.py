@@ -66,7 +66,7 @@ BAD_CASES = [
     ("unknown top key", mutate(sedds=[0]), "sedds: unknown key (did you mean 'seeds'?)"),
     ("unknown attention", mutate(grid__attention=["none", "cbma"]), "grid.attention[1]: unknown value 'cbma' (did you mean 'cbam'?)"),
     ("unknown position", mutate(grid__positions=["middle"]), "grid.positions[0]: unknown value 'middle'"),
-    ("unknown backbone", mutate(grid__backbones=["resnet50"]), "grid.backbones[0].name: unknown value 'resnet50'"),
+    ("unknown backbone", mutate(grid__backbones=["resnet51"]), "grid.backbones[0].name: unknown value 'resnet51'"),
     ("unknown dataset", mutate(dataset__name="imagenet"), "dataset"),
     ("reduction zero", mutate(grid__reductions=[0]), "grid.reductions[0]: must be >= 1"),
     ("reduction text", mutate(grid__reductions=["16"]), "grid.reductions[0]: expected an integer"),

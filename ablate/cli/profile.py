@@ -17,7 +17,7 @@ import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
-from ..attention import list_attention
+from ..attention import BUILTIN
 from ..device import available_cores, resolve_device
 from ..errors import AblateError
 from ..precision import check_precision
@@ -38,10 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attention",
         type=csv_list,
-        default=list_attention(),
-        help="comma-separated attention types (default: all registered)",
+        default=list(BUILTIN),
+        help="comma-separated attention types or import paths pkg.mod:Class (default: all built-in)",
     )
-    p.add_argument("--position", type=csv_list, default=["after_relu"], help="comma-separated insertion positions")
+    p.add_argument("--position", type=csv_list, default=None,
+                   help="comma-separated insertion positions (default: each backbone's own, after_relu on the conv "
+                        "backbones, standard on the ResNets); each backbone takes the ones it has")
     p.add_argument("--reduction", type=int_list, default=[16], help="comma-separated reduction ratios (default: 16)")
     p.add_argument("--stages", type=stages, default="all",
                    help="'all' or comma-separated 1-based block indexes (default: all)")
@@ -82,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import costs  # fvcore, pandas and scipy: loaded for this command only
-    from ..columns import MAC_POLICY, rows_to_frame
+    from ..columns import MAC_POLICY, UNCOUNTED, rows_to_frame
     from ..timing import CI_METHOD, Setting
 
     shape = costs.parse_input_shape(args.input)
@@ -97,8 +99,16 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
     arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
-    for backbone in dict.fromkeys(args.backbone):
-        for dropped, kept in costs.equivalent_positions(backbone, args.position).items():
+    from ..arms import plugin_sources
+    from ..models.check import check_arm
+
+    outside = {(p["kind"], p["name"]) for p in plugin_sources(arms)}
+    for arm in arms:  # code from outside ablate: built and run once, so a bad module fails with its site named
+        if ("attention", arm.attention) in outside or ("backbone", arm.backbone.name) in outside:
+            check_arm(arm.build_kwargs(), arm.id, num_classes=args.num_classes, in_channels=shape[0],
+                      input_size=shape[1])
+    for backbone in dict.fromkeys(a.backbone.name for a in arms):
+        for dropped, kept in costs.equivalent_positions(backbone, args.position or []).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
                   f"profiled once as {kept!r}.", file=sys.stderr)  # fmt: skip
 
@@ -121,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
                                                   timing=not args.no_timing)
         rows += backbone_rows
         warnings += [w for r in backbone_rows for w in r["timing_warnings"]]
+    warnings += [f"{r['arm']}: ops that no MAC policy counts (both MAC columns undercount): {r[UNCOUNTED]}"
+                 for r in rows if r.get(UNCOUNTED)]
     for text in warnings:
         print(f"warning: {text}", file=sys.stderr)
     df = rows_to_frame(rows)
@@ -170,13 +182,14 @@ def render_table(df: Any, warnings: list[str] | None = None) -> str:
     """GitHub table for people: arm id, static costs with % over the same-backbone `none` row, then
     per batch size the latency (median over rounds) and its overhead with CI, the training step the
     same way, and peak memory; csv and --json keep every column."""
-    from ..columns import MAC_POLICY_TEXT, Columns, add_baseline_deltas, batch_sizes_of
+    from ..columns import MAC_POLICY_TEXT, UNCOUNTED, Columns, add_baseline_deltas, batch_sizes_of
 
     table = add_baseline_deltas(df, ["params", "macs_full"])
     sizes = batch_sizes_of(df)
     static = ["arm", "knobs", "params", "params_vs_none_pct", "attn_params", "macs_fvcore_default", "macs_full",
-              "macs_full_vs_none_pct", "feature_maps", "hidden"]
-    shown = [c for c in static if c in table.columns and not (c == "knobs" and table[c].isna().all())]
+              "macs_full_vs_none_pct", UNCOUNTED, "feature_maps", "hidden"]
+    optional = ("knobs", UNCOUNTED)  # shown only when some row has one
+    shown = [c for c in static if c in table.columns and not (c in optional and table[c].isna().all())]
     headers = ["vs none" if c.endswith("_vs_none_pct") else c for c in shown]
     body = [[_fmt(c, row[c]) for c in shown] for row in table.to_dict("records")]
     timed = [(f"b{b} ms", Columns.latency(b), Columns.latency_iqr(b), Columns.latency_metric(b)) for b in sizes]

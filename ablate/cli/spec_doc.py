@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, get_type_hints
 
 from ..arms import BackboneChoice
-from ..attention import ATTENTION
+from ..attention import BUILTIN
 from ..augment import AUGMENTATIONS
 from ..config import type_name
 from ..data import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
@@ -78,15 +78,17 @@ TOP_HELP: Mapping[str, tuple[str, str, str, str]] = {
 }
 
 GRID_HELP: Mapping[str, tuple[str, str, str, str]] = {
-    "backbones": ("list", "required", "names below, or mappings with "
+    "backbones": ("list", "required", "names below, import paths `pkg.mod:NAME`, or mappings with "
                   + ", ".join(f"`{f.name}`" for f in dataclasses.fields(BackboneChoice)),
                   "backbone networks; `head` picks the classifier, `bn: false` builds without BatchNorm"),
-    "attention": ("list[str]", "required", "names below", "attention types; `none` is the baseline"),
-    "positions": ("list[str]", "[after_relu]", "names below", "where modules go; positions building the same model "
-                  "on a backbone collapse to the first listed"),
+    "attention": ("list[str]", "required", "names below, installed plugins, or import paths `pkg.mod:Class`",
+                  "attention types; `none` is the baseline"),
+    "positions": ("list[str]", "each backbone's default", "names below", "where modules go; each backbone takes the "
+                  "ones it has; positions building the same model on a backbone collapse to the first listed"),
     "reductions": ("list[int]", "[16]", "integers >= 1", "reduction ratios (hidden = max(1, C // r)); ratios giving "
                    "the same hidden widths collapse to the smallest"),
-    "stages": ("list", "[all]", "`all`, a block index, or a list of block indexes", "blocks that get a module"),
+    "stages": ("list", "[all]", "`all`, a stage index, or a list of stage indexes", "stages (blocks of the conv "
+               "backbones, residual stages of the ResNets) that get a module"),
     "knobs": ("mapping", "{}", "attention name -> knob -> list of values", "module-specific factors (below)"),
 }
 
@@ -190,16 +192,17 @@ def reference() -> str:
 
 def _grid_section() -> list[str]:
     knob_rows = [[f"`{name}`", f"`{k.name}`", _yaml(k.default), k.describe_allowed(), k.help]
-                 for name, cls in ATTENTION.items() for k in cls.knobs]
+                 for name, cls in BUILTIN.items() for k in cls.knobs]
     return [
         "## grid", "", *_help_table(GRID_KEYS, GRID_HELP),
         "### Backbones", "",
-        *_table(["name", "blocks (conv widths)", "heads (first: default)", "description"],
-                ([f"`{b.name}`", " / ".join("-".join(map(str, w)) for w in b.blocks), ", ".join(b.heads),
-                  b.description] for b in BACKBONES.values())),
+        *_table(["name", "stages", "positions (default first)", "heads (first: default)", "description"],
+                ([f"`{b.name}`", b.layout(), ", ".join(dict.fromkeys([b.default_position, *b.positions])),
+                  ", ".join(b.heads), b.description] for name in BACKBONES if BACKBONES.is_builtin(name)
+                 for b in [BACKBONES[name]])),
         "### Attention types", "",
         *_table(["name", "kind", "uses reductions"],
-                ([f"`{name}`", cls.kind, "yes" if cls.uses_reduction else "no"] for name, cls in ATTENTION.items())),
+                ([f"`{name}`", cls.kind, "yes" if cls.uses_reduction else "no"] for name, cls in BUILTIN.items())),
         "### Positions", "",
         *_table(["name", "where"], ([f"`{name}`", where] for name, where in POSITIONS.items())),
         "### Knobs", "",

@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     arm = p.add_argument_group("arm")
     add_backbone(arm, default="cnn", several=False)
     arm.add_argument("--attention", default="none", help="attention type (see `ablate list attention`)")
-    arm.add_argument("--position", default="after_relu", choices=list(POSITIONS))
+    arm.add_argument("--position", default=None, choices=list(POSITIONS),
+                     help="where modules go (default: the backbone's own: after_relu on cnn/vgg16, standard on ResNets)")
     arm.add_argument("--reduction", type=integer, default=16)
     arm.add_argument("--stages", type=stages, default="all", help="'all' or block indexes, e.g. 1,2")
     arm.add_argument("--head", help="classifier head (backbone default when omitted)")

@@ -1,8 +1,10 @@
 """Build any arm of the grid as a model: backbone + attention type + position + ratio + stages.
 
-The model records where every attention module went (`model.insertions`): block, module path,
-channels, feature-map size and bottleneck width, so reports can say that spatial attention at a
-2x2 map is nearly degenerate, or that non-local at 32x32 builds a 1024x1024 affinity.
+The backbone says where a position puts modules (`Backbone.sites`) and builds itself around them;
+this module checks the arm's factors, builds the attention module for every chosen site and records
+it (`model.insertions`: stage, module path, channels, feature-map size and bottleneck width), so
+reports can say that spatial attention at a 2x2 map is nearly degenerate, or that non-local at
+32x32 builds a 1024x1024 affinity.
 
 Paired initialisation: every layer is constructed on torch's CPU generator seeded from
 (init_seed, its module path), so at one seed every arm of a backbone starts from the same weights
@@ -13,10 +15,8 @@ keep their own initialisation (e.g. non-local's zero-initialised output BN).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -26,8 +26,8 @@ from ..attention import Attention, check_reduction, create_attention, get_attent
 from ..config import is_integer
 from ..errors import AblateError
 from ..rng import derive_seed, seeded
-from .backbones import get_backbone, make_head
-from .positions import Slot, block_slots, check_position
+from .backbones import BuildContext, Site
+from .registry import get_backbone
 
 Stages = str | Sequence[int]
 
@@ -36,7 +36,7 @@ Stages = str | Sequence[int]
 class Insertion:
     """One attention module in a built model."""
 
-    block: int  # 1-based
+    block: int  # the 1-based stage (a block of the conv backbones)
     path: str  # module path in the model, for hooks
     channels: int
     height: int
@@ -48,13 +48,16 @@ class Insertion:
 
 
 class AttentionNet(nn.Module):
-    """features (a Sequential of blocks) -> head. Plain, so hooks and fvcore see every layer."""
+    """features -> head. Plain, so hooks and fvcore see every layer. `stage_paths` names the module
+    whose output is each stage's final activation (feature maps and Grad-CAM in the diagnostics)."""
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, insertions: list[Insertion]) -> None:
+    def __init__(self, features: nn.Module, head: nn.Module, insertions: list[Insertion],
+                 stage_paths: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.features = features
         self.head = head
         self.insertions = insertions
+        self.stage_paths = stage_paths
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -67,7 +70,7 @@ def draw_init_seed() -> int:
 
 
 def resolve_stages(stages: Stages, n_blocks: int) -> tuple[int, ...]:
-    """'all' or a list of 1-based block indexes -> sorted unique indexes."""
+    """'all' or a list of 1-based stage (block) indexes -> sorted unique indexes."""
     if stages == "all":
         return tuple(range(1, n_blocks + 1))
     if isinstance(stages, str) or not isinstance(stages, Sequence) or not stages:
@@ -78,37 +81,10 @@ def resolve_stages(stages: Stages, n_blocks: int) -> tuple[int, ...]:
     return tuple(sorted(set(stages)))
 
 
-def _pooled(size: int, backbone: str, input_size: int) -> int:
-    if size < 2:
-        raise AblateError(
-            f"input_size {input_size} is too small for backbone {backbone!r}: a feature map reaches "
-            f"{size}x{size} before a 2x2 max-pool (vgg16 needs >= 32, cnn >= 8)."
-        )
-    return size // 2
-
-
-def _block_layers(
-    widths: Sequence[int], in_channels: int, size: int, pooled: int, bn: bool, inplace: bool
-) -> list[tuple[str, Callable[[], nn.Module], Slot, int, int]]:
-    """One block's layers (as constructors, so each can be built under its own seed), each tagged
-    with the slot it ends and the (channels, map size) after it."""
-    layers: list[tuple[str, Callable[[], nn.Module], Slot, int, int]] = []
-    channels = in_channels
-    for u, width in enumerate(widths):
-        conv = partial(nn.Conv2d, channels, width, kernel_size=3, padding=1)
-        layers.append((f"conv{u + 1}", conv, (u, "conv"), width, size))
-        channels = width
-        if bn:
-            layers.append((f"bn{u + 1}", partial(nn.BatchNorm2d, channels), (u, "bn"), channels, size))
-        layers.append((f"relu{u + 1}", partial(nn.ReLU, inplace=inplace), (u, "relu"), channels, size))
-    layers.append(("pool", partial(nn.MaxPool2d, kernel_size=2, stride=2), (len(widths), "pool"), channels, pooled))
-    return layers
-
-
 def build_model(
     backbone: str,
     attention: str = "none",
-    position: str = "after_relu",
+    position: str | None = None,
     reduction: int = 16,
     stages: Stages = "all",
     num_classes: int = 10,
@@ -120,48 +96,50 @@ def build_model(
     init_seed: int | None = None,
     **knobs: Any,
 ) -> AttentionNet:
-    """Build one arm. `knobs` are the attention module's own factors (see `list_attention`).
+    """Build one arm. `knobs` are the attention module's own factors (see `list_attention`); `position`
+    None is the backbone's default (after_relu on the conv backbones, standard on the ResNets).
 
     Initial weights are a function of `init_seed` and each layer's path (see the module docstring);
     `init_seed=None` draws it from torch's global generator (exactly one draw, whatever the arm).
     """
     spec = get_backbone(backbone)
     get_attention(attention)
-    check_position(position)
+    position = spec.check_position(position or spec.default_position)
     resolve_knobs(attention, knobs)
     check_reduction(reduction)
     for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("input_size", input_size)):
         if not is_integer(value) or value < 1:
             raise AblateError(f"{name} must be a positive integer, got {value!r}.")
-    chosen = resolve_stages(stages, len(spec.blocks))
+    chosen = resolve_stages(stages, spec.n_stages)
+    head = spec.check_options(head, bn)
     base = draw_init_seed() if init_seed is None else init_seed
+    sites = spec.sites(position, bn=bn, in_channels=in_channels, input_size=input_size)
+    used = [s for s in sites if s.stage in chosen] if attention != "none" else []
+    hidden: dict[str, int | None] = {}
 
-    blocks: list[tuple[str, nn.Module]] = []
-    insertions: list[Insertion] = []
-    channels, size = in_channels, input_size
-    for b, widths in enumerate(spec.blocks, start=1):
-        slots = block_slots(position, len(widths), bn) if attention != "none" and b in chosen else ()
-        pooled = _pooled(size, backbone, input_size)
-        layers: list[tuple[str, nn.Module]] = []
-        for name, make, slot, c, h in _block_layers(widths, channels, size, pooled, bn, spec.inplace_relu):
-            with seeded(derive_seed(base, "backbone", f"features.block{b}.{name}")):
-                layers.append((name, make()))
-            if slot in slots:
-                attn_name = "attn_pool" if slot[1] == "pool" else f"attn{slot[0] + 1}"
-                path = f"features.block{b}.{attn_name}"
-                with seeded(derive_seed(base, "attention", path)):
-                    module = create_attention(attention, c, reduction, **knobs)
-                layers.append((attn_name, module))
-                insertions.append(Insertion(b, path, c, h, h, module.hidden))
-        blocks.append((f"block{b}", nn.Sequential(OrderedDict(layers))))
-        channels, size = widths[-1], pooled
+    def attend(site: Site) -> nn.Module:
+        with seeded(derive_seed(base, "attention", site.path)):
+            try:
+                module = create_attention(attention, site.channels, reduction, **knobs)
+            except AblateError as err:  # a plugin that cannot be built: say where it was going
+                raise AblateError(f"site {site.path} of {backbone}: {err}") from None
+        hidden[site.path] = getattr(module, "hidden", None)
+        return module
 
-    features = nn.Sequential(OrderedDict(blocks))
-    with seeded(derive_seed(base, "backbone", "head")):  # the head is the same in every arm of a backbone
-        head_module = make_head(spec, head or spec.default_head, channels, (size, size), num_classes)
-    return AttentionNet(features, head_module, insertions)
+    built = spec.build(BuildContext(base, {s.path: s for s in used}, attend), head=head, bn=bn,
+                       num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+    missing = [s.path for s in used if s.path not in hidden]
+    if missing:
+        raise AblateError(f"backbone {backbone!r} did not place a module at {', '.join(missing)}: its build and its "
+                          "sites disagree.")
+    insertions = [Insertion(s.stage, s.path, s.channels, s.height, s.width, hidden[s.path]) for s in used]
+    return AttentionNet(built.features, built.head, insertions, built.stage_paths)
 
 
 def attention_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(path, module) of every attention module in `model`, in forward order."""
+    """(path, module) of every attention module in `model`, in forward order (plugins included when the
+    model records its insertions)."""
+    insertions = getattr(model, "insertions", None)
+    if insertions is not None:
+        return [(i.path, model.get_submodule(i.path)) for i in insertions]
     return [(n, m) for n, m in model.named_modules() if isinstance(m, Attention)]

@@ -119,14 +119,8 @@ def _load_model(arm: Arm, data: Data, path: Path) -> nn.Module:
 
 
 def _pre_pool_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Each block's last module before its max-pool: the block's final activation (attention included)."""
-    layers = []
-    for block_name, block in model.features.named_children():
-        names = [n for n, _ in block.named_children()]
-        if "pool" in names and names.index("pool") > 0:
-            name = names[names.index("pool") - 1]
-            layers.append((f"{block_name}.{name}", getattr(block, name)))
-    return layers
+    """Each stage's final activation (attention included), as the backbone declares it (`stage_paths`)."""
+    return [(path.removeprefix("features."), model.get_submodule(path)) for path in model.stage_paths]
 
 
 @contextmanager
