@@ -15,7 +15,7 @@ import optuna
 from .contract import FINGERPRINT_ATTR, FINGERPRINTS_ATTR, SPEC_ATTR, STUDY_FILE_ATTR, phase_name
 from .errors import AblateError
 from .spec import Study
-from .storage import mask_url
+from .redact import mask_document, mask_url
 
 
 def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_changed_spec: bool) -> optuna.Study:
@@ -57,4 +57,4 @@ def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_cha
 def stored_document(study: Study) -> dict[str, Any]:
     """The study file as the final study keeps it: JSON, every URL's password masked (storage is readable
     by everyone who can open the dashboard; the password must not be)."""
-    return json.loads(mask_url(json.dumps(study.document, default=str)))
+    return mask_document(json.loads(json.dumps(study.document, default=str)))

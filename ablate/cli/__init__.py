@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -134,8 +135,9 @@ def stages(text: str) -> str | list[int]:
 
 STUDY_HELP = "study file (studies/*.yaml)"
 STORAGE_HELP = ("the study's storage URL, instead of the study file's: sqlite:///PATH, postgresql://USER@HOST/DB, "
-                "journal:PATH, ... (every scheme: `ablate spec`). A password written here is visible to other "
-                "users of this host (ps)")
+                "journal:PATH, ... (every scheme: `ablate spec`); default: $ABLATE_STORAGE when set, else the study "
+                "file's. A password written here is visible to other users of this host (ps): prefer "
+                "$ABLATE_STORAGE")
 DATA_DIR_HELP = f"dataset root (default: ${DATA_ENV}, else ./data)"
 DEVICE_HELP = (f"where to run: {', '.join(DEVICE_SETTINGS)}; auto is cuda when available, else cpu "
                "(default: auto)")
@@ -155,6 +157,13 @@ def add_study(p: argparse.ArgumentParser, several: bool = False) -> None:
 
 def add_storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
+
+
+def storage_option(args: argparse.Namespace) -> str | None:
+    """The storage a command opens: --storage, else $ABLATE_STORAGE, else None (the study file's)."""
+    from ..storage import STORAGE_ENV  # Optuna and SQLAlchemy: loaded by the commands that open storage anyway
+
+    return args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
 
 
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -10,7 +10,7 @@ import argparse
 import socket
 
 from ..errors import AblateError
-from . import add_storage, add_study
+from . import add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..spec import load_study
     from ..storage import mask_url, open_storage, storage_missing
 
-    study = load_study(args.study, storage=args.storage)
+    study = load_study(args.study, storage=storage_option(args))
     port = check_port(args.host, args.port)
     if storage_missing(study.storage):
         raise AblateError(f"storage {mask_url(study.storage)} holds nothing yet; run `ablate run {study.path}` first.")

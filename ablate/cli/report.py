@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import AblateError
-from . import add_data_dir, add_storage, add_study
+from . import add_data_dir, add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     if len(args.study) > 1 and args.storage:
         raise AblateError("--storage overrides one study's storage; a comparison reads each study's own.")
-    studies = [load_study(path, storage=args.storage) for path in args.study]
+    storage = storage_option(args) if len(args.study) == 1 else None  # $ABLATE_STORAGE: one study's storage
+    studies = [load_study(path, storage=storage) for path in args.study]
     owner = studies[0].name if len(studies) == 1 else "compare-" + "-".join(s.name for s in studies)
     out = check_output_dir(args.out, "--out") if args.out is not None else (
         studies[0].output if len(studies) == 1 else Path("reports") / owner)
