@@ -23,6 +23,7 @@ from ablate.arms import BackboneChoice, collapse_notes, enumerate_arms
 from ablate.cli import main
 from ablate.cli.spec import reference
 from ablate.errors import AblateError
+from ablate.files import REPORT_MARKER, mark_report_folder
 from ablate.report import output
 from ablate.spec import TOP_KEYS, load_study
 
@@ -330,7 +331,7 @@ def test_report_out_may_not_follow_a_symlink_out_of_reports(work: Path, tmp_path
 def test_report_refuses_another_studys_folder(work: Path, capsys) -> None:
     other = work / "reports" / "theirs"
     other.mkdir(parents=True)
-    (other / output.STUDY_MARKER).write_text("other-study\n")
+    (other / REPORT_MARKER).write_text("other-study\n")
     (other / "report.md").write_text("their report")
     path = work / "s.yaml"
     path.write_text(GOOD_TEXT)
@@ -340,7 +341,8 @@ def test_report_refuses_another_studys_folder(work: Path, capsys) -> None:
 
 
 def test_report_into_a_missing_folder_creates_and_marks_it(work: Path, capsys, monkeypatch) -> None:
-    def fake_write_report(study, *, out_dir, **kwargs):  # the real one needs a trained study
+    def fake_write_report(study, *, out_dir, **kwargs):  # the real one needs a trained study; it marks first too
+        mark_report_folder(Path(out_dir), study.name)
         output.write_text(Path(out_dir) / "report.md", f"# {study.name}\n")
         return Path(out_dir) / "report.md"
 
@@ -350,7 +352,7 @@ def test_report_into_a_missing_folder_creates_and_marks_it(work: Path, capsys, m
     assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0
     folder = work / "reports" / "new" / "deeper"
     assert (folder / "report.md").read_text() == "# tiny\n"
-    assert (folder / output.STUDY_MARKER).read_text() == "tiny\n"
+    assert (folder / REPORT_MARKER).read_text() == "tiny\n"
     assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0  # its own folder: fine again
 
 
@@ -470,3 +472,70 @@ def test_fuzz_aliases_are_always_refused(tmp_path_factory, index: int, depth: in
     path.write_text("\n".join([*lines, *bomb, f"description: *b{depth - 1}"]) + "\n")
     with pytest.raises(AblateError, match="anchors and aliases"):
         load_study(path)
+
+
+# ----------------------------------------------------------------------------- 10. never touch what is not ours
+
+TRAIN = ["train", "--dataset", "synthetic", "--train-size", "200", "--epochs", "1", "--no-progress",
+         "--device", "cpu"]
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("argv,make,fragment", [
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.write_text("name: mine\n"), "ablate did not write it"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.write_bytes(b""), "ablate did not write it"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], _fifo, "not a regular file"),
+    (TRAIN + ["--json", "victim.yaml"], lambda p: p.write_text('{"mine": 1}'), "ablate did not write it"),
+    (TRAIN + ["--json", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (TRAIN + ["--json", "victim.yaml/x.json"], lambda p: p.write_text("a file"), "is a file, not a folder"),
+    (["profile", "--attention", "none", "--no-timing", "--out", "victim.yaml"], lambda p: p.write_text("mine\n"),
+     "ablate did not write it"),
+    (["profile", "--attention", "none", "--no-timing", "--out", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (["profile", "--attention", "none", "--no-timing", "--json", "victim.yaml"], _fifo, "not a regular file"),
+], ids=["ckpt-yaml", "ckpt-empty", "ckpt-folder", "ckpt-fifo", "json-user", "json-folder", "json-under-file",
+        "profile-out-user", "profile-out-folder", "profile-json-fifo"])
+def test_outputs_never_replace_what_is_not_ablates(work: Path, capsys, argv: list[str], make, fragment: str) -> None:
+    """A path ablate would write to is new or ablate's own; anything else is refused untouched, before any work."""
+    victim = work / "victim.yaml"
+    make(victim)
+    before = victim.read_bytes() if victim.is_file() else None
+    start = time.monotonic()
+    refused(work, argv, [fragment, "victim.yaml"], capsys)
+    assert time.monotonic() - start < 5
+    if before is not None:
+        assert victim.read_bytes() == before
+
+
+def test_json_outputs_are_marked_and_replaced_next_time(work: Path, capsys) -> None:
+    """A JSON file ablate wrote carries its key, so the same command may write it again."""
+    argv = ["profile", "--attention", "none", "--no-timing", "--json", "p.json", "--out", "p.csv", "--format", "csv"]
+    assert run_cli(argv) == 0 and run_cli(argv) == 0
+    import json
+
+    assert json.loads((work / "p.json").read_text())["ablate"] == "profile"
+    assert (work / "p.csv").read_text().startswith("arm,backbone,attention,")
+
+
+def test_report_folder_with_someone_elses_files_is_refused(work: Path, capsys) -> None:
+    folder = work / "reports" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "report.md").write_text("my own notes")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/mine"], ["did not write", REPORT_MARKER], capsys)
+    assert (folder / "report.md").read_text() == "my own notes"
+
+
+def test_stale_temporary_files_of_a_killed_report_are_removed(tmp_path: Path) -> None:
+    from ablate.files import new_temp, remove_stale_temps
+
+    (tmp_path / "figures").mkdir()
+    left = [new_temp(tmp_path / "report.md"), new_temp(tmp_path / "figures" / "a.png")]
+    (tmp_path / ".keep.tmp").write_text("not ours: no token")
+    assert remove_stale_temps(tmp_path) == 2
+    assert not any(p.exists() for p in left) and (tmp_path / ".keep.tmp").exists()

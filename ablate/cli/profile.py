@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,7 +22,9 @@ from ..attention import list_attention
 from ..device import available_cores, resolve_device
 from ..errors import AblateError
 from ..precision import check_precision
-from . import add_backbone, add_device, add_json, add_threads, csv_list, finite_float, int_list, integer, stages, write_json
+from ..files import atomic_write, check_output_file, first_line_matches
+from . import (add_backbone, add_device, add_json, add_threads, check_json, csv_list, finite_float, int_list, integer,
+               stages, write_json)
 
 FORMATS = ("table", "csv")
 PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
@@ -80,11 +83,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# a file `ablate profile --out` wrote: its csv header, or its table's, starts with these columns
+PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import costs  # fvcore, pandas and scipy: loaded for this command only
     from ..columns import MAC_POLICY, rows_to_frame
     from ..timing import CI_METHOD, Setting
 
+    check_json(args.json)  # both outputs: new files or ablate's own, checked before any work
+    if args.out:
+        check_output_file(Path(args.out), "--out", "table file", PROFILE_TABLE)
     shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
     if args.block_time is not None and not (args.block_time > 0 and args.block_time <= 60):
@@ -129,13 +139,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = render_table(df, warnings) + "\n"
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        out = Path(args.out)
+        check_output_file(out, "--out", "table file", PROFILE_TABLE)
+        atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     write_json(args.json, {"mac_policy": dict(MAC_POLICY), "timing": setting.as_dict(), "ci_method": CI_METHOD,
-                           "warnings": warnings, "rows": json.loads(df.to_json(orient="records"))})
+                           "warnings": warnings, "rows": json.loads(df.to_json(orient="records"))}, "profile")
     return 0
 
 

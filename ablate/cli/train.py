@@ -23,8 +23,8 @@ from ..data import DataConfig, list_datasets, load_data
 from ..errors import AblateError
 from ..models import POSITIONS
 from ..recipe import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
-from . import (add_backbone, add_data_dir, add_device, add_json, add_threads, csv_list, finite_float, integer,
-               seed, stages, write_json)
+from . import (add_backbone, add_data_dir, add_device, add_json, add_threads, check_json, csv_list, finite_float,
+               integer, seed, stages, write_json)
 
 if TYPE_CHECKING:
     from ..train import TrainResult
@@ -130,8 +130,14 @@ def target_line(result: TrainResult) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import is_ablate_checkpoint
+    from ..files import check_output_file
     from ..spec import check_dataset_sizes
     from ..train import NonFiniteLossError, model_factory, train
+
+    check_json(args.json)  # outputs first: never a user's file, and no refusal after hours of training
+    if args.checkpoint is not None:
+        check_output_file(args.checkpoint, "--checkpoint", "checkpoint", is_ablate_checkpoint)
 
     recipe = Recipe.from_dict(_given(args, {k: k for k in (
         "optimizer", "lr", "weight_decay", "momentum", "nesterov", "batch_size", "epochs", "scheduler",
@@ -191,5 +197,6 @@ def run(args: argparse.Namespace) -> int:
           f"{result.n_params:,} params; {result.total_time_s:.1f} s, {result.throughput:.0f} train img/s on "
           f"{result.device}{reached}{memory}")
     write_json(args.json, {"arm": arm, "data": {**data_cfg.as_dict(), "meta": meta.as_dict()},
-                           "recipe": recipe.as_dict(), "runtime": runtime.as_dict(), "result": result.as_dict()})
+                           "recipe": recipe.as_dict(), "runtime": runtime.as_dict(), "result": result.as_dict()},
+               "train")
     return 0

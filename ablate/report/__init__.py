@@ -13,7 +13,7 @@ from pathlib import Path
 
 import matplotlib
 
-from ..errors import AblateError
+from ..files import check_report_dir, mark_report_folder, remove_stale_temps
 from ..spec import Study
 from .collect import Collected, collect
 from .diagnostics import run_diagnostics
@@ -39,12 +39,9 @@ __all__ = ["Collected", "collect", "default_output", "write_report"]
 
 
 def default_output(study: Study) -> Path:
-    """The study's own output folder, refused when it would leave the working tree (absolute or '..')."""
-    out = Path(study.output)
-    if out.is_absolute() or ".." in out.parts:
-        raise AblateError(f"{study.path}: output {str(out)!r} must be a relative path without '..'; "
-                          "pass --out DIR to write elsewhere.")
-    return out
+    """The study's own output folder, refused unless it is a folder under reports/ (a Study built by hand
+    skips the study file's check)."""
+    return check_report_dir(study.output, f"{study.path}: output")
 
 
 def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics: bool = True,
@@ -54,7 +51,9 @@ def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics
     Plot styling happens inside an rc_context, so the caller's matplotlib settings are untouched.
     """
     out = Path(out_dir) if out_dir is not None else default_output(study)
-    c = collect(study)
+    c = collect(study)  # storage read and checked before anything is written
+    mark_report_folder(out, study.name)  # before the first file: a killed report leaves a folder known as ours
+    remove_stale_temps(out)  # what a killed earlier report left half-written
     with matplotlib.rc_context():
         theme()
         return _write(c, out, diagnostics, data_dir)
