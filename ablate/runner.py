@@ -24,15 +24,17 @@ from optuna.trial import Trial, TrialState
 
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
-from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX, HYPERPARAMETERS_ATTR,
-                       PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR, TUNE_OBJECTIVE, WORKER_ATTR,
-                       final_items, final_results, group_of, phase_name, profile_costs, profile_items, profile_trials,
-                       trial_id_of, tuning_groups)
+from .contract import (COST_ATTR, COSTS_ATTR, DEVICE_ATTR, FINAL_KEYS, FINAL_OBJECTIVE, HOST_ATTR, HP_PREFIX,
+                       HYPERPARAMETERS_ATTR, PHASES, PROFILE_OBJECTIVE, ROUNDS_ATTR, SERIES_ATTR, TUNE_ARM_ATTR,
+                       TUNE_OBJECTIVE, WORKER_ATTR, claimed, final_items, final_results, group_of, phase_name,
+                       profile_costs, profile_items, profile_trials, trial_id_of, tuning_groups)
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity
+from .memory import check_workers
+from .plan import check_study_sizes, dataset_counts
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
@@ -203,6 +205,7 @@ class Runner:
         costs = profile_costs(profile)
         arms = {a.id: a for a in self.study.arms}
         ckpt_dir = self.study.run_dir / "checkpoints"
+        self._rerun_changed_training(ostudy, arms)
         items = final_items(self.study, final_results(ostudy))
 
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
@@ -232,7 +235,8 @@ class Runner:
             attrs = {**arm.factors(), "seed": item["seed"], "spec_fingerprint": self.study.fingerprint,
                      HYPERPARAMETERS_ATTR: _jsonable(params), "hp_source": hyperparameter_source(self.study, self.storage, arm),
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
-                     "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
+                     "recipe": _jsonable(dataclasses.asdict(recipe)),
+                     "dataset": _jsonable(self.study.dataset.as_dict()), "checkpoint": str(ckpt),
                      COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)), "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
@@ -252,6 +256,25 @@ class Runner:
             self._say(f"[final] precision target not met yet: adding {len(added)} item(s): "
                       + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6]) + (" ..." if len(added) > 6 else ""))
             items = more
+
+    def _rerun_changed_training(self, ostudy: optuna.Study, arms: dict[str, Arm]) -> None:
+        """Results trained with other settings never count beside new ones (`--allow-changed-spec`): a complete
+        item of an older study file whose recipe (with its tuned values) or dataset section differs from what
+        it would be trained with now is superseded, so it runs again; the others are kept."""
+        changed = []
+        for t in claimed(ostudy, FINAL_KEYS).values():
+            arm = arms.get(str(t.params.get("arm")))
+            attrs = t.user_attrs
+            if t.state != TrialState.COMPLETE or arm is None or attrs.get("spec_fingerprint") == self.study.fingerprint:
+                continue
+            recipe = dataclasses.replace(self.study.recipe, **tuned_params(self.study, self.storage, arm))
+            now = {"recipe": _jsonable(dataclasses.asdict(recipe)), "dataset": _jsonable(self.study.dataset.as_dict())}
+            if any(key in attrs and attrs[key] != value for key, value in now.items()) or "recipe" not in attrs:
+                supersede(ostudy, t)
+                changed.append(f"{arm.id} seed {t.params.get('seed')}")
+        if changed:  # said even with --quiet: results are being replaced
+            print(f"[final] training settings changed since {len(changed)} item(s) ran; re-running them: "
+                  + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""), file=sys.stderr, flush=True)
 
     def _attach_curves(self, trial: Trial, arm: Arm, seed: int, series: dict[str, Any]) -> None:
         """The trial's learning curves as a PNG artifact (browsable in optuna-dashboard)."""
@@ -373,9 +396,15 @@ def run_study(
     Returns what storage holds afterwards (see `RunOutcome.ok`: did anything fail in this run?).
     """
     devices = worker_gpus(workers, gpus, workers_per_gpu, placeable_gpus(study))  # refused before anything runs
+    if len(devices) > 1:
+        check_workers(len(devices))  # each idle worker takes ~790 MB: thirty would exhaust the host
+    resolve_device(study.runtime.device)  # a device this machine lacks is refused before storage exists
+    if "profile" in phases:
+        resolve_device(study.measure.device)
     in_process = len(devices) == 1 and gpus is None and workers_per_gpu is None
     if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
         require_present(study.dataset, data_dir)
+        check_study_sizes(study, dataset_counts(study))  # a batch or input that cannot fit, likewise
     storage = open_storage(study.storage)
     guard_identity(study, storage, allow_changed_spec)
     first = trial_counts(study, storage)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,8 +293,13 @@ class StrictLoader(yaml.SafeLoader):
 
 def read_study_text(path: Path) -> str:
     """The file's text: a readable regular file of UTF-8 (a BOM is fine), with no NUL byte, under 1 MiB."""
-    try:
-        with path.open("rb") as fh:
+    try:  # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise AblateError(f"{path}: not a regular file (a FIFO, device or socket); give a study file "
+                                  "(studies/*.yaml).")
+            os.set_blocking(fh.fileno(), True)
             data = fh.read(MAX_STUDY_BYTES + 1)
     except FileNotFoundError:
         raise AblateError(f"{path}: study file not found.") from None

@@ -8,8 +8,8 @@ scipy and the training engine inside its `run`, so `ablate --help` and usage err
 
 User mistakes (AblateError) become one paragraph on stderr and exit code 2; argparse's own usage
 errors also exit 2; faults of the environment (a full disk, read-only storage: EnvironmentFault, or
-an OSError / database error deep in a library that says so) one line and exit code 1; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial.
-Anything else is a bug and keeps its traceback.
+an OSError / database error deep in a library that says so) one line and exit code 1; Ctrl-C exits
+130 and SIGTERM 143, both after marking the running trial. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

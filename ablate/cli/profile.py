@@ -83,6 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MAX_TIMED_BLOCKS = 100_000  # rounds x blocks per arm and batch size: 100,000 blocks of 0.05 s are 83 minutes
+
 # a file `ablate profile --out` wrote: its csv header, or its table's, starts with these columns
 PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
 
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
     arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
+    _check_fits(arms, shape, args, device)
     for backbone in dict.fromkeys(args.backbone):
         for dropped, kept in costs.equivalent_positions(backbone, args.position).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
@@ -175,6 +178,23 @@ def overhead_cell(row: Any, metric: str) -> str:
 
     pct, low, high = (row.get(c) for c in Columns.overhead(metric))
     return overhead_text(pct, low, high)
+
+
+def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespace, device: torch.device) -> None:
+    """--input, --batch-sizes and --train-batch against the device's free memory, before a tensor is made;
+    and a bound on the timing work (--rounds x --blocks), which has no other end."""
+    from ..memory import check_models_fit
+    from ..models import build_model
+
+    if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
+        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {args.rounds * args.blocks:,} timed blocks "
+                          f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
+    builds = {arm.id: (lambda arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
+                                                   in_channels=shape[0], input_size=shape[1], init_seed=0))
+              for arm in arms}
+    sizes = tuple(args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64]))
+    check_models_fit(builds, shape, device, train_batch=args.train_batch or None, infer_batches=sizes,
+                     where="the profile", remedy="use a smaller --input, --batch-sizes or --train-batch")
 
 
 def render_table(df: Any, warnings: list[str] | None = None) -> str:
