@@ -6,8 +6,10 @@ allocate terabytes. So every place that sizes a tensor from user input (plan's a
 phase's step timing, latency blocks, `--input`, `input_size`, `ablate train`) first adds up what it
 will need and compares it with what the device has free.
 
-Activations are counted without allocating: the model is built and run on PyTorch's "meta" device,
-which propagates shapes only, and every leaf module's output is summed. A training step keeps
+Activations are counted without allocating anything of the user's size: the model runs on one image
+of at most 64x64 pixels, every leaf module's output is summed, and the sums are scaled by the
+input's pixel count (the "meta" device would need no scaling, but its first use imports
+torch._dynamo: seconds that a refusal must not take). A training step keeps
 each activation and its gradient (x2) plus weights, gradients and two Adam moments (x4); an
 inference pass keeps about the two largest activations at a time. The figures are estimates
 (workspace, allocator slack and functional ops inside modules are not counted), so only an input
@@ -66,11 +68,20 @@ def _cgroup_free() -> int | None:
     return None if limit == "max" else max(0, int(limit) - used)
 
 
-def activation_numels(build: Callable[[], nn.Module], shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """(sum of every leaf module's output, the largest one, parameter count) for ONE image of `shape`,
-    counted on the meta device: nothing is allocated, however large the input."""
-    with torch.device("meta"):
-        model = build()
+PROBE_SIZE = 64  # larger inputs are probed at this size and scaled by their pixel count
+
+
+def activation_numels(build: Callable[[int], nn.Module], shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(sum of every leaf module's output, the largest one, parameter count) for ONE image of `shape`.
+
+    `build(size)` makes the model for square inputs of `size`. An input up to PROBE_SIZE is run as it
+    is (one image, no gradients: a few MB); a larger one is run at PROBE_SIZE and its activations are
+    scaled by the ratio of pixel counts (convolutions, pools and attention maps grow with the image;
+    a head sized for the larger input is not counted), so nothing of the user's size is allocated.
+    """
+    side = min(shape[1], shape[2], PROBE_SIZE)
+    scale = shape[1] * shape[2] / (side * side)
+    model = build(side).eval()
     total, largest = 0, 0
 
     def hook(module: nn.Module, inputs: object, output: object) -> None:
@@ -82,14 +93,14 @@ def activation_numels(build: Callable[[], nn.Module], shape: tuple[int, int, int
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(torch.zeros((1, *shape), device="meta"))
+            model(torch.zeros((1, shape[0], side, side)))
     finally:
         for h in handles:
             h.remove()
-    return total, largest, sum(p.numel() for p in model.parameters())
+    return int(total * scale), int(largest * scale), sum(p.numel() for p in model.parameters())
 
 
-def step_bytes(build: Callable[[], nn.Module], shape: tuple[int, int, int], batch: int, training: bool) -> dict:
+def step_bytes(build: Callable[[int], nn.Module], shape: tuple[int, int, int], batch: int, training: bool) -> dict:
     """What one pass at `batch` needs, by part (bytes): weights (+ gradients and Adam moments when training),
     the input batch, activations."""
     total, largest, params = activation_numels(build, shape)
@@ -131,10 +142,10 @@ def check_workers(count: int) -> None:
                           "fit. Use fewer workers (or more machines sharing one database storage).")
 
 
-def check_models_fit(builds: dict[str, Callable[[], nn.Module]], shape: tuple[int, int, int], device: torch.device,
+def check_models_fit(builds: dict[str, Callable[[int], nn.Module]], shape: tuple[int, int, int], device: torch.device,
                      *, train_batch: int | None, infer_batches: tuple[int, ...] = (), held: dict | None = None,
                      where: str, remedy: str) -> None:
-    """Every model in `builds` (name -> builder), trained at `train_batch` and/or run at each inference batch,
+    """Every model in `builds` (name -> builder for a square input size), trained at `train_batch` and/or run at each inference batch,
     beside `held` (e.g. the dataset on the device): refused with the figures when one cannot fit."""
     for name, build in builds.items():
         if train_batch:

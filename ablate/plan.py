@@ -75,9 +75,9 @@ def check_study_sizes(study: Study, info: DatasetInfo) -> None:
                      infer_batches=tuple(study.measure.batch_sizes), where=f"{study.path}: measure", remedy=remedy)
 
 
-def _builder(arm: Arm, shape: tuple[int, int, int], num_classes: int) -> Callable[[], Any]:
-    return lambda: build_model(**arm.build_kwargs(), num_classes=num_classes, in_channels=shape[0],
-                               input_size=shape[1], init_seed=0)
+def _builder(arm: Arm, shape: tuple[int, int, int], num_classes: int) -> Callable[[int], Any]:
+    return lambda size: build_model(**arm.build_kwargs(), num_classes=num_classes, in_channels=shape[0],
+                                    input_size=size, init_seed=0)
 
 
 def dataset_counts(study: Study) -> DatasetInfo:

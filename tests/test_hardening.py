@@ -592,7 +592,7 @@ def test_allow_changed_spec_reruns_items_whose_training_changed(work: Path, caps
 # ----------------------------------------------------------------------------- 12. bounded waits and sizes
 
 SIZE_CASES = [  # (study changes, fragments of the refusal)
-    ({"recipe": {"batch_size": 100000}}, ["recipe.batch_size", "100000", "at most 160"]),
+    ({"recipe": {"batch_size": 100000}}, ["recipe.batch_size", "100000", "at most 180"]),
     ({"dataset": {"name": "synthetic", "train_size": 200, "test_size": 100, "input_size": 100000}},
      ["3x100000x100000", "GiB", "free here"]),
     ({"measure": {"batch_sizes": [1, 10**9]}}, ["measure", "batch 1000000000", "free here"]),

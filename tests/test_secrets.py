@@ -301,3 +301,17 @@ def test_the_stored_spec_holds_no_password_of_any_characters(a: str, b: str) -> 
         final = guard_identity(study, open_storage(study.storage), allow_changed_spec=False)
         assert final.user_attrs["spec"]["storage"] == "postgresql://ablate:***@127.0.0.1:1/ablate_test"
         assert not _leaks(json.dumps(final.user_attrs))
+
+
+def test_dashboard_on_every_interface_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import optuna_dashboard
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    optuna.create_study(study_name="somebody", storage=open_storage(url))
+    path = write_study(tmp_path)
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: None)
+    assert main(["dashboard", str(path), "--storage", url, "--host", "0.0.0.0", "--port", str(_free_port())]) == 0
+    assert "without any password" in capsys.readouterr().err
+    assert main(["dashboard", str(path), "--storage", url, "--port", str(_free_port())]) == 0
+    assert "warning" not in capsys.readouterr().err

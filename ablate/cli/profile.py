@@ -189,8 +189,8 @@ def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespac
     if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
         raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {args.rounds * args.blocks:,} timed blocks "
                           f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
-    builds = {arm.id: (lambda arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
-                                                   in_channels=shape[0], input_size=shape[1], init_seed=0))
+    builds = {arm.id: (lambda size, arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
+                                                         in_channels=shape[0], input_size=size, init_seed=0))
               for arm in arms}
     sizes = tuple(args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64]))
     check_models_fit(builds, shape, device, train_batch=args.train_batch or None, infer_batches=sizes,

@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from ..config import is_unusable_number
 from ..data import DataConfig, list_datasets, load_data
-from ..errors import AblateError
+from ..errors import AblateError, EnvironmentFault
 from ..models import POSITIONS
 from ..recipe import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
 from . import (add_backbone, add_data_dir, add_device, add_json, add_threads, check_json, csv_list, finite_float,
@@ -149,8 +149,8 @@ def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]
                           f"per epoch; use at most {info.train_count}, or more training images.")
     shape = (info.in_channels, info.input_size, info.input_size)
     kwargs = {k: v for k, v in arm.items() if v is not None}
-    build = (lambda: build_model(**kwargs, num_classes=info.num_classes, in_channels=shape[0], input_size=shape[1],
-                                 init_seed=0))
+    build = (lambda size: build_model(**kwargs, num_classes=info.num_classes, in_channels=shape[0], input_size=size,
+                                      init_seed=0))
     check_models_fit({arm["attention"]: build}, shape, resolve_device(runtime.device), train_batch=recipe.batch_size,
                      infer_batches=(runtime.eval_batch_size,),
                      held=dataset_bytes(info.train_count + info.val_count + info.test_count, shape),
@@ -165,9 +165,9 @@ def _as_options(err: AblateError) -> AblateError:
 def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
+    except EnvironmentFault:  # exit 1, not 2: keeps its type
+        raise
     except AblateError as err:
-        if type(err) is not AblateError:  # subclasses (environment faults, checkpoints) keep their type
-            raise
         raise _as_options(err) from None
 
 
