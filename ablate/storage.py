@@ -33,7 +33,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from .contract import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, stale_trial_ids, storage_of, trial_id_of
-from .errors import AblateError
+from .errors import AblateError, EnvironmentFault, environment_fault
 from .redact import mask_url, split_userinfo
 
 STORAGE_SCHEMES = (
@@ -115,6 +115,9 @@ def _driver_errors(url: str) -> Iterator[None]:
     except AblateError:
         raise
     except Exception as err:
+        fault = environment_fault(err)  # a read-only or full disk: the environment's fault, exit 1
+        if fault is not None:
+            raise EnvironmentFault(f"cannot open storage {mask_url(url)!r}: {fault}") from None
         reason = mask_url(str(err).split("\n")[0], [url])
         hint = ""
         if "timeout" in reason.lower() or "timed out" in reason.lower():

@@ -839,3 +839,29 @@ def test_data_dir_that_is_a_file(work: Path, capsys) -> None:
     (work / "notes.txt").write_text("x")
     refused(work, ["train", "--dataset", "synthetic", "--data-dir", "notes.txt", "--no-progress"],
             ["notes.txt is a file"], capsys)
+
+
+def test_storage_on_a_read_only_file_system_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Root writes read-only files, so the file system itself is made read-only (a tmpfs remounted ro)."""
+    import sqlite3
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        connection = sqlite3.connect(folder / "ro.db")
+        connection.execute("create table x (a)")
+        connection.commit()
+        connection.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        monkeypatch.chdir(tmp_path)
+        path = tmp_path / "s.yaml"
+        path.write_text(GOOD_TEXT)
+        assert run_cli(["run", str(path), "--storage", f"sqlite:///{folder / 'ro.db'}", "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
