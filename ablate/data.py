@@ -291,7 +291,8 @@ def _check_idx_length(path: Path, dataset: str) -> None:
     actual = path.stat().st_size
     if actual != expected:
         raise AblateError(f"{path}: {actual:,} bytes, but its header promises {expected:,} "
-                          f"({'x'.join(map(str, dims))}); the file is {'truncated' if actual < expected else 'damaged'}: "
+                          f"({'x'.join(map(str, dims))}); the file is "
+                          f"{'truncated' if actual < expected else 'damaged'}: "
                           f"delete it and fetch it again (`ablate data fetch {dataset}`).")
 
 

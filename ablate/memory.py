@@ -106,7 +106,8 @@ def step_bytes(build: Callable[[int], nn.Module], shape: tuple[int, int, int], b
     total, largest, params = activation_numels(build, shape)
     image = shape[0] * shape[1] * shape[2]
     activations = batch * (2 * total if training else 2 * largest)
-    return {"weights" + (", gradients, optimizer state" if training else ""): params * FLOAT_BYTES * (4 if training else 1),
+    weights = "weights" + (", gradients, optimizer state" if training else "")
+    return {weights: params * FLOAT_BYTES * (4 if training else 1),
             f"input batch of {batch}": batch * image * FLOAT_BYTES,
             "activations" + (" and their gradients" if training else ""): activations * FLOAT_BYTES}
 
@@ -145,8 +146,9 @@ def check_workers(count: int) -> None:
 def check_models_fit(builds: dict[str, Callable[[int], nn.Module]], shape: tuple[int, int, int], device: torch.device,
                      *, train_batch: int | None, infer_batches: tuple[int, ...] = (), held: dict | None = None,
                      where: str, remedy: str) -> None:
-    """Every model in `builds` (name -> builder for a square input size), trained at `train_batch` and/or run at each inference batch,
-    beside `held` (e.g. the dataset on the device): refused with the figures when one cannot fit."""
+    """Every model in `builds` (name -> builder for a square input size), trained at `train_batch` and/or run
+    at each inference batch, beside `held` (e.g. the dataset on the device): refused with the figures when
+    one cannot fit."""
     for name, build in builds.items():
         if train_batch:
             check_fits({**(held or {}), **step_bytes(build, shape, train_batch, training=True)}, device,

@@ -141,8 +141,9 @@ def long_run_warning(serial_s: float, parallel_s: float, items: int) -> list[str
     workers = math.ceil(parallel_s / (DAY_S - serial_s))
     advice = (f"--workers {workers} (or that many machines on one database storage) bring it under a day"
               if workers <= items else f"even {items} workers (one per item) cannot bring it under a day")
-    return [f"WARNING: this study takes {(serial_s + parallel_s) / 3600:,.1f} h ({(serial_s + parallel_s) / DAY_S:,.1f} "
-            f"days) for one worker; {advice}; or lower recipe.epochs, seeds or the grid."]
+    total = serial_s + parallel_s
+    return [f"WARNING: this study takes {total / 3600:,.1f} h ({total / DAY_S:,.1f} days) for one worker; {advice}; "
+            "or lower recipe.epochs, seeds or the grid."]
 
 
 def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:

@@ -773,7 +773,8 @@ def test_environment_faults_are_recognised_in_exception_chains() -> None:
             raise RuntimeError("saving failed") from inner
     except RuntimeError as outer:
         assert "disk is full (runs/x/ck.pt)" in environment_fault(outer)
-    assert "read-only" in environment_fault(Exception("(sqlite3.OperationalError) attempt to write a readonly database"))
+    sqlite_text = "(sqlite3.OperationalError) attempt to write a readonly database"
+    assert "read-only" in environment_fault(Exception(sqlite_text))
     assert environment_fault(ValueError("a bug")) is None
 
 

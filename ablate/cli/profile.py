@@ -187,7 +187,8 @@ def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespac
     from ..models import build_model
 
     if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
-        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {args.rounds * args.blocks:,} timed blocks "
+        total = args.rounds * args.blocks
+        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
                           f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
     builds = {arm.id: (lambda size, arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
                                                          in_channels=shape[0], input_size=size, init_seed=0))
