@@ -2,6 +2,9 @@
 
 A damaged file (truncated, overwritten, not a checkpoint) is one error type, UnreadableCheckpoint,
 so the trainer can move it aside and restart its item and the report can skip its diagnostics.
+Only ablate's own checkpoints are ever moved aside or overwritten: `is_ablate_checkpoint` knows one
+even when it is truncated (torch's zip format, whose first member, the pickle, names the run's
+fingerprint); any other file at a checkpoint path is refused (ablate.files.check_output_file).
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except CHECKPOINT_ERRORS as err:
-        reason = (str(err).splitlines() or [""])[0][:200]
-        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({type(err).__name__}: {reason})") from None
+    except CHECKPOINT_ERRORS as err:  # torch's own text (weights_only advice, zip internals) helps nobody here
+        kind = "not a PyTorch checkpoint" if not _is_torch_zip(Path(path)) else "a damaged PyTorch file"
+        raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({kind}: {type(err).__name__})") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise UnreadableCheckpoint(f"checkpoint {path} holds no model weights ({type(state).__name__})")
     return state
@@ -54,6 +57,27 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a checkpoint's model weights into `model` (for evaluation and visualisation)."""
     model.load_state_dict(load_checkpoint(path)["model"])
     return model
+
+
+def _is_torch_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def is_ablate_checkpoint(path: Path) -> bool:
+    """A checkpoint ablate wrote, readable or damaged: torch's zip format (it starts with a zip member
+    header) whose first member, the pickle, holds the keys "fingerprint" and "engine" of ablate's run
+    fingerprint. Reads at most 1 MB: a 10 GB file is not loaded to find out."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") and b"data.pkl" in head[:200] and b"fingerprint" in head \
+        and b"engine" in head
 
 
 def move_aside(path: Path) -> Path:

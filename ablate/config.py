@@ -14,7 +14,6 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from .errors import AblateError, did_you_mean
 
-
 C = TypeVar("C")
 
 INT64_MAX = 2**63 - 1  # seeds, sizes and counts end up in torch, numpy and SQLite as 64-bit integers

@@ -25,8 +25,15 @@ from .arms import equivalent_positions as arms_equivalent_positions
 from .attention import check_reduction, resolve_attention
 from .columns import POLICIES, POLICY_COLUMN, UNCOUNTED, Columns
 from .errors import AblateError
-from .macs import attention_macs, attention_params, attention_paths, check_shape, count_macs_checked, count_params, \
-    format_uncounted
+from .macs import (
+    attention_macs,
+    attention_params,
+    attention_paths,
+    check_shape,
+    count_macs_checked,
+    count_params,
+    format_uncounted,
+)
 from .models import build_model, get_backbone, resolve_backbone
 from .rounds import RoundSummary, faster_beyond_noise
 from .timing import Setting, infer_block, peak_memory_mib, time_interleaved, train_block

@@ -37,10 +37,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import pickle
 import re
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -69,6 +71,7 @@ CACHE_VERSION = 1  # bump when a reader's output changes for the same source fil
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 RESIZE_MODES = ("pad", "bilinear")
 IMAGEFOLDER = "imagefolder:"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 IMAGEFOLDER_TEST_FRACTION = 0.2  # carved (with seed 0, so it never moves) when a folder has no train/test
 MIN_INPUT_SIZE = 8
 TEST_STREAM = "test-subset"  # keys the test subset's generator (with split_seed), apart from the train draw
@@ -262,10 +265,35 @@ def _read_idx(root: Path, tv_class: str) -> Raw:
     """MNIST-style idx files under <root>/<tv_class>/raw, through torchvision (no md5 on load)."""
     import torchvision.datasets as tvd
 
+    for name in _IDX_FILES:  # a truncated file would fail inside torchvision with a reshape error
+        _check_idx_length(root / tv_class / "raw" / name, "mnist" if tv_class == "MNIST" else "fashion-mnist")
     cls = getattr(tvd, tv_class)
     train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
     return Raw(train.data.unsqueeze(1), train.targets.long(), test.data.unsqueeze(1), test.targets.long(),
                tuple(train.classes))
+
+
+def _check_idx_length(path: Path, dataset: str) -> None:
+    """An idx file holds exactly its header's dimensions' bytes (ubyte data): anything shorter is truncated."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(4)
+            if len(header) < 4:
+                raise AblateError(f"{path}: not an idx file (only {len(header)} bytes); fetch it again "
+                                  f"(`ablate data fetch {dataset}`).")
+            ndim = header[3]
+            dims = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+    except FileNotFoundError:
+        return  # torchvision names the missing file
+    except struct.error:
+        raise AblateError(f"{path}: truncated in its header; fetch it again.") from None
+    expected = 4 + 4 * ndim + math.prod(dims)
+    actual = path.stat().st_size
+    if actual != expected:
+        raise AblateError(f"{path}: {actual:,} bytes, but its header promises {expected:,} "
+                          f"({'x'.join(map(str, dims))}); the file is "
+                          f"{'truncated' if actual < expected else 'damaged'}: "
+                          f"delete it and fetch it again (`ablate data fetch {dataset}`).")
 
 
 def _read_svhn(root: Path) -> Raw:
@@ -313,8 +341,12 @@ def _decode_folder(folder: Path, size: int | None, resize: str) -> tuple[torch.T
         raise AblateError(f"imagefolder {folder} has no images in class subfolders.")
     images, shapes = [], set()
     for path, _ in tree.samples:
-        with Image.open(path) as im:
-            x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        try:
+            with Image.open(path) as im:
+                x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated data
+            raise AblateError(f"imagefolder {folder}: {path} cannot be decoded ({type(err).__name__}); "
+                              "remove or replace it.") from None
         shapes.add(tuple(x.shape[1:]))
         images.append(fit_size(x[None], size, resize)[0] if size else x)
     if size is None and len(shapes) > 1:
@@ -481,14 +513,47 @@ def _scan_imagefolder(path: Path) -> tuple[int, tuple[int, int, int], tuple[int,
         trees = [tvd.ImageFolder(str(path / s)) for s in ("train", "test")] if layout else [tvd.ImageFolder(str(path))]
     except FileNotFoundError as err:  # no class folders, or a class folder without images
         raise AblateError(f"imagefolder {path}: {err}") from None
-    with Image.open(trees[0].samples[0][0]) as im:
-        w, h = im.size
+    if len(trees[0].classes) < 2:
+        raise AblateError(f"imagefolder {path}: one class folder ({trees[0].classes[0]!r}); a classifier needs at "
+                          "least two (every image would be right by construction).")
+    first = trees[0].samples[0][0]
+    try:
+        with Image.open(first) as im:
+            w, h = im.size
+    except (OSError, ValueError, SyntaxError) as err:
+        raise AblateError(f"imagefolder {path}: {first} cannot be decoded ({type(err).__name__}); "
+                          "remove or replace it.") from None
     if layout:
         counts = (len(trees[0].samples), len(trees[1].samples))
     else:
         n_test = max(1, round(len(trees[0].samples) * IMAGEFOLDER_TEST_FRACTION))
         counts = (len(trees[0].samples) - n_test, n_test)
     return len(trees[0].classes), (3, h, w), counts
+
+
+def check_imagefolder(config: DataConfig) -> None:
+    """Every image of an imagefolder dataset decodes, and they share one size unless input_size sets one:
+    checked by `plan` and before a run writes anything (a corrupt or odd-sized image found later fails
+    every item, with the reason only in storage). Reads each file once, decodes nothing into memory."""
+    from PIL import Image
+
+    if not config.name.startswith(IMAGEFOLDER):
+        return
+    path = Path(config.name[len(IMAGEFOLDER):]).expanduser().resolve()
+    sizes: dict[tuple[int, int], str] = {}
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                im.verify()
+                sizes.setdefault(im.size, str(file))
+        except (OSError, ValueError, SyntaxError) as err:
+            raise AblateError(f"imagefolder {path}: {file} cannot be decoded ({type(err).__name__}); remove or "
+                              "replace it.") from None
+    if len(sizes) > 1 and config.input_size is None:
+        shown = "; ".join(f"{w}x{h} (e.g. {f})" for (w, h), f in list(sizes.items())[:3])
+        raise AblateError(f"imagefolder {path}: images have {len(sizes)} different sizes ({shown}); set "
+                          "dataset.input_size (and resize) so they can be batched.")
 
 
 def get_source(name: str, input_size: int | None = None, resize: str = "pad") -> Source:
@@ -519,9 +584,12 @@ class DatasetInfo:
 def _split_counts(drawn: int, val_fraction: float) -> tuple[int, int]:
     """(train, val) image counts when val_fraction of `drawn` training images is held out."""
     n_val = round(drawn * val_fraction)
-    if val_fraction > 0 and not 1 <= n_val < drawn:
-        raise AblateError(f"val_fraction {val_fraction} of {drawn} training images leaves "
-                          f"{n_val} for validation; use more images or another fraction.")
+    if val_fraction > 0 and n_val >= drawn:
+        raise AblateError(f"val_fraction {val_fraction} of {drawn} training images leaves {drawn - n_val} to train "
+                          "on; use a smaller fraction or more images.")
+    if val_fraction > 0 and n_val < 1:
+        raise AblateError(f"val_fraction {val_fraction} of {drawn} training images leaves {n_val} for validation; "
+                          "use more images or a larger fraction.")
     return drawn - n_val, n_val
 
 
@@ -535,8 +603,12 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """--data-dir, else $ABLATE_DATA, else ./data."""
-    return Path(root if root is not None else os.environ.get(DATA_ENV) or "data").expanduser()
+    """--data-dir, else $ABLATE_DATA, else ./data; refused when it names a file."""
+    base = Path(root if root is not None else os.environ.get(DATA_ENV) or "data").expanduser()
+    if base.exists() and not base.is_dir():
+        raise AblateError(f"data folder {base} is a file, not a folder; --data-dir (or ${DATA_ENV}) must name the "
+                          "folder datasets live in.")
+    return base
 
 
 def _missing(source: Source, root: Path) -> AblateError:
@@ -547,10 +619,14 @@ def _missing(source: Source, root: Path) -> AblateError:
 
 
 def require_present(config: DataConfig, root: str | Path | None = None) -> None:
-    """Fail fast, before a study writes anything, when the dataset's files are not there."""
+    """Fail fast, before a study writes anything, when the dataset's files are not there or an idx file is
+    truncated (its header promises more bytes than it holds)."""
     source, base = get_source(config.name, config.input_size, config.resize), data_root(root)
     if not source.present(base):
         raise _missing(source, base)
+    if source.files == _IDX_FILES:
+        for name in _IDX_FILES:
+            _check_idx_length(source.path(base) / name, config.name)
 
 
 def fetch(name: str, root: str | Path | None = None, *, local_copy: str | Path | None = None) -> Path:

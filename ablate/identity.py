@@ -15,8 +15,8 @@ import optuna
 from .contract import FINGERPRINT_ATTR, FINGERPRINTS_ATTR, SPEC_ATTR, STUDY_FILE_ATTR
 from .errors import AblateError
 from .planning import phase_name
+from .redact import mask_document, mask_url
 from .spec import Study
-from .storage import mask_url
 
 
 def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_changed_spec: bool) -> optuna.Study:
@@ -58,4 +58,4 @@ def guard_identity(study: Study, storage: optuna.storages.BaseStorage, allow_cha
 def stored_document(study: Study) -> dict[str, Any]:
     """The study file as the final study keeps it: JSON, every URL's password masked (storage is readable
     by everyone who can open the dashboard; the password must not be)."""
-    return json.loads(mask_url(json.dumps(study.document, default=str)))
+    return mask_document(json.loads(json.dumps(study.document, default=str)))

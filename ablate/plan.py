@@ -16,12 +16,12 @@ from typing import Any
 import pandas as pd
 
 from .arms import Arm
-from .planning import tuning_groups
-from .data import DatasetInfo
 from .device import available_cores, resolve_device
 from .macs import count_macs, count_params
 from .models import build_model
-from .spec import Study, check_dataset_sizes
+from .planning import tuning_groups
+from .preflight import check_study_sizes, dataset_counts
+from .spec import Study
 from .startup_probe import study_startup
 from .timing import Setting, time_interleaved, train_block
 from .train import make_optimizer
@@ -50,13 +50,9 @@ def step_times_ms(study: Study, shape: tuple[int, int, int], num_classes: int) -
     return out
 
 
-def dataset_counts(study: Study) -> DatasetInfo:
-    """What the study's dataset config gives, checked against what the dataset holds (imagefolders included)."""
-    return check_dataset_sizes(study.dataset, f"{study.path}: dataset.")
-
-
 def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
     info = dataset_counts(study)
+    check_study_sizes(study, info)  # before MACs are counted or a step is timed on tensors of these sizes
     shape = (info.in_channels, info.input_size, info.input_size)
     rows: list[dict[str, Any]] = []
     for arm in study.arms:
@@ -86,6 +82,32 @@ def plan_notes(study: Study) -> list[str]:
     return notes
 
 
+DAY_S = 24 * 3600
+
+
+def profile_seconds(study: Study) -> float:
+    """The profile phase's timing work: every arm, every round, each batch size (and the training step),
+    a few blocks of block_time each (warm-up and calibration not counted)."""
+    m = study.measure
+    return len(study.arms) * m.rounds * (len(m.batch_sizes) + m.train_step) * Setting.blocks * m.block_time
+
+
+def long_run_warning(serial_s: float, parallel_s: float, items: int) -> list[str]:
+    """A loud line when one worker would take over a day, with the workers that bring it under one (the
+    profile phase runs before workers start, so it does not shrink)."""
+    if serial_s + parallel_s <= DAY_S:
+        return []
+    if serial_s >= DAY_S:
+        return [f"WARNING: the profile phase alone takes {serial_s / 3600:,.1f} h (it runs before any worker starts): "
+                "lower measure.rounds, measure.block_time or measure.batch_sizes."]
+    workers = math.ceil(parallel_s / (DAY_S - serial_s))
+    advice = (f"--workers {workers} (or that many machines on one database storage) bring it under a day"
+              if workers <= items else f"even {items} workers (one per item) cannot bring it under a day")
+    total = serial_s + parallel_s
+    return [f"WARNING: this study takes {total / 3600:,.1f} h ({total / DAY_S:,.1f} days) for one worker; {advice}; "
+            "or lower recipe.epochs, seeds or the grid."]
+
+
 def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     info = dataset_counts(study)
     n_arms, n_seeds = len(study.arms), len(study.seeds)
@@ -108,17 +130,25 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     ]
     train_macs = 3 * frame["macs_full"] * train_n * study.recipe.epochs * n_seeds  # fwd + ~2x for backward
     lines.append(f"training compute (final phase): {train_macs.sum() / 1e12:.3g} TMACs (3 x forward MACs x samples x epochs x seeds)")
+    profile_s = profile_seconds(study)
+    if "step_ms" not in frame:  # no step timing (--no-timing): the profile phase alone can still take days
+        lines += long_run_warning(profile_s, 0.0, n_arms * n_seeds)
+    lines.append(f"profile phase: about {profile_s / 60:.1f} min ({n_arms} arms x {study.measure.rounds} rounds x "
+                 f"{len(study.measure.batch_sizes) + study.measure.train_step} timings x {Setting.blocks} blocks of "
+                 f"{study.measure.block_time:g} s)")
     if "step_ms" in frame:
         final_s = (frame["step_ms"] / 1000 * steps_per_epoch * study.recipe.epochs * n_seeds).sum()
         tune_s = 0.0
         if t.enabled:
             mean_step = frame["step_ms"].mean() / 1000
             tune_s = tune_trials * mean_step * steps_per_epoch * t.epochs
+        total_h = (profile_s + final_s + tune_s) / 3600
         lines.append(
-            f"estimated time on {resolve_device(study.runtime.device)}: final {final_s / 60:.1f} min + tuning "
-            f"{tune_s / 60:.1f} min = {(final_s + tune_s) / 3600:.2f} h for one worker (measured step times; "
-            "evaluation and data time not included)"
+            f"estimated time on {resolve_device(study.runtime.device)}: profile {profile_s / 60:.1f} min + final "
+            f"{final_s / 60:.1f} min + tuning {tune_s / 60:.1f} min = {total_h:,.2f} h for one worker (measured step "
+            "times; evaluation and data time not included)"
         )
+        lines += long_run_warning(profile_s, final_s + tune_s, n_arms * n_seeds + tune_trials)
         lines.append(f"worker start-up (measured in a fresh process): {study_startup(study).line()}; "
                      "each worker pays it once")
     return lines

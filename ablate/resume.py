@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .checkpoint import CHECKPOINT_KEYS, UnreadableCheckpoint, load_checkpoint, move_aside
+from .checkpoint import CHECKPOINT_KEYS, UnreadableCheckpoint, is_ablate_checkpoint, load_checkpoint, move_aside
 from .errors import AblateError
+from .files import check_output_file
 
 if TYPE_CHECKING:
     from .data import Data
@@ -126,18 +127,20 @@ def _placement_only(saved: str, current: str) -> bool:
 def resumable_state(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """The checkpoint at `path` when this run can resume from it, else None (the run starts from scratch).
 
-    A damaged file is moved aside (see move_aside), and a checkpoint of this run made on another device
+    A file that is not ablate's checkpoint (a user's file, a folder) is refused untouched; ablate's own
+    damaged checkpoint is moved aside (see move_aside), and a checkpoint of this run made on another device
     type or in another precision is left to be overwritten, each with one line on stderr. A checkpoint
     of another run (recipe, data, seed or model differ) is refused: the path is probably a mistake.
     """
     if not path.exists():
         return None
+    check_output_file(path, "checkpoint", "checkpoint", is_ablate_checkpoint)  # never a user's file or a folder
     try:
         state = load_checkpoint(path)
         missing = [k for k in CHECKPOINT_KEYS if k not in state]
         if missing:
             raise UnreadableCheckpoint(f"checkpoint {path} lacks {', '.join(missing)}")
-    except UnreadableCheckpoint as err:
+    except UnreadableCheckpoint as err:  # ablate's own, damaged: kept for inspection
         say(f"{err}; moved aside to {move_aside(path)}; this run starts from scratch")
         return None
     if state["fingerprint"] == fingerprint:

@@ -28,6 +28,7 @@ from .contract import (
     COST_ATTR,
     COSTS_ATTR,
     ENV_ATTR,
+    FINAL_KEYS,
     FINAL_OBJECTIVE,
     HOST_ATTR,
     HP_PREFIX,
@@ -38,6 +39,7 @@ from .contract import (
     SERIES_ATTR,
     TUNE_ARM_ATTR,
     TUNE_OBJECTIVE,
+    claimed,
     final_results,
     profile_costs,
     profile_trials,
@@ -49,12 +51,14 @@ from .data import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity
-from .preempt import PREEMPTION
+from .memory import check_workers
 from .planning import final_items, group_of, phase_name, profile_items, tuning_groups
+from .preempt import PREEMPTION
+from .preflight import check_study_sizes, dataset_counts
+from .provenance import environment, mismatch_warning
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
-from .provenance import environment, mismatch_warning
 from .storage import open_storage, reap_dead_trials, worker_host, worker_id
 from .switches import set_cublas_workspace
 from .timing import Setting
@@ -232,6 +236,7 @@ class Runner:
         costs = profile_costs(profile)
         arms = {a.id: a for a in self.study.arms}
         ckpt_dir = self.study.run_dir / "checkpoints"
+        self._rerun_changed_training(ostudy, arms)
         items = final_items(self.study, final_results(ostudy))
         env = environment(self.worker_device, self.study.runtime.threads or available_cores())
         warning = mismatch_warning(env, (t.user_attrs.get(ENV_ATTR) for t in ostudy.get_trials(
@@ -269,7 +274,8 @@ class Runner:
                      HYPERPARAMETERS_ATTR: _jsonable(params),
                      "hp_source": hp_source,
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
-                     "recipe": _jsonable(dataclasses.asdict(recipe)), "checkpoint": str(ckpt),
+                     "recipe": _jsonable(dataclasses.asdict(recipe)),
+                     "dataset": _jsonable(self.study.dataset.as_dict()), "checkpoint": str(ckpt),
                      COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
                      "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), ENV_ATTR: env, "trials_sharing_host": max(sharing, host_running(ostudy)),
@@ -291,6 +297,25 @@ class Runner:
                       + ", ".join(f"{i['arm']} seed {i['seed']}" for i in added[:6])
                       + (" ..." if len(added) > 6 else ""))
             items = more
+
+    def _rerun_changed_training(self, ostudy: optuna.Study, arms: dict[str, Arm]) -> None:
+        """Results trained with other settings never count beside new ones (`--allow-changed-spec`): a complete
+        item of an older study file whose recipe (with its tuned values) or dataset section differs from what
+        it would be trained with now is superseded, so it runs again; the others are kept."""
+        changed = []
+        for t in claimed(ostudy, FINAL_KEYS).values():
+            arm = arms.get(str(t.params.get("arm")))
+            attrs = t.user_attrs
+            if t.state != TrialState.COMPLETE or arm is None or attrs.get("spec_fingerprint") == self.study.fingerprint:
+                continue
+            recipe = dataclasses.replace(self.study.recipe, **tuned_params(self.study, self.storage, arm))
+            now = {"recipe": _jsonable(dataclasses.asdict(recipe)), "dataset": _jsonable(self.study.dataset.as_dict())}
+            if any(key in attrs and attrs[key] != value for key, value in now.items()) or "recipe" not in attrs:
+                supersede(ostudy, t)
+                changed.append(f"{arm.id} seed {t.params.get('seed')}")
+        if changed:  # said even with --quiet: results are being replaced
+            print(f"[final] training settings changed since {len(changed)} item(s) ran; re-running them: "
+                  + ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else ""), file=sys.stderr, flush=True)
 
     def _attach_curves(self, trial: Trial, arm: Arm, seed: int, series: dict[str, Any]) -> None:
         """The trial's learning curves as a PNG artifact (browsable in optuna-dashboard)."""
@@ -402,9 +427,15 @@ def run_study(
     devices = worker_gpus(workers, gpus, workers_per_gpu, placeable_gpus(study))  # refused before anything runs
     if study.runtime.deterministic:
         set_cublas_workspace()  # before the profile phase's CUDA work: cuBLAS reads it once per process
+    if len(devices) > 1:
+        check_workers(len(devices))  # each idle worker takes ~790 MB: thirty would exhaust the host
+    resolve_device(study.runtime.device)  # a device this machine lacks is refused before storage exists
+    if "profile" in phases:
+        resolve_device(study.measure.device)
     in_process = len(devices) == 1 and gpus is None and workers_per_gpu is None
     if "profile" in phases:  # the first process of a run: a missing dataset stops it before anything is written
         require_present(study.dataset, data_dir)
+        check_study_sizes(study, dataset_counts(study))  # a batch or input that cannot fit, likewise
     storage = open_storage(study.storage)
     guard_identity(study, storage, allow_changed_spec)
     first = trial_counts(study, storage)

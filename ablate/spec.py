@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +25,25 @@ import yaml
 
 from .arms import Arm, BackboneChoice, collapse_notes, enumerate_arms, plugin_sources
 from .attention import ATTENTION, declared_knobs, resolve_attention
-from .config import (INT64_MAX, ConfigError, as_float, check_choice, check_range, check_types, config_from_dict,
-                     is_integer, is_number, is_unusable_number, unusable_note)
+from .config import (
+    INT64_MAX,
+    ConfigError,
+    as_float,
+    check_choice,
+    check_range,
+    check_types,
+    config_from_dict,
+    is_integer,
+    is_number,
+    is_unusable_number,
+    unusable_note,
+)
 from .data import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
+from .device import available_cores, check_device_setting
 from .errors import AblateError, did_you_mean, unknown
+from .files import REPORTS_DIR, check_report_dir
 from .models import POSITIONS, get_backbone
 from .models.check import check_arm
-from .device import available_cores, check_device_setting
 from .plugins import is_import_path
 from .precision import PRECISIONS
 from .recipe import Recipe, Runtime, check_schedule
@@ -48,7 +62,6 @@ MAX_SEED = INT64_MAX  # torch.manual_seed's range
 MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, behind Optuna's TPE sampler
 MAX_PLAN_SEEDS = 1000  # seeds.max of a precision-targeted seed plan
 MAX_STUDY_BYTES = 1 << 20  # study files are a few KiB; a bigger file is a mistake (or an attack on the parser)
-REPORTS_DIR = Path("reports")  # every report folder lives under it
 
 
 @dataclass(frozen=True)
@@ -305,8 +318,13 @@ class StrictLoader(yaml.SafeLoader):
 
 def read_study_text(path: Path) -> str:
     """The file's text: a readable regular file of UTF-8 (a BOM is fine), with no NUL byte, under 1 MiB."""
-    try:
-        with path.open("rb") as fh:
+    try:  # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise AblateError(f"{path}: not a regular file (a FIFO, device or socket); give a study file "
+                                  "(studies/*.yaml).")
+            os.set_blocking(fh.fileno(), True)
             data = fh.read(MAX_STUDY_BYTES + 1)
     except FileNotFoundError:
         raise AblateError(f"{path}: study file not found.") from None
@@ -373,28 +391,6 @@ def check_dataset_sizes(config: DataConfig, where: str) -> DatasetInfo:
         raise AblateError(f"{where}val_fraction: {err}") from None
 
 
-def check_output_dir(value: Any, where: str) -> Path:
-    """A report folder: a relative path under reports/, at least one level down, that resolves inside it.
-
-    Never '.', the project root or reports/ itself (they hold other things, and a report removes the
-    files its previous run wrote), never '..' or a symlink out. Another study's folder is refused
-    when written (see ablate.report.output.check_output_folder).
-    """
-    path = Path(value) if isinstance(value, (str, Path)) and "\x00" not in str(value) else None
-    ok = (path is not None and not path.is_absolute() and ".." not in path.parts and len(path.parts) >= 2
-          and path.parts[0] == REPORTS_DIR.name)
-    if ok and path is not None:
-        try:
-            ok = (Path.cwd() / REPORTS_DIR).resolve() in (Path.cwd() / path).resolve().parents
-        except (OSError, RuntimeError):  # a symlink loop
-            ok = False
-    if not ok or path is None:
-        raise AblateError(f"{where}: {str(value)!r} is not a report folder: give a relative path without '..' "
-                          f"under {REPORTS_DIR}/ (e.g. {REPORTS_DIR}/my_study); never '.', the project root or "
-                          f"{REPORTS_DIR}/ itself.")
-    return path
-
-
 def parse_study(document: Any, path: Path, storage: str | None = None, threads: int | None = None) -> Study:
     c = _Checker(path)
     doc = c.mapping(document, "", TOP_KEYS, required=("name", "dataset", "grid"))
@@ -428,7 +424,7 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     run_dir = Path("runs") / name
     storage_url = storage or doc.get("storage") or f"sqlite:///{run_dir / 'optuna.db'}"
     check_storage_url(storage_url, f"{path}: storage")
-    output = (check_output_dir(doc["output"], f"{path}: output") if doc.get("output") is not None
+    output = (check_report_dir(doc["output"], f"{path}: output") if doc.get("output") is not None
               else REPORTS_DIR / name)
     artifacts = doc.get("artifacts")
     if artifacts is not None and (not isinstance(artifacts, str) or not artifacts.strip() or "\x00" in artifacts):

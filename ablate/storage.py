@@ -4,17 +4,19 @@ SQLite gets a busy timeout (several writers and a dashboard reader share one fil
 get heartbeats (a killed worker's RUNNING trial becomes FAIL), and a `journal:PATH` URL opens a
 JournalFileBackend for shared filesystems. Every trial ablate runs records its worker
 (host:pid); a RUNNING trial whose local process is gone is failed at once instead of waiting for
-the heartbeat's grace period. `mask_url` hides passwords in anything printed or stored.
+the heartbeat's grace period. Every wait on a database server is bounded (connect and statement
+timeouts); `mask_url` (ablate.redact) hides passwords in anything printed or stored.
 
 Environment: ABLATE_HOST overrides the host name workers record (two processes on one machine can
 act as two hosts); ABLATE_HEARTBEAT_S and ABLATE_GRACE_S set the heartbeat interval (default 20 s)
-and the grace period after which a silent RDB worker's trial counts as dead (default 90 s).
+and the grace period after which a silent RDB worker's trial counts as dead (default 90 s);
+ABLATE_CONNECT_TIMEOUT_S (default 10 s) and ABLATE_STATEMENT_TIMEOUT_S (PostgreSQL, default 300 s) bound
+the waits on a database server.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import socket
 import threading
 import time
@@ -31,7 +33,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from .contract import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, stale_trial_ids, storage_of, trial_id_of
-from .errors import AblateError
+from .errors import AblateError, EnvironmentFault, environment_fault
+from .redact import mask_url, split_userinfo
 
 STORAGE_SCHEMES = (
     "sqlite:///", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://", "mysql://", "mysql+pymysql://",
@@ -39,40 +42,45 @@ STORAGE_SCHEMES = (
 )
 HEARTBEAT_S = 20  # default seconds between heartbeats (ABLATE_HEARTBEAT_S)
 GRACE_S = 90  # default seconds without a heartbeat before a trial's worker counts as dead (ABLATE_GRACE_S)
-STORAGE_ENV = "ABLATE_STORAGE"  # `ablate run` reads its storage URL from here when set (workers get it so)
+STORAGE_ENV = "ABLATE_STORAGE"  # every command that opens storage reads its URL here when --storage is not given
+
+
+CONNECT_TIMEOUT_S = 10  # default seconds to wait for a database server to answer (ABLATE_CONNECT_TIMEOUT_S)
+STATEMENT_TIMEOUT_S = 300  # default seconds one SQL statement may run on PostgreSQL (ABLATE_STATEMENT_TIMEOUT_S)
 
 
 def check_storage_url(url: str, where: str) -> str:
+    """`url` when ablate can open it; refused when its scheme is unknown or its password would be misread."""
     if not isinstance(url, str) or not url.startswith(STORAGE_SCHEMES) or url in STORAGE_SCHEMES:
         raise AblateError(
             f"{where}: unsupported storage URL {mask_url(str(url))!r}; use sqlite:///PATH, "
             "postgresql://USER:PASS@HOST/DB, or journal:PATH (a JournalFileBackend file for shared filesystems)."
         )
+    if url.startswith(("postgresql", "mysql")):
+        _check_unambiguous(url, where)
     return url
 
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
-_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd)=)[^&#\s'\"]*", re.IGNORECASE)
+def _check_unambiguous(url: str, where: str) -> None:
+    """Refuse a server URL whose password SQLAlchemy would read differently from ablate's masking (an
+    unencoded '@', '/', '?', '#' or ':' in it): the driver would then connect to a host named after part
+    of the password and print that part in its error."""
+    from urllib.parse import unquote
 
-
-def mask_url(text: str) -> str:
-    """Hide the passwords of every URL in `text` (a URL or a message naming one), so none is printed or stored.
-
-    Userinfo passwords (`u:pw@`, `:pw@`, and unescaped `@` in the password: everything up to the last `@`
-    before the host) and query-string ones (`?password=`, `&passwd=`, any case) become `***`.
-    """
-    return _URL.sub(lambda m: _mask_one(m.group(0)), text)
-
-
-def _mask_one(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    query = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    at = rest.rfind("@", 0, query)
-    if at < 0:  # a password with '?' or '#' in it: the host follows the last '@'
-        at = rest.rfind("@")
-    if at >= 0 and ":" in rest[:at]:
-        rest = rest[:at].split(":", 1)[0] + ":***" + rest[at:]
-    return f"{scheme}://" + _QUERY_PASSWORD.sub(r"\1***", rest)
+    _, user, password, _ = split_userinfo(url) or ("", None, None, "")
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        same = (parsed.password or None) == (unquote(password) if password else None) and (
+            parsed.username or None) == (unquote(user) if user else None)
+    except Exception:  # SQLAlchemy's own message may quote part of the password: never shown
+        same = False
+    if not same:
+        raise AblateError(
+            f"{where}: storage URL {mask_url(url)!r} cannot be read unambiguously: its user name or password holds "
+            "characters that end a part of a URL. Percent-encode them in the password ('@' as %40, ':' as %3A, "
+            "'/' as %2F, '?' as %3F, '#' as %23, '%' as %25), or keep the password out of the URL (PGPASSWORD, "
+            "~/.pgpass)."
+        )
 
 
 def storage_file(url: str) -> Path | None:
@@ -92,7 +100,7 @@ def storage_missing(url: str) -> bool:
     if url.startswith("journal:"):
         return False
     with _driver_errors(url):  # an SQLite file or a server: does it hold Optuna's tables?
-        engine = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        engine = sqlalchemy.create_engine(url, **({} if path is not None else server_engine_kwargs(url)))
         try:
             return not sqlalchemy.inspect(engine).has_table("studies")
         finally:
@@ -107,8 +115,15 @@ def _driver_errors(url: str) -> Iterator[None]:
     except AblateError:
         raise
     except Exception as err:
-        message = f"cannot open storage {url!r}: {type(err).__name__}: {err}".split("\n")[0]
-        raise AblateError(mask_url(message)) from None
+        fault = environment_fault(err)  # a read-only or full disk: the environment's fault, exit 1
+        if fault is not None:
+            raise EnvironmentFault(f"cannot open storage {mask_url(url)!r}: {fault}") from None
+        reason = mask_url(str(err).split("\n")[0], [url])
+        hint = ""
+        if "timeout" in reason.lower() or "timed out" in reason.lower():
+            hint = (f" (no answer within {connect_timeout()} s: is the server up and reachable? "
+                    "$ABLATE_CONNECT_TIMEOUT_S sets the wait)")
+        raise AblateError(f"cannot open storage {mask_url(url)!r}: {type(err).__name__}: {reason}{hint}") from None
 
 
 def _seconds_from_env(name: str, default: int) -> int:
@@ -118,6 +133,26 @@ def _seconds_from_env(name: str, default: int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise AblateError(f"${name} must be a whole number of seconds >= 1, got {text!r}.")
     return int(text)
+
+
+def connect_timeout() -> int:
+    """Seconds to wait for a database server's answer when connecting ($ABLATE_CONNECT_TIMEOUT_S, default 10)."""
+    return _seconds_from_env("ABLATE_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S)
+
+
+def server_engine_kwargs(url: str) -> dict:
+    """SQLAlchemy engine arguments that bound every wait on a database server: a connect timeout, and on
+    PostgreSQL a statement timeout ($ABLATE_STATEMENT_TIMEOUT_S, default 300) unless the URL sets options."""
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        connect: dict = {"connect_timeout": connect_timeout()}
+        if "options=" not in url:
+            statement_ms = 1000 * _seconds_from_env("ABLATE_STATEMENT_TIMEOUT_S", STATEMENT_TIMEOUT_S)
+            connect["options"] = f"-c statement_timeout={statement_ms}"
+        kwargs["connect_args"] = connect
+    elif url.startswith("mysql"):
+        kwargs["connect_args"] = {"connect_timeout": connect_timeout()}
+    return kwargs
 
 
 def heartbeat_interval() -> int:
@@ -170,7 +205,7 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             engine_kwargs = {"connect_args": {"timeout": 120}}
         else:
-            engine_kwargs = {"pool_pre_ping": True}
+            engine_kwargs = server_engine_kwargs(url)
         return _rdb_storage(url, engine_kwargs, read_only)
 
 

@@ -39,7 +39,7 @@ def options(option: str) -> dict[str, argparse.Action]:
 
 SHARED = {
     "--storage": {"run", "slurm", "status", "dashboard", "report"},
-    "--data-dir": {"run", "report", "train", "bench", "data list", "data fetch", "data cache"},
+    "--data-dir": {"plan", "run", "report", "train", "bench", "data list", "data fetch", "data cache"},
     "--device": {"profile", "train", "bench"},
     "--threads": {"profile", "train", "run"},
     "--backbone": {"profile", "train", "bench"},

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from ablate.cli import main
+from ablate.contract import storage_of, study_id_of
 from ablate.report import write_report
 from ablate.report.collect import collect
 from ablate.report.tables import arm_table
-from ablate.contract import storage_of, study_id_of
 from ablate.runner import run_study
 from ablate.spec import load_study
 

@@ -10,10 +10,26 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from ablate.augment import (Augment, Normalize, adjust_hue, color_jitter, crop_flip, random_crop_flip, rotate,
-                            to_unit_float)
-from ablate.data import (DataConfig, dataset_info, dataset_status, fetch, fit_size, get_source, load_data,
-                         stratified_split)
+from ablate.augment import (
+    Augment,
+    Normalize,
+    adjust_hue,
+    color_jitter,
+    crop_flip,
+    random_crop_flip,
+    rotate,
+    to_unit_float,
+)
+from ablate.data import (
+    DataConfig,
+    dataset_info,
+    dataset_status,
+    fetch,
+    fit_size,
+    get_source,
+    load_data,
+    stratified_split,
+)
 from ablate.errors import AblateError
 
 from .conftest import CIFAR10_NAMES, pattern, write_cifar100, write_imagefolder, write_svhn

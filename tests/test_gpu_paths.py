@@ -256,7 +256,20 @@ def _bad_rng(path: Path) -> None:  # loads, but cannot be restored
     torch.save({**load_checkpoint(path), "rng_cpu": torch.zeros(3, dtype=torch.uint8)}, path)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _garbage, _empty, _missing_key, _bad_rng])
+@pytest.mark.parametrize("damage", [_garbage, _empty])
+def test_a_file_that_is_no_checkpoint_of_ablates_is_never_moved_or_overwritten(damage, tiny: Data,
+                                                                              tmp_path: Path) -> None:
+    """Garbage or an empty file at the path may be the user's: refused untouched, not moved aside."""
+    path = tmp_path / "ck.pt"
+    recipe = _first_epoch(tiny, path)
+    damage(path)
+    before = path.read_bytes()
+    with pytest.raises(AblateError, match="ablate did not write it"):
+        train(SE, tiny, recipe, runtime=CPU, checkpoint_path=path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+@pytest.mark.parametrize("damage", [_truncate, _missing_key, _bad_rng])
 def test_a_damaged_checkpoint_is_moved_aside_and_the_run_starts_over(damage, tiny: Data, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ck.pt"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -23,6 +24,7 @@ from ablate.arms import BackboneChoice, collapse_notes, enumerate_arms
 from ablate.cli import main
 from ablate.cli.spec import reference
 from ablate.errors import AblateError
+from ablate.files import REPORT_MARKER, mark_report_folder
 from ablate.report import output
 from ablate.spec import TOP_KEYS, load_study
 
@@ -330,7 +332,7 @@ def test_report_out_may_not_follow_a_symlink_out_of_reports(work: Path, tmp_path
 def test_report_refuses_another_studys_folder(work: Path, capsys) -> None:
     other = work / "reports" / "theirs"
     other.mkdir(parents=True)
-    (other / output.STUDY_MARKER).write_text("other-study\n")
+    (other / REPORT_MARKER).write_text("other-study\n")
     (other / "report.md").write_text("their report")
     path = work / "s.yaml"
     path.write_text(GOOD_TEXT)
@@ -340,7 +342,8 @@ def test_report_refuses_another_studys_folder(work: Path, capsys) -> None:
 
 
 def test_report_into_a_missing_folder_creates_and_marks_it(work: Path, capsys, monkeypatch) -> None:
-    def fake_write_report(study, *, out_dir, **kwargs):  # the real one needs a trained study
+    def fake_write_report(study, *, out_dir, **kwargs):  # the real one needs a trained study; it marks first too
+        mark_report_folder(Path(out_dir), study.name)
         output.write_text(Path(out_dir) / "report.md", f"# {study.name}\n")
         return Path(out_dir) / "report.md"
 
@@ -350,7 +353,7 @@ def test_report_into_a_missing_folder_creates_and_marks_it(work: Path, capsys, m
     assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0
     folder = work / "reports" / "new" / "deeper"
     assert (folder / "report.md").read_text() == "# tiny\n"
-    assert (folder / output.STUDY_MARKER).read_text() == "tiny\n"
+    assert (folder / REPORT_MARKER).read_text() == "tiny\n"
     assert run_cli(["report", str(path), "--out", "reports/new/deeper"]) == 0  # its own folder: fine again
 
 
@@ -405,8 +408,8 @@ def test_reference_lists_every_key(capsys) -> None:
     import dataclasses
 
     from ablate.data import DataConfig
-    from ablate.spec import Measure, Tuning
     from ablate.recipe import Recipe, Runtime
+    from ablate.spec import Measure, Tuning
 
     assert run_cli(["spec"]) == 0
     text = capsys.readouterr().out
@@ -470,3 +473,396 @@ def test_fuzz_aliases_are_always_refused(tmp_path_factory, index: int, depth: in
     path.write_text("\n".join([*lines, *bomb, f"description: *b{depth - 1}"]) + "\n")
     with pytest.raises(AblateError, match="anchors and aliases"):
         load_study(path)
+
+
+# ----------------------------------------------------------------------------- 10. never touch what is not ours
+
+TRAIN = ["train", "--dataset", "synthetic", "--train-size", "200", "--epochs", "1", "--no-progress",
+         "--device", "cpu"]
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("argv,make,fragment", [
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.write_text("name: mine\n"), "ablate did not write it"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.write_bytes(b""), "ablate did not write it"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (TRAIN + ["--checkpoint", "victim.yaml"], _fifo, "not a regular file"),
+    (TRAIN + ["--json", "victim.yaml"], lambda p: p.write_text('{"mine": 1}'), "ablate did not write it"),
+    (TRAIN + ["--json", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (TRAIN + ["--json", "victim.yaml/x.json"], lambda p: p.write_text("a file"), "is a file, not a folder"),
+    (["profile", "--attention", "none", "--no-timing", "--out", "victim.yaml"], lambda p: p.write_text("mine\n"),
+     "ablate did not write it"),
+    (["profile", "--attention", "none", "--no-timing", "--out", "victim.yaml"], lambda p: p.mkdir(), "is a folder"),
+    (["profile", "--attention", "none", "--no-timing", "--json", "victim.yaml"], _fifo, "not a regular file"),
+], ids=["ckpt-yaml", "ckpt-empty", "ckpt-folder", "ckpt-fifo", "json-user", "json-folder", "json-under-file",
+        "profile-out-user", "profile-out-folder", "profile-json-fifo"])
+def test_outputs_never_replace_what_is_not_ablates(work: Path, capsys, argv: list[str], make, fragment: str) -> None:
+    """A path ablate would write to is new or ablate's own; anything else is refused untouched, before any work."""
+    victim = work / "victim.yaml"
+    make(victim)
+    before = victim.read_bytes() if victim.is_file() else None
+    start = time.monotonic()
+    refused(work, argv, [fragment, "victim.yaml"], capsys)
+    assert time.monotonic() - start < 5
+    if before is not None:
+        assert victim.read_bytes() == before
+
+
+def test_json_outputs_are_marked_and_replaced_next_time(work: Path, capsys) -> None:
+    """A JSON file ablate wrote carries its key, so the same command may write it again."""
+    argv = ["profile", "--attention", "none", "--no-timing", "--json", "p.json", "--out", "p.csv", "--format", "csv"]
+    assert run_cli(argv) == 0 and run_cli(argv) == 0
+    import json
+
+    assert json.loads((work / "p.json").read_text())["ablate"] == "profile"
+    assert (work / "p.csv").read_text().startswith("arm,backbone,attention,")
+
+
+def test_report_folder_with_someone_elses_files_is_refused(work: Path, capsys) -> None:
+    folder = work / "reports" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "report.md").write_text("my own notes")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["report", str(path), "--out", "reports/mine"], ["did not write", REPORT_MARKER], capsys)
+    assert (folder / "report.md").read_text() == "my own notes"
+
+
+def test_stale_temporary_files_of_a_killed_report_are_removed(tmp_path: Path) -> None:
+    from ablate.files import new_temp, remove_stale_temps
+
+    (tmp_path / "figures").mkdir()
+    left = [new_temp(tmp_path / "report.md"), new_temp(tmp_path / "figures" / "a.png")]
+    (tmp_path / ".keep.tmp").write_text("not ours: no token")
+    assert remove_stale_temps(tmp_path) == 2
+    assert not any(p.exists() for p in left) and (tmp_path / ".keep.tmp").exists()
+
+
+# ----------------------------------------------------------------------------- 11. validate before writing
+
+
+@pytest.mark.parametrize("section", ["runtime", "measure"])
+def test_a_device_this_machine_lacks_is_refused_before_storage_exists(work: Path, capsys, section: str) -> None:
+    """The refusal comes before the storage (and its fingerprint) is created: fixing the file then just runs."""
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, section: {"device": "cuda:99"}}))
+    refused(work, ["run", str(path), "--quiet"], ["cuda:99"], capsys)
+    assert not (work / "runs").exists()
+
+
+def _final_owners(path: Path) -> dict:
+    import optuna
+
+    from ablate.contract import FINAL_KEYS, claimed
+    from ablate.storage import open_storage
+
+    study = load_study(path)
+    final = optuna.load_study(study_name="tiny/final", storage=open_storage(study.storage))
+    return {key: t for key, t in claimed(final, FINAL_KEYS).items()}
+
+
+def test_allow_changed_spec_reruns_items_whose_training_changed(work: Path, capsys) -> None:
+    """epochs 1 -> 2 with --allow-changed-spec: every item is trained again with 2 epochs (none is reported
+    with settings it was not trained with); adding a seed only adds items and keeps the trained ones."""
+    from .conftest import TINY
+
+    path = work / "tiny.yaml"
+    doc = {**TINY, "recipe": {"epochs": 1, "batch_size": 50}}
+    path.write_text(yaml.safe_dump(doc))
+    assert run_cli(["run", str(path), "--quiet"]) == 0
+    first = {k: t.number for k, t in _final_owners(path).items()}
+    path.write_text(yaml.safe_dump({**doc, "recipe": {"epochs": 2, "batch_size": 50}}))
+    assert run_cli(["run", str(path), "--quiet", "--allow-changed-spec"]) == 0
+    assert "re-running them" in capsys.readouterr().err
+    owners = _final_owners(path)
+    assert set(owners) == set(first) and all(owners[k].number != first[k] for k in first)
+    assert {t.user_attrs["epochs_run"] for t in owners.values()} == {2}
+    assert {t.user_attrs["recipe"]["epochs"] for t in owners.values()} == {2}
+    kept = {k: t.number for k, t in owners.items()}
+    path.write_text(yaml.safe_dump({**doc, "recipe": {"epochs": 2, "batch_size": 50}, "seeds": [0, 1, 2]}))
+    assert run_cli(["run", str(path), "--quiet", "--allow-changed-spec"]) == 0
+    owners = _final_owners(path)
+    assert len(owners) == 6 and all(owners[k].number == n for k, n in kept.items())
+
+
+# ----------------------------------------------------------------------------- 12. bounded waits and sizes
+
+SIZE_CASES = [  # (study changes, fragments of the refusal)
+    ({"recipe": {"batch_size": 100000}}, ["recipe.batch_size", "100000", "at most 180"]),
+    ({"dataset": {"name": "synthetic", "train_size": 200, "test_size": 100, "input_size": 100000}},
+     ["3x100000x100000", "GiB", "free here"]),
+    ({"measure": {"batch_sizes": [1, 10**9]}}, ["measure", "batch 1000000000", "free here"]),
+]
+
+
+@pytest.mark.parametrize("changes,fragments", SIZE_CASES, ids=["batch>train", "input_size", "timed-batch"])
+def test_sizes_that_cannot_fit_are_refused_with_figures(work: Path, capsys, changes: dict, fragments) -> None:
+    """Refused from shapes alone (the meta device), fast and small: nothing of that size is allocated."""
+    import resource
+
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, **changes}))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    refused(work, ["plan", str(path)], fragments, capsys)
+    refused(work, ["run", str(path), "--quiet"], fragments[:1], capsys)
+    assert time.monotonic() - start < 10
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 300 * 1024  # KiB: no big tensor was made
+
+
+@pytest.mark.parametrize("argv,fragments", [
+    (["profile", "--input", "3x100000x100000", "--no-timing"], ["3x100000x100000", "free here", "--input"]),
+    (["profile", "--input", "3x2048x2048", "--backbone", "vgg16", "--attention", "none"], ["3x2048x2048", "GiB"]),
+    (["profile", "--rounds", "100000000", "--attention", "none"], ["--rounds", "at most 100,000"]),
+    (["train", "--dataset", "synthetic", "--input-size", "100000", "--no-progress", "--device", "cpu"],
+     ["3x100000x100000", "free here", "--input-size"]),
+    (["train", "--dataset", "synthetic", "--train-size", "300", "--batch-size", "100000", "--no-progress"],
+     ["--batch-size 100000", "at most 270"]),
+    (["train", "--dataset", "synthetic", "--epochs", "0", "--no-progress"], ["--epochs"]),
+], ids=["profile-input", "profile-vgg-2048", "profile-rounds", "train-input-size", "train-batch", "train-option-name"])
+def test_command_line_sizes_that_cannot_fit(work: Path, capsys, argv: list[str], fragments: list[str]) -> None:
+    start = time.monotonic()
+    err = refused(work, argv, fragments, capsys)
+    assert time.monotonic() - start < 10 and "options." not in err
+
+
+def test_too_many_workers_for_memory_are_refused(work: Path, capsys, monkeypatch) -> None:
+    from ablate import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 2**30)  # a 4 GiB host: 4 workers fit
+    assert memory.max_workers() == 4
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    refused(work, ["run", str(path), "--workers", "30", "--quiet"], ["--workers 30", "at most 4"], capsys)
+
+
+def test_plan_warns_when_a_study_takes_more_than_a_day(work: Path, capsys) -> None:
+    from ablate.plan import DAY_S, long_run_warning
+
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "measure": {"rounds": 100_000_000}}))
+    assert run_cli(["plan", str(path), "--no-timing"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: the profile phase alone takes" in out and "measure.rounds" in out
+    # 3 days of parallel work after 0 h of serial work: 3 workers bring it under one day (known closed form)
+    (line,) = long_run_warning(0.0, 3 * DAY_S, items=10)
+    assert "--workers 3 " in line and "72.0 h" in line
+    assert long_run_warning(0.0, DAY_S - 1, items=10) == []
+    assert "cannot bring it under a day" in long_run_warning(0.0, 5 * DAY_S, items=2)[0]
+
+
+def test_a_fifo_study_file_is_refused_without_waiting(work: Path, capsys) -> None:
+    fifo = _fifo(work / "s.yaml")
+    start = time.monotonic()
+    refused(work, ["plan", str(fifo)], ["not a regular file"], capsys)
+    assert time.monotonic() - start < 5
+
+
+def test_a_silent_database_server_times_out_with_one_line(work: Path, capsys, monkeypatch) -> None:
+    """A server that accepts connections and never answers: the connect timeout ends the wait."""
+    import socket
+
+    pytest.importorskip("psycopg")
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as silent:  # listens, never accepts or answers
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("ABLATE_CONNECT_TIMEOUT_S", "2")
+        path = work / "s.yaml"
+        path.write_text(yaml.safe_dump({**GOOD, "storage": f"postgresql://u:S3cr%20et@127.0.0.1:{port}/db"}))
+        for command in ("status", "run"):
+            start = time.monotonic()
+            err = refused(work, [command, str(path)] + (["--quiet"] if command == "run" else []),
+                          ["no answer within 2 s", "ABLATE_CONNECT_TIMEOUT_S"], capsys)
+            assert time.monotonic() - start < 15 and "S3cr" not in err
+
+
+def test_val_fraction_that_leaves_nothing_to_train_on(work: Path, capsys) -> None:
+    path = work / "s.yaml"
+    path.write_text(with_value("dataset.val_fraction", "0.9999"))
+    refused(work, ["plan", str(path)], ["leaves 0 to train on"], capsys)
+
+
+@pytest.mark.parametrize("command", ["plan", "status"])
+def test_interrupt_says_resume_only_where_something_resumes(work: Path, capsys, monkeypatch, command: str) -> None:
+    import ablate.cli.plan as plan_cli
+    import ablate.cli.status as status_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plan_cli if command == "plan" else status_cli, "run", interrupted)
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    assert run_cli([command, str(path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "resume" not in err
+
+
+# ----------------------------------------------------------------------------- 13. faults of the environment
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 6 MiB tmpfs (root only; skipped where mounting is not allowed); yields (folder, grow) where grow()
+    gives it 256 MiB, as freeing space would."""
+    import subprocess
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=256m", str(folder)], check=True)
+
+    try:
+        yield folder, grow
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_disk_full_is_one_line_and_the_rerun_completes_exactly_once(small_disk, monkeypatch, capsys) -> None:
+    """A checkpoint (~14 MB for the ref000 CNN) cannot fit on 6 MiB: exit 1 with one line naming the full disk;
+    after space is freed the same command completes every item exactly once."""
+    from .conftest import expected_items, final_counts, write_study
+
+    folder, grow = small_disk
+    monkeypatch.chdir(folder)
+    path = write_study(folder, runtime={"threads": 1})
+    assert run_cli(["run", str(path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("ablate run: error:")]
+    assert len(lines) == 1 and "disk is full" in lines[0] and "Traceback" not in err
+    grow()
+    assert run_cli(["run", str(path), "--quiet"]) == 0
+    counts = final_counts(path)
+    assert set(counts) == expected_items(path) and set(counts.values()) == {1}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
+def test_read_only_sqlite_storage_is_one_line(work: Path, capsys) -> None:
+    """A storage file this process may not write: one line, exit 1 (the environment, not the input)."""
+    import sqlite3
+
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    db = work / "ro.db"
+    sqlite3.connect(db).close()
+    db.chmod(0o444)
+    if os.access(db, os.W_OK):
+        pytest.skip("root writes read-only files")
+    assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+
+
+def test_environment_faults_are_recognised_in_exception_chains() -> None:
+    import errno as errno_module
+
+    from ablate.errors import environment_fault
+
+    try:
+        try:
+            raise OSError(errno_module.ENOSPC, "No space left on device", "runs/x/ck.pt")
+        except OSError as inner:
+            raise RuntimeError("saving failed") from inner
+    except RuntimeError as outer:
+        assert "disk is full (runs/x/ck.pt)" in environment_fault(outer)
+    sqlite_text = "(sqlite3.OperationalError) attempt to write a readonly database"
+    assert "read-only" in environment_fault(Exception(sqlite_text))
+    assert environment_fault(ValueError("a bug")) is None
+
+
+def _imagefolder_study(work: Path, folder: Path, **dataset) -> Path:
+    path = work / "s.yaml"
+    doc = {**GOOD, "dataset": {"name": f"imagefolder:{folder}", "augment": [], **dataset},
+           "recipe": {"epochs": 1, "batch_size": 4}}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _corrupt_first(folder: Path) -> None:
+    (folder / "cat" / "0.png").write_bytes(b"not a png at all")
+
+
+def _corrupt_last(folder: Path) -> None:
+    (folder / "fox" / "5.png").write_bytes((folder / "fox" / "5.png").read_bytes()[:40])
+
+
+def _mixed_sizes(folder: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((31, 17, 3), dtype=np.uint8)).save(folder / "dog" / "3.png")
+
+
+@pytest.mark.parametrize("damage,fragment", [(_corrupt_first, "0.png cannot be decoded"),
+                                             (_corrupt_last, "5.png cannot be decoded"),
+                                             (_mixed_sizes, "different sizes")],
+                         ids=["corrupt-first", "corrupt-later", "mixed-sizes"])
+def test_image_folders_are_checked_at_plan(work: Path, capsys, damage, fragment: str) -> None:
+    from .conftest import write_imagefolder
+
+    folder = write_imagefolder(work.parent / "images")
+    damage(folder)
+    path = _imagefolder_study(work, folder)
+    refused(work, ["plan", str(path), "--no-timing"], [fragment], capsys)
+    refused(work, ["run", str(path), "--quiet"], [fragment], capsys)
+
+
+def test_an_image_folder_with_one_class_is_refused(work: Path, capsys) -> None:
+    from .conftest import write_imagefolder
+
+    folder = write_imagefolder(work.parent / "images", classes=("cat",))
+    refused(work, ["plan", str(_imagefolder_study(work, folder)), "--no-timing"], ["one class folder"], capsys)
+
+
+def test_a_truncated_idx_file_is_named_at_plan(work: Path, capsys) -> None:
+    from .conftest import write_idx_gz
+
+    debian = write_idx_gz(work.parent / "debian", n_train=200, n_test=50)
+    root = work.parent / "root"
+    assert run_cli(["data", "fetch", "fashion-mnist", "--data-dir", str(root), "--from", str(debian)]) == 0
+    images = root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    path = work / "s.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "dataset": {"name": "fashion-mnist", "train_size": 100, "test_size": 50}}))
+    capsys.readouterr()
+    refused(work, ["plan", str(path), "--no-timing", "--data-dir", str(root)], ["truncated", "fetch it again"], capsys)
+    refused(work, ["run", str(path), "--quiet", "--data-dir", str(root)], ["truncated"], capsys)
+
+
+def test_data_dir_that_is_a_file(work: Path, capsys) -> None:
+    (work / "notes.txt").write_text("x")
+    refused(work, ["train", "--dataset", "synthetic", "--data-dir", "notes.txt", "--no-progress"],
+            ["notes.txt is a file"], capsys)
+
+
+def test_storage_on_a_read_only_file_system_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Root writes read-only files, so the file system itself is made read-only (a tmpfs remounted ro)."""
+    import sqlite3
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    try:
+        connection = sqlite3.connect(folder / "ro.db")
+        connection.execute("create table x (a)")
+        connection.commit()
+        connection.close()
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        monkeypatch.chdir(tmp_path)
+        path = tmp_path / "s.yaml"
+        path.write_text(GOOD_TEXT)
+        assert run_cli(["run", str(path), "--storage", f"sqlite:///{folder / 'ro.db'}", "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

@@ -162,7 +162,7 @@ def test_vanished_dataset_fails_items_and_is_retried(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     folder = write_imagefolder(tmp_path / "imgs", per_class=12)
     path = write_study(tmp_path, dataset={"name": f"imagefolder:{folder}", "val_fraction": 0.0},
-                       recipe={"epochs": 1, "batch_size": 50, "scheduler": "none"})
+                       recipe={"epochs": 1, "batch_size": 16, "scheduler": "none"})
     run_study(load_study(path), progress=False, phases=("profile",))
     shutil.rmtree(folder)
     run_study(load_study(path), progress=False, phases=("final",))  # a worker starting after the loss

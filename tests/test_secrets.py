@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import optuna
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import ablate.cli.run as run_cli
 import ablate.workers as workers_module
 from ablate.cli import main
 from ablate.identity import guard_identity
+from ablate.redact import mask_document
 from ablate.spec import load_study
 from ablate.status import RunOutcome
 from ablate.storage import STORAGE_ENV, mask_url, open_storage
@@ -200,3 +204,114 @@ def test_no_password_anywhere_after_a_real_run(tmp_path: Path, monkeypatch: pyte
     for where, text in texts.items():
         for secret in leaks:
             assert secret not in text, f"{secret!r} leaked in {where}"
+
+
+# ----------------------------------------------------------------------------- passwords with any character
+
+MARKERS = ("S3cr", "M1dx", "T9ke")  # every password below holds all three: finding one anywhere is a leak
+ANY = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=16)  # printable ASCII, space included
+NO_AMP = st.text(st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="&"), max_size=16)
+USERINFO = "postgresql://ablate:{pw}@127.0.0.1:1/ablate_test"
+QUERY = ("postgresql://ablate@127.0.0.1:1/ablate_test?sslmode=disable&password={pw}",
+         "postgresql://ablate@127.0.0.1:1/ablate_test?sslpassword={pw}&sslmode=disable")
+
+
+def _password(a: str, b: str) -> str:
+    return f"{MARKERS[0]}{a}{MARKERS[1]}{b}{MARKERS[2]}"
+
+
+def _leaks(text: str) -> list[str]:
+    return [m for m in MARKERS if m in text]
+
+
+def _forms_of(url: str) -> list[str]:
+    """The places a URL ends up: alone, quoted in a message, at a line's end, in a repr, twice on a line."""
+    return [url, f"cannot open storage {url!r}: OperationalError", f"storage '{url}' does not exist; run it",
+            f"x {url}\nnext line", f"{url} and {url}", f"(storage {url}) <{url}>"]
+
+
+@given(a=ANY, b=ANY)
+@settings(max_examples=300, deadline=None)
+def test_a_userinfo_password_of_any_characters_is_masked(a: str, b: str) -> None:
+    """A password in the userinfo may hold '@', '#', '?', '/', ':', spaces, quotes, '<', '>' and '%': the
+    userinfo ends at the last '@', so nothing of it is left, and the host and database still show."""
+    url = USERINFO.format(pw=_password(a, b))
+    assert mask_url(url) == "postgresql://ablate:***@127.0.0.1:1/ablate_test"
+    for text in _forms_of(url):
+        masked = mask_url(text)
+        assert not _leaks(masked), (text, masked)
+        assert "127.0.0.1:1" in masked
+        assert not _leaks(mask_url(text, [url]))
+    assert not _leaks(json.dumps(mask_document({"storage": url, "nested": [{"url": url}], "password": "S3cr"})))
+
+
+@given(a=NO_AMP, b=NO_AMP, form=st.sampled_from(QUERY))
+@settings(max_examples=200, deadline=None)
+def test_a_query_password_of_any_characters_is_masked(a: str, b: str, form: str) -> None:
+    """`password=` and `sslpassword=` values run to the next `&key=` ('&' itself cannot be told from the
+    next parameter unencoded), '#', '?' and '@' included; the other parameters stay readable."""
+    url = form.format(pw=_password(a, b))
+    masked = mask_url(url)
+    assert not _leaks(masked) and "sslmode=disable" in masked and "127.0.0.1:1" in masked, masked
+    for text in _forms_of(url):
+        assert not _leaks(mask_url(text, [url])), text
+
+
+def test_percent_encoded_and_decoded_forms_are_scrubbed() -> None:
+    url = "postgresql://ablate:S3cr%20M1dx%40T9ke@127.0.0.1:1/db"
+    message = "FATAL: password authentication failed: 'S3cr M1dx@T9ke' / S3cr%20M1dx%40T9ke"
+    assert not _leaks(mask_url(message, [url]))
+
+
+def _cli_texts(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.mark.filterwarnings("ignore")
+@given(a=ANY, b=ANY, via=st.sampled_from(["file", "option", "environment"]))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_command_prints_a_password_of_any_characters(a: str, b: str, via: str, capsys, monkeypatch) -> None:
+    """Every command that opens storage, with the URL in the study file, on --storage or in $ABLATE_STORAGE,
+    against a closed port: one error line (exit 2), and no piece of the password in stdout or stderr."""
+    url = USERINFO.format(pw=_password(a, b))
+    with tempfile.TemporaryDirectory() as tmp:
+        monkeypatch.chdir(tmp)
+        path = write_study(Path(tmp), storage=url if via == "file" else "sqlite:///unused.db")
+        extra = ["--storage", url] if via == "option" else []
+        if via == "environment":
+            monkeypatch.setenv(STORAGE_ENV, url)
+        for argv in (["run", str(path), "--quiet"], ["status", str(path)], ["report", str(path)],
+                     ["dashboard", str(path), "--port", str(_free_port())]):
+            code, text = _cli_texts(argv + extra, capsys)
+            assert code == 2 and not _leaks(text) and "***" in text, (argv, text)
+            assert not Path(tmp, "unused.db").exists()  # the URL used was the one given, not the file's
+        monkeypatch.delenv(STORAGE_ENV, raising=False)
+
+
+@given(a=ANY, b=ANY)
+@settings(max_examples=15, deadline=None)
+def test_the_stored_spec_holds_no_password_of_any_characters(a: str, b: str) -> None:
+    url = USERINFO.format(pw=_password(a, b))
+    query_url = QUERY[1].format(pw=_password(a.replace("&", ""), b.replace("&", "")))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_study(Path(tmp), storage=url, description=f"see {query_url}")
+        study = load_study(path, storage=f"sqlite:///{tmp}/x.db")
+        final = guard_identity(study, open_storage(study.storage), allow_changed_spec=False)
+        assert final.user_attrs["spec"]["storage"] == "postgresql://ablate:***@127.0.0.1:1/ablate_test"
+        assert not _leaks(json.dumps(final.user_attrs))
+
+
+def test_dashboard_on_every_interface_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import optuna_dashboard
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    optuna.create_study(study_name="somebody", storage=open_storage(url))
+    path = write_study(tmp_path)
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: None)
+    assert main(["dashboard", str(path), "--storage", url, "--host", "0.0.0.0", "--port", str(_free_port())]) == 0
+    assert "without any password" in capsys.readouterr().err
+    assert main(["dashboard", str(path), "--storage", url, "--port", str(_free_port())]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as sps
-
-import numpy as np
 
 from ablate.stats import (
     BETTER,

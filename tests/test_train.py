@@ -172,7 +172,7 @@ def test_cli_train_data_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_cli_reports_bad_settings_and_nan_as_user_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--dataset", "synthetic", "--lr", "-1", "--no-progress"]) == 2
-    assert "ablate train: error: options.lr: must be > 0.0" in capsys.readouterr().err
+    assert "ablate train: error: --lr: must be > 0.0" in capsys.readouterr().err
     assert main(["train", "--dataset", "synthetic", "--train-size", "200", "--epochs", "1", "--optimizer", "sgd",
                  "--lr", "1e12", "--scheduler", "none", "--no-progress", "--device", "cpu"]) == 2
     assert "non-finite training loss" in capsys.readouterr().err

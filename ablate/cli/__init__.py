@@ -8,9 +8,10 @@ choices list, import torch); every other command is listed by its summary in `CO
 Optuna, scipy and the training engine inside its `run`, so usage errors stay fast too.
 
 User mistakes (AblateError) become one paragraph on stderr and exit code 2; argparse's own usage
-errors also exit 2; Ctrl-C exits 130 and SIGTERM 143, both after marking the running trial (SIGTERM during a
-checkpointed training run first reaches the next safe point: `ablate.preempt`).
-Anything else is a bug and keeps its traceback.
+errors also exit 2; faults of the environment (a full disk, read-only storage: EnvironmentFault, or
+an OSError / database error deep in a library that says so) one line and exit code 1; Ctrl-C exits
+130 and SIGTERM 143, both after marking the running trial (SIGTERM during a checkpointed training run
+first reaches the next safe point: `ablate.preempt`). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import threading
 import warnings
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import INT64_MAX, INT64_MIN, is_number
-from ..errors import AblateError
+from ..errors import AblateError, EnvironmentFault, environment_fault
 from ..preempt import Terminated, install, uninstall
 
 # subcommand modules under ablate.cli, in the order `ablate --help` lists them, with the summary it shows
@@ -78,11 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = install() if in_main else None  # SIGTERM: at once, or at a training run's next safe point
     try:
         return int(args.func(args) or 0)
+    except EnvironmentFault as err:
+        print(f"ablate {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except AblateError as err:
         print(f"ablate {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:  # a full disk or read-only storage deep inside a library: one line, exit 1
+        fault = environment_fault(err)
+        if fault is None:
+            raise
+        print(f"ablate {args.command}: error: {fault}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as stop:
-        print(f"ablate {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        resumable = args.command == "run" or (args.command == "train" and getattr(args, "checkpoint", None))
+        hint = "; re-run the same command to resume" if resumable else ""  # nothing else keeps partial work
+        print(f"ablate {args.command}: interrupted{hint}", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         if in_main:
@@ -151,11 +164,13 @@ def stages(text: str) -> str | list[int]:
 
 STUDY_HELP = "study file (studies/*.yaml)"
 STORAGE_HELP = ("the study's storage URL, instead of the study file's: sqlite:///PATH, postgresql://USER@HOST/DB, "
-                "journal:PATH, ... (every scheme: `ablate spec`). A password written here is visible to other "
-                "users of this host (ps)")
+                "journal:PATH, ... (every scheme: `ablate spec`); default: $ABLATE_STORAGE when set, else the study "
+                "file's. A password written here is visible to other users of this host (ps): prefer "
+                "$ABLATE_STORAGE")
 THREADS_HELP = ("torch intra-op threads for this command, N >= 1, or 0 for every core this process may use; "
                 "default here: {default}")
-JSON_HELP = "also write the results, with every field and setting, as JSON to FILE"
+JSON_HELP = ("also write the results, with every field and setting, as JSON to FILE (a new file, or one ablate "
+             "wrote: it is never written over anything else)")
 
 
 def add_study(p: argparse.ArgumentParser, several: bool = False) -> None:
@@ -169,6 +184,13 @@ def add_study(p: argparse.ArgumentParser, several: bool = False) -> None:
 
 def add_storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", metavar="URL", help=STORAGE_HELP)
+
+
+def storage_option(args: argparse.Namespace) -> str | None:
+    """The storage a command opens: --storage, else $ABLATE_STORAGE, else None (the study file's)."""
+    from ..storage import STORAGE_ENV  # Optuna and SQLAlchemy: loaded by the commands that open storage anyway
+
+    return args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
 
 
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -209,12 +231,30 @@ def add_json(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help=JSON_HELP)
 
 
-def write_json(path: Path | None, payload: Any) -> None:
-    """--json FILE: write `payload` there (folders created), and say so on stderr; nothing without it."""
+def check_json(path: Path | None) -> None:
+    """--json FILE, checked before the command works: a new file or a JSON file ablate wrote (its "ablate"
+    key), never a user's file, a folder or a device."""
+    from ..files import check_output_file, is_ablate_json
+
+    if path is not None:
+        check_output_file(path, "--json", "JSON file", is_ablate_json)
+
+
+def write_json(path: Path | None, payload: Any, command: str) -> None:
+    """--json FILE: write `payload` there atomically (folders created) under ablate's key, which names the
+    command (so a later run knows the file as ablate's), and say so on stderr; nothing without it."""
+    from ..files import atomic_write
+
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    check_json(path)
+    document = {"ablate": command, **payload} if isinstance(payload, dict) else {"ablate": command, "rows": payload}
+    text = json.dumps(document, indent=2) + "\n"
+    try:
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    except OSError as err:
+        raise EnvironmentFault(f"--json {path}: cannot write it: {err.strerror or err}; free space or choose "
+                               "another path.") from None
     print(f"wrote {path}", file=sys.stderr)
 
 

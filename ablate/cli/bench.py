@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     worst = max(r.overhead_pct for r in rows)
     print(f"harness overhead at most {worst:+.1f}% (target <= {OVERHEAD_TARGET_PCT:g}%): "
           f"{'met' if worst <= OVERHEAD_TARGET_PCT else 'NOT met'}")
-    write_json(args.json, [r.as_dict() for r in rows])
+    write_json(args.json, [r.as_dict() for r in rows], "bench")
     return 0
 
 
@@ -89,7 +89,7 @@ def run_workers(args: argparse.Namespace) -> int:
         ratio = rows[-1].items_per_min / rows[0].items_per_min
         print(f"{rows[-1].workers} workers vs {rows[0].workers}: {ratio:.2f}x steady-state items/min "
               f"(target >= {SCALING_TARGET:g}x): {'met' if ratio >= SCALING_TARGET else 'NOT met'}")
-    write_json(args.json, [r.as_dict() for r in rows])
+    write_json(args.json, [r.as_dict() for r in rows], "bench --workers")
     return 0
 
 
@@ -112,7 +112,7 @@ def run_startup(args: argparse.Namespace) -> int:
                      _seconds(r["total_s"])] for r in rows],
                    headers=["run", "interpreter + imports (s)", "dataset (s)", "dataset from", "torch._dynamo (s)",
                             "first step (s)", "next step (s)", "total (s)"], tablefmt="github"))
-    write_json(args.json, rows)
+    write_json(args.json, rows, "bench --startup")
     return 0
 
 

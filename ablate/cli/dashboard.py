@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import socket
+import sys
 
 from ..errors import AblateError
-from . import add_storage, add_study
+from . import add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", default="8080", help="TCP port, 1-65535 (default 8080)")
     p.set_defaults(func=run)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")  # addresses only this machine reaches
 
 
 def check_port(host: str, text: str) -> int:
@@ -47,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..spec import load_study
     from ..storage import mask_url, open_storage, storage_missing
 
-    study = load_study(args.study, storage=args.storage)
+    study = load_study(args.study, storage=storage_option(args))
     port = check_port(args.host, args.port)
     if storage_missing(study.storage):
         raise AblateError(f"storage {mask_url(study.storage)} holds nothing yet; run `ablate run {study.path}` first.")
@@ -55,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     folder = artifact_dir(study.storage, study.run_dir, study.artifacts)
     store = open_store(folder) if folder.is_dir() else None  # the report's attached files, where there are some
     print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{args.host}:{port}/", flush=True)
+    if args.host not in LOOPBACK:
+        print(f"warning: --host {args.host} serves this dashboard, without any password, to every machine that can "
+              "reach this one: anyone there can read the study and change or delete its trials. Prefer the default "
+              f"127.0.0.1 and an SSH tunnel (ssh -L {port}:127.0.0.1:{port} THIS_HOST).", file=sys.stderr, flush=True)
     try:
         run_server(storage, host=args.host, port=port, artifact_store=store)
     except KeyboardInterrupt:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_study
+from . import add_data_dir, add_study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="list a study's arms, trial count and estimated cost (no training)")
     add_study(p)
     p.add_argument("--no-timing", action="store_true", help="skip the measured training-step time")
+    add_data_dir(p)
     p.set_defaults(func=run)
 
 
@@ -19,6 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from ..spec import load_study
 
     study = load_study(args.study)
+    if args.data_dir is not None:  # the dataset there is checked as a run would: present, complete
+        from ..data import require_present
+
+        require_present(study.dataset, args.data_dir)
     frame = plan_frame(study, timing=not args.no_timing)
     print(f"# {study.name}: {study.description}".rstrip(": "))
     print(frame.astype(object).where(frame.notna(), "-").to_markdown(index=False, floatfmt=".4g"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,8 +21,21 @@ from tqdm import tqdm
 from ..attention import BUILTIN
 from ..device import available_cores, resolve_device
 from ..errors import AblateError
+from ..files import atomic_write, check_output_file, first_line_matches
 from ..precision import check_precision
-from . import add_backbone, add_device, add_json, add_threads, csv_list, finite_float, int_list, integer, stages, write_json
+from . import (
+    add_backbone,
+    add_device,
+    add_json,
+    add_threads,
+    check_json,
+    csv_list,
+    finite_float,
+    int_list,
+    integer,
+    stages,
+    write_json,
+)
 
 FORMATS = ("table", "csv")
 PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
@@ -82,11 +96,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+MAX_TIMED_BLOCKS = 100_000  # rounds x blocks per arm and batch size: 100,000 blocks of 0.05 s are 83 minutes
+
+# a file `ablate profile --out` wrote: its csv header, or its table's, starts with these columns
+PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import costs  # fvcore, pandas and scipy: loaded for this command only
     from ..columns import MAC_POLICY, UNCOUNTED, rows_to_frame
     from ..timing import CI_METHOD, Setting
 
+    check_json(args.json)  # both outputs: new files or ablate's own, checked before any work
+    if args.out:
+        check_output_file(Path(args.out), "--out", "table file", PROFILE_TABLE)
     shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
     if args.block_time is not None and not (args.block_time > 0 and args.block_time <= 60):
@@ -107,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if ("attention", arm.attention) in outside or ("backbone", arm.backbone.name) in outside:
             check_arm(arm.build_kwargs(), arm.id, num_classes=args.num_classes, in_channels=shape[0],
                       input_size=shape[1])
+    _check_fits(arms, shape, args, device)
     for backbone in dict.fromkeys(a.backbone.name for a in arms):
         for dropped, kept in costs.equivalent_positions(backbone, args.position or []).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
@@ -141,13 +165,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = render_table(df, warnings) + "\n"
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        out = Path(args.out)
+        check_output_file(out, "--out", "table file", PROFILE_TABLE)
+        atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     write_json(args.json, {"mac_policy": dict(MAC_POLICY), "timing": setting.as_dict(), "ci_method": CI_METHOD,
-                           "warnings": warnings, "rows": json.loads(df.to_json(orient="records"))})
+                           "warnings": warnings, "rows": json.loads(df.to_json(orient="records"))}, "profile")
     return 0
 
 
@@ -176,6 +201,24 @@ def overhead_cell(row: Any, metric: str) -> str:
 
     pct, low, high = (row.get(c) for c in Columns.overhead(metric))
     return overhead_text(pct, low, high)
+
+
+def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespace, device: torch.device) -> None:
+    """--input, --batch-sizes and --train-batch against the device's free memory, before a tensor is made;
+    and a bound on the timing work (--rounds x --blocks), which has no other end."""
+    from ..memory import check_models_fit
+    from ..models import build_model
+
+    if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
+        total = args.rounds * args.blocks
+        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
+                          f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
+    builds = {arm.id: (lambda size, arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
+                                                         in_channels=shape[0], input_size=size, init_seed=0))
+              for arm in arms}
+    sizes = tuple(args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64]))
+    check_models_fit(builds, shape, device, train_batch=args.train_batch or None, infer_batches=sizes,
+                     where="the profile", remedy="use a smaller --input, --batch-sizes or --train-batch")
 
 
 def render_table(df: Any, warnings: list[str] | None = None) -> str:

@@ -3,8 +3,8 @@
 `ablate report A.yaml B.yaml [...]` puts two or more studies side by side on their shared arms
 (reports/compare-A-B by default), each with its own statistics.
 
-The folder must lie under reports/ and belong to this study (or to none yet): it is checked before
-storage is read, and marked as this study's once the report is written.
+The folder must lie under reports/ and be new, empty or this study's (its marker): it is checked
+before storage is read, and marked as this study's before the report's first file is written.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import AblateError
-from . import add_data_dir, add_storage, add_study
+from . import add_data_dir, add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,22 +29,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..files import check_report_dir, check_report_folder
     from ..report import write_report  # matplotlib/seaborn load only for this command
     from ..report.compare import write_comparison
-    from ..report.output import check_output_folder, mark_output
-    from ..spec import check_output_dir, load_study
+    from ..spec import load_study
 
     if len(args.study) > 1 and args.storage:
         raise AblateError("--storage overrides one study's storage; a comparison reads each study's own.")
-    studies = [load_study(path, storage=args.storage) for path in args.study]
+    storage = storage_option(args) if len(args.study) == 1 else None  # $ABLATE_STORAGE: one study's storage
+    studies = [load_study(path, storage=storage) for path in args.study]
     owner = studies[0].name if len(studies) == 1 else "compare-" + "-".join(s.name for s in studies)
-    out = check_output_dir(args.out, "--out") if args.out is not None else (
+    out = check_report_dir(args.out, "--out") if args.out is not None else (
         studies[0].output if len(studies) == 1 else Path("reports") / owner)
-    check_output_folder(out, owner)
+    check_report_folder(out, owner)
     if len(studies) == 1:
         path = write_report(studies[0], out_dir=out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
     else:
         path = write_comparison(studies, out)
-    mark_output(out, owner)
     print(f"report: {path}")
     return 0

@@ -7,13 +7,12 @@ when an item failed in this run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ..device import available_cores
 from ..errors import AblateError
-from . import add_data_dir, add_storage, add_study, add_threads, csv_list, int_list
+from . import add_data_dir, add_storage, add_study, add_threads, csv_list, int_list, storage_option
 
 if TYPE_CHECKING:
     from ..spec import Study
@@ -62,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from ..contract import PHASES
     from ..spec import load_study
     from ..status import summary_text
-    from ..storage import STORAGE_ENV
 
-    storage = args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
+    storage = storage_option(args)
     threads = available_cores() if args.threads == 0 else args.threads
     study = load_study(args.study, storage=storage, threads=threads)
     phases = PHASES if args.phases is None else args.phases

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_storage, add_study
+from . import add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..spec import load_study  # Optuna, SQLAlchemy and pandas: for this command only
-    from ..status import phase_studies, running_frame, status_frame
+    from ..status import phase_studies, running_frame, status_frame, storage_overridden
     from ..storage import mask_url, open_storage, storage_missing
 
-    study = load_study(args.study, storage=args.storage)
+    study = load_study(args.study, storage=storage_option(args))
     print(f"study {study.name}: {len(study.arms)} arms x {len(study.seeds)} seeds; storage {mask_url(study.storage)}")
-    not_run = f"not run yet; start it with: ablate run {study.path}"
+    same = " with the same --storage or $ABLATE_STORAGE" if storage_overridden(study) else ""
+    not_run = f"not run yet; start it with: ablate run {study.path}{same}"
     if storage_missing(study.storage):
         print(not_run)
         return 0

@@ -12,6 +12,7 @@ onecycle, none), which then trains on the whole training split as ref000 did.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,11 +21,23 @@ from tabulate import tabulate
 
 from ..config import is_unusable_number
 from ..data import DataConfig, list_datasets, load_data
-from ..errors import AblateError
+from ..errors import AblateError, EnvironmentFault
 from ..models import POSITIONS
 from ..recipe import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
-from . import (add_backbone, add_data_dir, add_device, add_json, add_threads, csv_list, finite_float, integer,
-               seed, stages, write_json)
+from . import (
+    add_backbone,
+    add_data_dir,
+    add_device,
+    add_json,
+    add_threads,
+    check_json,
+    csv_list,
+    finite_float,
+    integer,
+    seed,
+    stages,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from ..train import TrainResult
@@ -130,9 +143,56 @@ def target_line(result: TrainResult) -> str:
             f"({result.time_to_target_s:.1f} s of training)")
 
 
+def _with_input_hint(err: AblateError, size: int) -> AblateError:
+    """An arm that needs larger images than the data's: say how to pad them."""
+    if "input_size" not in str(err):
+        return err
+    return AblateError(f"{err} The data is {size}x{size}: --input-size 32 pads it.")
+
+
+def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]) -> None:
+    """A batch beyond the training images, or a dataset and training step the device cannot hold: refused
+    with the figures before anything is allocated (an input size of 100000 would ask for terabytes)."""
+    from ..device import resolve_device
+    from ..memory import check_models_fit, dataset_bytes
+    from ..models import build_model
+
+    if recipe.batch_size > info.train_count:
+        raise AblateError(f"--batch-size {recipe.batch_size} is larger than the {info.train_count} images trained on "
+                          f"per epoch; use at most {info.train_count}, or more training images.")
+    shape = (info.in_channels, info.input_size, info.input_size)
+    kwargs = {k: v for k, v in arm.items() if v is not None}
+    build = (lambda size: build_model(**kwargs, num_classes=info.num_classes, in_channels=shape[0], input_size=size,
+                                      init_seed=0))
+    check_models_fit({arm["attention"]: build}, shape, resolve_device(runtime.device), train_batch=recipe.batch_size,
+                     infer_batches=(runtime.eval_batch_size,),
+                     held=dataset_bytes(info.train_count + info.val_count + info.test_count, shape),
+                     where="the run", remedy="use a smaller --batch-size, --input-size or --train-size")
+
+
+def _as_options(err: AblateError) -> AblateError:
+    """'options.batch_size: ...' (the config key path) -> '--batch-size: ...' (what the user typed)."""
+    return AblateError(re.sub(r"\boptions\.([a-z_]+)", lambda m: "--" + m.group(1).replace("_", "-"), str(err)))
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except EnvironmentFault:  # exit 1, not 2: keeps its type
+        raise
+    except AblateError as err:
+        raise _as_options(err) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..checkpoint import is_ablate_checkpoint
+    from ..files import check_output_file
     from ..spec import check_dataset_sizes
     from ..train import NonFiniteLossError, model_factory, train
+
+    check_json(args.json)  # outputs first: never a user's file, and no refusal after hours of training
+    if args.checkpoint is not None:
+        check_output_file(args.checkpoint, "--checkpoint", "checkpoint", is_ablate_checkpoint)
 
     recipe = Recipe.from_dict(_given(args, {k: k for k in (
         "optimizer", "lr", "weight_decay", "momentum", "nesterov", "batch_size", "epochs", "scheduler",
@@ -148,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         data_opts["augment"] = [] if args.augment == ["none"] else args.augment
     data_opts.setdefault("val_fraction", default_val_fraction(args.eval_split, recipe.scheduler))
     data_cfg = DataConfig.from_dict(data_opts, "options")
-    check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
+    info = check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
     runtime_opts = _given(args, {k: k for k in (
         "device", "amp", "channels_last", "compile", "deterministic", "threads")})
     if runtime_opts.get("threads") == 0:
@@ -157,6 +217,10 @@ def run(args: argparse.Namespace) -> int:
     arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,
            "reduction": args.reduction, "stages": args.stages, "head": args.head, **dict(args.knob)}
 
+    try:  # a bad arm fails here too, before any data is loaded
+        _check_fits(info, recipe, runtime, arm)  # before the dataset is padded or a batch is made
+    except AblateError as err:
+        raise _with_input_hint(err, info.input_size) from None
     data = load_data(data_cfg, args.data_dir, fetch_missing=True)
     meta = data.meta
     print(f"{args.backbone}/{args.attention} on {meta.name}: {meta.sizes[0]} train, {meta.sizes[1]} val, "
@@ -167,9 +231,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         build(meta)  # fail on a bad arm before any training starts
     except AblateError as err:
-        if "input_size" not in str(err):
-            raise
-        raise AblateError(f"{err} The data is {meta.input_size}x{meta.input_size}: --input-size 32 pads it.") from None
+        raise _with_input_hint(err, meta.input_size) from None
     try:
         result = train(build, data, recipe, seed=args.seed, runtime=runtime, eval_split=args.eval_split,
                        target_acc=args.target_acc, checkpoint_path=args.checkpoint, progress=args.progress)
@@ -192,5 +254,6 @@ def run(args: argparse.Namespace) -> int:
           f"{result.n_params:,} params; {result.total_time_s:.1f} s, {result.throughput:.0f} train img/s on "
           f"{result.device}{reached}{memory}")
     write_json(args.json, {"arm": arm, "data": {**data_cfg.as_dict(), "meta": meta.as_dict()},
-                           "recipe": recipe.as_dict(), "runtime": runtime.as_dict(), "result": result.as_dict()})
+                           "recipe": recipe.as_dict(), "runtime": runtime.as_dict(), "result": result.as_dict()},
+               "train")
     return 0

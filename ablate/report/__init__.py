@@ -13,9 +13,11 @@ from pathlib import Path
 
 import matplotlib
 
-from ..errors import AblateError
+from ..artifacts import artifact_dir
+from ..files import check_report_dir, mark_report_folder, remove_stale_temps
 from ..spec import Study
 from .collect import Collected, collect
+from .dashboard import publish
 from .diagnostics import run_diagnostics
 from .figures import (
     accuracy_vs_cost,
@@ -28,23 +30,28 @@ from .figures import (
     training_curves,
     tuning_plots,
 )
-from ..artifacts import artifact_dir
-from .dashboard import publish
 from .markdown import Sections, dashboard_note, excerpt, git_state, render
 from .output import replace_manifest, write_csv, write_text
-from .tables import (arm_table, comparisons, cost_view, factor_pivot, factor_table, provenance_view, seed_table,
-                     seed_view, summary_view, swept_factors)
+from .tables import (
+    arm_table,
+    comparisons,
+    cost_view,
+    factor_pivot,
+    factor_table,
+    provenance_view,
+    seed_table,
+    seed_view,
+    summary_view,
+    swept_factors,
+)
 
 __all__ = ["Collected", "collect", "default_output", "write_report"]
 
 
 def default_output(study: Study) -> Path:
-    """The study's own output folder, refused when it would leave the working tree (absolute or '..')."""
-    out = Path(study.output)
-    if out.is_absolute() or ".." in out.parts:
-        raise AblateError(f"{study.path}: output {str(out)!r} must be a relative path without '..'; "
-                          "pass --out DIR to write elsewhere.")
-    return out
+    """The study's own output folder, refused unless it is a folder under reports/ (a Study built by hand
+    skips the study file's check)."""
+    return check_report_dir(study.output, f"{study.path}: output")
 
 
 def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics: bool = True,
@@ -54,7 +61,9 @@ def write_report(study: Study, *, out_dir: str | Path | None = None, diagnostics
     Plot styling happens inside an rc_context, so the caller's matplotlib settings are untouched.
     """
     out = Path(out_dir) if out_dir is not None else default_output(study)
-    c = collect(study)
+    c = collect(study)  # storage read and checked before anything is written
+    mark_report_folder(out, study.name)  # before the first file: a killed report leaves a folder known as ours
+    remove_stale_temps(out)  # what a killed earlier report left half-written
     with matplotlib.rc_context():
         theme()
         return _write(c, out, diagnostics, data_dir)

@@ -19,8 +19,17 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from ..columns import batch_sizes_of
-from ..contract import (COST_ATTR, COSTS_ATTR, FAIL_ATTR, FINAL_KEYS, ROUNDS_ATTR, SERIES_ATTR, claimed, profile_trials,
-                        results_of)
+from ..contract import (
+    COST_ATTR,
+    COSTS_ATTR,
+    FAIL_ATTR,
+    FINAL_KEYS,
+    ROUNDS_ATTR,
+    SERIES_ATTR,
+    claimed,
+    profile_trials,
+    results_of,
+)
 from ..errors import AblateError
 from ..planning import phase_name, tuning_groups, wanted_seeds
 from ..spec import Study

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AblateError
+from ..files import mark_report_folder, remove_stale_temps
 from ..spec import Study
 from .collect import collect
 from .markdown import escape, table
@@ -87,6 +88,9 @@ def write_comparison(studies: Sequence[Study], out: Path) -> Path:
     if merged.empty:
         raise AblateError(f"compare: studies {', '.join(names)} share no arm (same backbone, attention, position "
                           "and reduction); nothing to put side by side.")
+    owner = "compare-" + "-".join(names)
+    mark_report_folder(out, owner)  # before the first file: a killed report leaves a folder recognised as ours
+    remove_stale_temps(out)
     write_csv(out / "tables/compare.csv", merged)
     figs = effect_figure(merged, names, out)
     lines = [f"# Comparison: {escape(' vs '.join(names))}", "",

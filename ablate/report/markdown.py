@@ -307,7 +307,9 @@ def _shell(text: object) -> str:
 
 def reproduce(collected: Collected) -> str:
     path = _shell(collected.study.path)
-    storage = "" if _default_storage(collected) else f" --storage {_shell(mask_url(collected.study.storage))}"
+    url = collected.study.storage  # a URL with a password is named through $ABLATE_STORAGE, never printed
+    storage = "" if _default_storage(collected) else (
+        f" --storage {_shell(url)}" if mask_url(url) == url else ' --storage "$ABLATE_STORAGE"')
     return "\n".join([
         "```sh",
         f"make study STUDY={path}     # or: .venv/bin/ablate run {path}{storage}  (resumes; --workers N in parallel)",

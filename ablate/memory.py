@@ -1,0 +1,158 @@
+"""Memory estimated before a tensor sized by user input is allocated: refuse with the figures, not an OOM kill.
+
+A batch of 100,000 images, an input of 3x100000x100000, or thirty idle workers do not fail
+politely: the kernel's OOM killer ends the process (exit 137), or PyTorch raises after trying to
+allocate terabytes. So every place that sizes a tensor from user input (plan's and the profile
+phase's step timing, latency blocks, `--input`, `input_size`, `ablate train`) first adds up what it
+will need and compares it with what the device has free.
+
+Activations are counted without allocating anything of the user's size: the model runs on one image
+of at most 64x64 pixels, every leaf module's output is summed, and the sums are scaled by the
+input's pixel count (the "meta" device would need no scaling, but its first use imports
+torch._dynamo: seconds that a refusal must not take). A training step keeps
+each activation and its gradient (x2) plus weights, gradients and two Adam moments (x4); an
+inference pass keeps about the two largest activations at a time. The figures are estimates
+(workspace, allocator slack and functional ops inside modules are not counted), so only an input
+that needs more than USABLE of the free memory is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import AblateError
+
+USABLE = 0.8  # share of the free memory an estimate may take
+WORKER_BYTES = 790 * 2**20  # one idle `ablate run` worker process (imports, CUDA context on CPU hosts: measured)
+FLOAT_BYTES = 4
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory on `device`: CUDA's free memory, else the host's MemAvailable capped by a cgroup limit."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = _meminfo_available()
+    limit = _cgroup_free()
+    return min(free, limit) if limit is not None else free
+
+
+def _meminfo_available() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 2**62  # unknown: nothing is refused
+
+
+def _cgroup_free() -> int | None:
+    """A cgroup v2 memory limit minus what the cgroup uses (a container's real ceiling), None when unlimited."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(0, int(limit) - used)
+
+
+PROBE_SIZE = 64  # larger inputs are probed at this size and scaled by their pixel count
+
+
+def activation_numels(build: Callable[[int], nn.Module], shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(sum of every leaf module's output, the largest one, parameter count) for ONE image of `shape`.
+
+    `build(size)` makes the model for square inputs of `size`. An input up to PROBE_SIZE is run as it
+    is (one image, no gradients: a few MB); a larger one is run at PROBE_SIZE and its activations are
+    scaled by the ratio of pixel counts (convolutions, pools and attention maps grow with the image;
+    a head sized for the larger input is not counted), so nothing of the user's size is allocated.
+    """
+    side = min(shape[1], shape[2], PROBE_SIZE)
+    scale = shape[1] * shape[2] / (side * side)
+    model = build(side).eval()
+    total, largest = 0, 0
+
+    def hook(module: nn.Module, inputs: object, output: object) -> None:
+        nonlocal total, largest
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+            largest = max(largest, output.numel())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model(torch.zeros((1, shape[0], side, side)))
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total * scale), int(largest * scale), sum(p.numel() for p in model.parameters())
+
+
+def step_bytes(build: Callable[[int], nn.Module], shape: tuple[int, int, int], batch: int, training: bool) -> dict:
+    """What one pass at `batch` needs, by part (bytes): weights (+ gradients and Adam moments when training),
+    the input batch, activations."""
+    total, largest, params = activation_numels(build, shape)
+    image = shape[0] * shape[1] * shape[2]
+    activations = batch * (2 * total if training else 2 * largest)
+    weights = "weights" + (", gradients, optimizer state" if training else "")
+    return {weights: params * FLOAT_BYTES * (4 if training else 1),
+            f"input batch of {batch}": batch * image * FLOAT_BYTES,
+            "activations" + (" and their gradients" if training else ""): activations * FLOAT_BYTES}
+
+
+def dataset_bytes(images: int, shape: tuple[int, int, int]) -> dict:
+    """A dataset held as uint8 on the training device."""
+    return {f"{images:,} images of {shape[0]}x{shape[1]}x{shape[2]} (uint8)": images * shape[0] * shape[1] * shape[2]}
+
+
+def check_fits(parts: dict, device: torch.device, where: str, remedy: str) -> int:
+    """Refuse (AblateError, with the figures) when the parts need more than USABLE of the free memory."""
+    need = sum(parts.values())
+    free = available_bytes(device)
+    if need > USABLE * free:
+        detail = ", ".join(f"{name} {gib(n)}" for name, n in parts.items() if n)
+        raise AblateError(f"{where}: needs about {gib(need)} of {device.type} memory ({detail}), but {gib(free)} is "
+                          f"free here; {remedy}.")
+    return need
+
+
+def max_workers(free: int | None = None) -> int:
+    """How many idle worker processes the host's free memory holds (at least 1)."""
+    free = available_bytes(torch.device("cpu")) if free is None else free
+    return max(1, int(USABLE * free // WORKER_BYTES))
+
+
+def check_workers(count: int) -> None:
+    """Refuse more local workers than memory holds: each costs ~790 MB before it trains anything."""
+    fit = max_workers()
+    if count > fit:
+        raise AblateError(f"--workers {count}: each worker process takes about {gib(WORKER_BYTES)} before it trains "
+                          f"anything, and {gib(available_bytes(torch.device('cpu')))} is free here: at most {fit} "
+                          "fit. Use fewer workers (or more machines sharing one database storage).")
+
+
+def check_models_fit(builds: dict[str, Callable[[int], nn.Module]], shape: tuple[int, int, int], device: torch.device,
+                     *, train_batch: int | None, infer_batches: tuple[int, ...] = (), held: dict | None = None,
+                     where: str, remedy: str) -> None:
+    """Every model in `builds` (name -> builder for a square input size), trained at `train_batch` and/or run
+    at each inference batch, beside `held` (e.g. the dataset on the device): refused with the figures when
+    one cannot fit."""
+    for name, build in builds.items():
+        if train_batch:
+            check_fits({**(held or {}), **step_bytes(build, shape, train_batch, training=True)}, device,
+                       f"{where} (training {name} at batch {train_batch}, input {'x'.join(map(str, shape))})", remedy)
+        for batch in infer_batches:
+            check_fits({**(held or {}), **step_bytes(build, shape, batch, training=False)}, device,
+                       f"{where} (running {name} at batch {batch}, input {'x'.join(map(str, shape))})", remedy)
