@@ -29,7 +29,8 @@ ELEMENTWISE_OPS = (
     "leaky_relu", "elu", "clamp", "clamp_min", "clamp_max", "maximum", "minimum", "where",
 )  # fmt: skip
 INPLACE_OPS = {"add", "sub", "mul", "div", "pow", "neg", "exp", "sqrt", "rsqrt", "reciprocal", "sigmoid", "tanh",
-            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp", "clamp_min"}  # fmt: skip
+            "relu", "hardtanh", "hardswish", "hardsigmoid", "silu", "leaky_relu", "elu", "clamp",
+            "clamp_min"}
 REDUCTION_OPS = ("mean", "sum", "amax", "amin", "var", "std", "prod", "logsumexp", "softmax", "log_softmax",
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d")  # fmt: skip
 WINDOW_OPS = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")

@@ -123,13 +123,16 @@ def plan_summary(study: Study, frame: pd.DataFrame) -> list[str]:
     lines = [
         f"arms: {n_arms}; seeds: {seeds_text}; dataset: {study.dataset.name} ({train_n} train images per epoch, "
         f"{info.in_channels}x{info.input_size}x{info.input_size}, {info.num_classes} classes)",
-        f"trials: {n_backbones} profile (one per backbone, its arms timed together) + {tune_trials} tuning ({groups} group(s) x {t.n_trials}, scope {t.scope}, "
+        f"trials: {n_backbones} profile (one per backbone, its arms timed together) + {tune_trials} tuning "
+        f"({groups} group(s) x {t.n_trials}, scope {t.scope}, "
         f"{t.epochs} epoch(s) each) + {n_arms * n_seeds} final ({study.recipe.epochs} epochs each)"
-        if t.enabled else f"trials: {n_backbones} profile (one per backbone) + 0 tuning (off) + {n_arms * n_seeds} final "
+        if t.enabled else f"trials: {n_backbones} profile (one per backbone) + 0 tuning (off) + "
+        f"{n_arms * n_seeds} final "
         f"({study.recipe.epochs} epochs each)",
     ]
     train_macs = 3 * frame["macs_full"] * train_n * study.recipe.epochs * n_seeds  # fwd + ~2x for backward
-    lines.append(f"training compute (final phase): {train_macs.sum() / 1e12:.3g} TMACs (3 x forward MACs x samples x epochs x seeds)")
+    lines.append(f"training compute (final phase): {train_macs.sum() / 1e12:.3g} TMACs "
+                 "(3 x forward MACs x samples x epochs x seeds)")
     profile_s = profile_seconds(study)
     if "step_ms" not in frame:  # no step timing (--no-timing): the profile phase alone can still take days
         lines += long_run_warning(profile_s, 0.0, n_arms * n_seeds)

@@ -52,7 +52,8 @@ from .storage import check_storage_url
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")  # always fullmatch: '$' also matches before a final newline
 SCOPES = ("per_arm", "baseline", "per_attention")
 PRUNERS = ("median", "hyperband", "none")
-TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure", "runtime",
+TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", "recipe", "tuning", "measure",
+            "runtime",
             "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
 SEED_PLAN_KEYS = ("min", "max", "target_ci_pp")
@@ -428,7 +429,8 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
               else REPORTS_DIR / name)
     artifacts = doc.get("artifacts")
     if artifacts is not None and (not isinstance(artifacts, str) or not artifacts.strip() or "\x00" in artifacts):
-        raise c.error("artifacts", f"must be a folder path (a shared folder every worker can write), got {artifacts!r}.")
+        raise c.error("artifacts",
+                      f"must be a folder path (a shared folder every worker can write), got {artifacts!r}.")
     fingerprint_source = {k: v for k, v in doc.items() if k not in ("description", "storage", "output", "artifacts")}
     # threads change float results (training) and timing conditions: part of what a result means
     runtime_doc = {k: v for k, v in (doc.get("runtime") or {}).items() if k != "threads"}  # threads: resolved below
@@ -501,7 +503,8 @@ def _parse_grid(c: _Checker, value: Any) -> tuple[list[Arm], list[str]]:
     backbones = [c.nested(f"grid.backbones[{i}]", BackboneChoice.from_dict, entry)
                  for i, entry in enumerate(c.seq(grid["backbones"], "grid.backbones"))]
 
-    attentions = [c.attention(a, f"grid.attention[{i}]") for i, a in enumerate(c.seq(grid["attention"], "grid.attention"))]
+    attentions = [c.attention(a, f"grid.attention[{i}]")
+                  for i, a in enumerate(c.seq(grid["attention"], "grid.attention"))]
     known = list(dict.fromkeys([*POSITIONS, *(p for bb in backbones for p in get_backbone(bb.name).positions)]))
     default = list(dict.fromkeys(get_backbone(bb.name).default_position for bb in backbones))  # each its own
     positions = [c.choice(p, f"grid.positions[{i}]", known)

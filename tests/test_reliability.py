@@ -75,7 +75,8 @@ def test_random_documents_load_or_raise_ablate_error(doc: object) -> None:
         assert "random.yaml" in str(err)
 
 
-@pytest.mark.parametrize("argv", [["run"], ["run", "x.yaml", "--bogus"], ["plan"], ["frobnicate"], ["profile", "--input"]])
+@pytest.mark.parametrize("argv", [["run"], ["run", "x.yaml", "--bogus"], ["plan"], ["frobnicate"],
+                                  ["profile", "--input"]])
 def test_cli_usage_errors_exit_2(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(argv)

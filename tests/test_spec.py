@@ -64,7 +64,8 @@ def test_good_file_loads(tmp_path: Path) -> None:
 BAD_CASES = [
     ("invalid yaml", "name: [unclosed", "invalid YAML"),
     ("unknown top key", mutate(sedds=[0]), "sedds: unknown key (did you mean 'seeds'?)"),
-    ("unknown attention", mutate(grid__attention=["none", "cbma"]), "grid.attention[1]: unknown value 'cbma' (did you mean 'cbam'?)"),
+    ("unknown attention", mutate(grid__attention=["none", "cbma"]),
+     "grid.attention[1]: unknown value 'cbma' (did you mean 'cbam'?)"),
     ("unknown position", mutate(grid__positions=["middle"]), "grid.positions[0]: unknown value 'middle'"),
     ("unknown backbone", mutate(grid__backbones=["resnet51"]), "grid.backbones[0].name: unknown value 'resnet51'"),
     ("unknown dataset", mutate(dataset__name="imagenet"), "dataset"),

@@ -136,7 +136,8 @@ def create_attention(name: str, channels: int, reduction: int = 16, **knobs: Any
         raise AblateError(f"attention {name!r} ({target}) cannot be built with channels={channels}"
                           + (f", reduction={reduction}" if uses_reduction(name) else "")
                           + f", knobs {resolved}: {type(err).__name__}: {err}. Its constructor must take the channel "
-                          "count first, then `reduction` if uses_reduction is True, then every declared knob.") from None
+                          "count first, then `reduction` if uses_reduction is True, then every declared knob."
+                          ) from None
     if not isinstance(module, nn.Module):
         raise AblateError(f"attention {name!r} built {type(module).__name__}, not an nn.Module.")
     return module

@@ -251,7 +251,8 @@ def render_table(df: Any, warnings: list[str] | None = None) -> str:
         run = df.iloc[0]
         lines.append(
             f"input {run['input']}, device {run['device']}, precision {run['precision']}, channels_last "
-            f"{run['channels_last']}, threads {_fmt('threads', run['threads'])}, rounds {_fmt('rounds', run['rounds'])}, "
+            f"{run['channels_last']}, threads {_fmt('threads', run['threads'])}, "
+            f"rounds {_fmt('rounds', run['rounds'])}, "
             f"host {run['host']}. 'vs none': % change over the same backbone without attention. Times: median over "
             "interleaved rounds (every arm of a backbone timed once per round, fresh random order), IQR over rounds. "
             "Overhead: median of the per-round ratios to the baseline timed in the same round, with a "

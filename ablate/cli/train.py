@@ -71,7 +71,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_backbone(arm, default="cnn", several=False)
     arm.add_argument("--attention", default="none", help="attention type (see `ablate list attention`)")
     arm.add_argument("--position", default=None, choices=list(POSITIONS),
-                     help="where modules go (default: the backbone's own: after_relu on cnn/vgg16, standard on ResNets)")
+                     help="where modules go (default: the backbone's own: after_relu on cnn/vgg16, standard on "
+                          "ResNets)")
     arm.add_argument("--reduction", type=integer, default=16)
     arm.add_argument("--stages", type=stages, default="all", help="'all' or block indexes, e.g. 1,2")
     arm.add_argument("--head", help="classifier head (backbone default when omitted)")
@@ -162,8 +163,9 @@ def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]
                           f"per epoch; use at most {info.train_count}, or more training images.")
     shape = (info.in_channels, info.input_size, info.input_size)
     kwargs = {k: v for k, v in arm.items() if v is not None}
-    build = (lambda size: build_model(**kwargs, num_classes=info.num_classes, in_channels=shape[0], input_size=size,
-                                      init_seed=0))
+    def build(size: int) -> Any:
+        return build_model(**kwargs, num_classes=info.num_classes, in_channels=shape[0], input_size=size, init_seed=0)
+
     check_models_fit({arm["attention"]: build}, shape, resolve_device(runtime.device), train_batch=recipe.batch_size,
                      infer_batches=(runtime.eval_batch_size,),
                      held=dataset_bytes(info.train_count + info.val_count + info.test_count, shape),

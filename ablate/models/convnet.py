@@ -140,5 +140,6 @@ class ConvBlocks(Backbone):
 CNN = ConvBlocks("cnn", ((32,), (64,), (128,)), ("mlp",), "ref000 CNN: 3 x (conv3x3-BN-ReLU-pool), fc 512",
                  inplace_relu=False)
 VGG16 = ConvBlocks("vgg16", ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-                   ("cifar", "imagenet"), "VGG16 (cfg D), BN by default; head cifar (512 -> classes) or imagenet (ref003)",
+                   ("cifar", "imagenet"),
+                   "VGG16 (cfg D), BN by default; head cifar (512 -> classes) or imagenet (ref003)",
                    inplace_relu=True)

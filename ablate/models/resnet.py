@@ -195,7 +195,8 @@ class ResNet(Backbone):
         layers = [(f"layer{s}", nn.Sequential(*blocks)) for s, blocks in stages.items()]
         channels = self.stage_channels[-1]
         head_module = ctx.layer("head", lambda: nn.Sequential(OrderedDict(
-            [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten(1)), ("fc", nn.Linear(channels, num_classes))])))
+            [("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten(1)),
+             ("fc", nn.Linear(channels, num_classes))])))
         stage_paths = tuple(f"features.layer{s}.{len(blocks) - 1}" for s, blocks in stages.items())
         return Built(nn.Sequential(OrderedDict(stem + layers)), head_module, stage_paths)
 

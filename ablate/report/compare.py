@@ -74,7 +74,8 @@ def effect_figure(merged: pd.DataFrame, names: Sequence[str], out: Path) -> list
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return [save_figure(fig, out, "compare_effect", "Effect vs baseline, per study",
-                        "Each study's own primary comparison (seeds and test images) with its own baseline and Holm family; "
+                        "Each study's own primary comparison (seeds and test images) with its own baseline and Holm "
+                        "family; "
                         "only the arm ids are shared.")]
 
 

@@ -576,7 +576,8 @@ def render(collected: Collected, arm_rows: pd.DataFrame, sections: Sections, bat
         out += [figure(f) for f in sections.factor_figures.get(factor, [])]
     out += ["## Visual diagnostics", ""]
     if sections.diagnostic_arms:
-        out += ["Arms shown (every finished arm; a larger study shows a subset chosen without looking at results, named in "
+        out += ["Arms shown (every finished arm; a larger study shows a subset chosen without looking at results, "
+                "named in "
                 "the Grad-CAM caption and the notes; checkpoint of the lowest seed): "
                 + ", ".join(map(escape, sections.diagnostic_arms)) + ".", ""]
     out += [figure(f) for f in sections.diagnostics]
