@@ -34,7 +34,7 @@ from ..preempt import Terminated, install, uninstall
 # subcommand modules under ablate.cli, in the order `ablate --help` lists them, with the summary it shows
 # (each module's add_parser passes the same text as its `help`; a test keeps them equal)
 COMMANDS = {
-    "list": "list attention types, positions and backbones",
+    "list": "list attention types, positions and backbones (installed plugins included)",
     "profile": "params, MACs, latency and memory of every arm (no training)",
     "data": "list datasets and fetch one",
     "train": "train one arm on one dataset (ref000 recipe by default)",

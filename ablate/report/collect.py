@@ -22,6 +22,7 @@ from ..columns import batch_sizes_of
 from ..contract import (
     COST_ATTR,
     COSTS_ATTR,
+    ENV_ATTR,
     FAIL_ATTR,
     FINAL_KEYS,
     ROUNDS_ATTR,
@@ -177,12 +178,13 @@ def _run_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
             "precision": a.get("precision"),
             "warmup_s": a.get("warmup_s"),
             "nondeterministic_ops": ",".join(a.get("nondeterministic_ops") or []),
+            "environment": json.dumps(a.get(ENV_ATTR) or {}, sort_keys=True),  # ablate.provenance
             "completed": t.datetime_complete,
         })
     columns = ["arm", "seed", "trial", "acc", "best_acc", "best_epoch", "epochs_run", "total_time_s",
                "train_s_per_epoch", "train_img_s", "peak_mem_train_mib", "device", "eval_split", "checkpoint",
                "spec_fingerprint", "hyperparameters", "hp_source", "recipe", "train_threads", "trials_sharing_host",
-               "test_correct", "precision", "warmup_s", "nondeterministic_ops", "completed"]
+               "test_correct", "precision", "warmup_s", "nondeterministic_ops", "environment", "completed"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -25,6 +25,7 @@ from ..columns import MAC_POLICY_TEXT, overhead_text, within_noise
 from ..data import dataset_info
 from ..device import cpu_model
 from ..errors import AblateError
+from ..provenance import describe
 from ..storage import mask_url
 from .collect import Collected
 from .output import Figure
@@ -278,10 +279,31 @@ def timing_environment(collected: Collected) -> list[str]:
     return lines or ["- costs: not measured yet (profile phase)"]
 
 
+def run_environments(runs: pd.DataFrame) -> list[str]:
+    """Which environment (CPU, threads, package versions) made which runs: bit-identical reruns need the same."""
+    if not len(runs) or "environment" not in runs:
+        return []
+    records = [json.loads(text) for text in runs["environment"]]
+    groups: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(record.get("id", "unrecorded"), []).append(i)
+    if len(groups) == 1 and "unrecorded" not in groups:
+        return [f"- every run's environment (id {escape(next(iter(groups)))}): {escape(describe(records[0]))}; "
+                "a rerun repeats these accuracies bit for bit only in the same environment"]
+    lines = [f"- runs came from {len(groups)} environments, so they agree only statistically, not bit for bit:"]
+    for env_id, rows in groups.items():
+        arms = ", ".join(f"{runs['arm'].iloc[i]} seed {runs['seed'].iloc[i]}" for i in rows[:6])
+        more = f" and {len(rows) - 6} more" if len(rows) > 6 else ""
+        what = describe(records[rows[0]]) if env_id != "unrecorded" else "not recorded (an older ablate)"
+        lines.append(f"  - {escape(env_id)}: {escape(what)}: {len(rows)} run(s) ({escape(arms)}{more})")
+    return lines
+
+
 def environment(collected: Collected, commit: str) -> list[str]:
     runs = collected.runs
     devices = sorted({str(d) for d in runs["device"].dropna()}) if len(runs) else []
-    lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *timing_environment(collected)]
+    lines = [f"- trained on: {', '.join(escape(d) for d in devices) or '-'}", *run_environments(runs),
+             *timing_environment(collected)]
     if len(runs) and runs["completed"].notna().any():
         lines.append(f"- final trials completed: {runs['completed'].min():%Y-%m-%d %H:%M} to "
                      f"{runs['completed'].max():%Y-%m-%d %H:%M}")
