@@ -308,7 +308,7 @@ class Runner:
             attrs = t.user_attrs
             if t.state != TrialState.COMPLETE or arm is None or attrs.get("spec_fingerprint") == self.study.fingerprint:
                 continue
-            recipe = dataclasses.replace(self.study.recipe, **tuned_params(self.study, self.storage, arm))
+            recipe = dataclasses.replace(self.study.recipe, **tuned_params(self.study, self.storage, arm)[0])
             now = {"recipe": _jsonable(dataclasses.asdict(recipe)), "dataset": _jsonable(self.study.dataset.as_dict())}
             if any(key in attrs and attrs[key] != value for key, value in now.items()) or "recipe" not in attrs:
                 supersede(ostudy, t)
