@@ -76,6 +76,7 @@ class Runtime:
     cudnn_benchmark: bool | None = None  # None: on for CUDA unless deterministic
     threads: int | None = None  # CPU threads for torch; None: the cores this process may use
     eval_batch_size: int = 1024
+    test_every_epoch: bool = True  # final runs: the test split after every epoch (a curve) or after the last only
     check_every: int = 50  # steps between non-finite-loss checks (each is one device synchronisation)
     loss_every: int = 10  # keep every Nth per-iteration loss in the result
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 
-def time_to_target(curve_acc: Sequence[float], epoch_seconds: Sequence[float],
+def time_to_target(curve_acc: Sequence[float | None], epoch_seconds: Sequence[float],
                    target: float) -> tuple[int | None, float | None, bool]:
     """(epochs, seconds, censored) until `curve_acc` first reached `target`; the one shared definition.
 
@@ -21,12 +21,13 @@ def time_to_target(curve_acc: Sequence[float], epoch_seconds: Sequence[float],
     decision) and training seconds per epoch (evaluation excluded: its cost depends on the split
     sizes, not on how fast the arm learns). A run
     that never reached the target is censored: (None, None, True), to be reported as "> N epochs"
-    with N its epochs run, never as a time.
+    with N its epochs run, never as a time. An epoch without a measurement (None or NaN: a test split
+    evaluated after the last epoch only) cannot be the one that got there.
     """
     elapsed = 0.0
     for epoch, (acc, seconds) in enumerate(zip(curve_acc, epoch_seconds), start=1):
         elapsed += seconds
-        if acc >= target:
+        if acc is not None and acc >= target:
             return epoch, elapsed, False
     return None, None, True
 

@@ -8,7 +8,7 @@ back to back does not. So every figure here comes from *interleaved rounds*:
 1. every arm is warmed up, and its block size (calls per block) is fixed so a block lasts about
    `block_time` seconds;
 2. R rounds; each round visits every arm once, in a fresh random order (seeded, so reproducible),
-   and times `blocks` short blocks of it (`torch.utils.benchmark.Timer.timeit` on CPU, CUDA events
+   and times `blocks` short blocks of it (a perf_counter span on CPU, CUDA events
    with a synchronisation on GPU), keeping the fastest as the arm's time in that round (another
    process can only ever add time to a block, so the fastest is the least disturbed);
 3. per arm: the median over rounds (absolute) and the IQR over rounds (spread), and the overhead vs
@@ -28,8 +28,8 @@ time. Threads and cuDNN's autotuning are set through `ablate.switches`.
 
 from __future__ import annotations
 
-import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -190,22 +190,13 @@ def train_block(model: nn.Module, batch_size: int, input_shape: Sequence[int], n
 # real clocks
 
 
-def _benchmark() -> Any:
-    """torch.utils.benchmark, imported on first use. Its import loads cpp_extension, which logs "No CUDA
-    runtime is found" on CPU machines that have a CUDA toolkit directory: noise for a profiler, so that
-    logger is quiet during the import and put back after (nothing is changed at ablate's import)."""
-    log = logging.getLogger("torch.utils.cpp_extension")
-    previous = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        from torch.utils import benchmark
-    finally:
-        log.setLevel(previous)
-    return benchmark
+def _seconds_per_call(fn: Block, number: int, device: torch.device) -> float:
+    """One timed block of `number` calls: CUDA events around it on GPU, a perf_counter span on CPU.
 
-
-def _seconds_per_call(fn: Block, number: int, device: torch.device, threads: int) -> float:
-    """One timed block of `number` calls: CUDA events around it on GPU, benchmark.Timer on CPU."""
+    Not benchmark.Timer on CPU: its timeit() runs max(number // 100, 2) untimed warm-up calls before
+    every block, which tripled the cost of timing a slow step (one call per block) and bought nothing
+    here, where every copy is warmed up once and a block's figure is the fastest of `blocks` blocks.
+    The caller holds torch's thread count (torch_threads), as Timer(num_threads=...) would."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
@@ -215,8 +206,10 @@ def _seconds_per_call(fn: Block, number: int, device: torch.device, threads: int
         end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3 / number
-    timer = _benchmark().Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
-    return timer.timeit(number).median
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
 
 
 def calibrate(fn: Block, setting: Setting) -> int:
@@ -225,7 +218,7 @@ def calibrate(fn: Block, setting: Setting) -> int:
     for _ in range(setting.warmup):
         fn()
     synchronize(device)
-    single = min(_seconds_per_call(fn, 1, device, setting.threads) for _ in range(3))
+    single = min(_seconds_per_call(fn, 1, device) for _ in range(3))
     return max(1, round(setting.block_time / max(single, 1e-7)))
 
 
@@ -254,7 +247,7 @@ def time_interleaved(makers: Mapping[str, Callable[[], Block]], setting: Setting
             if setting.fresh:
                 current[name] = makers[name]()
                 current[name]()
-            return min(_seconds_per_call(current[name], numbers[name], device, setting.threads)
+            return min(_seconds_per_call(current[name], numbers[name], device)
                        for _ in range(setting.blocks))
 
         times = run_rounds(list(makers), time_block, setting.rounds, setting.seed)

@@ -169,8 +169,8 @@ class TrainResult:
     train_acc: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
+    test_loss: list[float | None] = field(default_factory=list)  # None: an epoch the test split was skipped
+    test_acc: list[float | None] = field(default_factory=list)  # (Runtime.test_every_epoch off), never the last
     test_correct: str | None = None  # last epoch's per-test-image correctness (encode_correct), test order
     lr: list[float] = field(default_factory=list)  # at the start of each epoch
     epoch_time_s: list[float] = field(default_factory=list)  # training + evaluation, synchronised
@@ -182,12 +182,12 @@ class TrainResult:
     stopped_early: bool = False  # the epoch callback asked to stop
 
     @property
-    def eval_loss(self) -> list[float]:
-        return self.test_loss if self.eval_split == "test" else self.val_loss
+    def eval_loss(self) -> list[float | None]:
+        return self.test_loss if self.eval_split == "test" else list(self.val_loss)
 
     @property
-    def eval_acc(self) -> list[float]:
-        return self.test_acc if self.eval_split == "test" else self.val_acc
+    def eval_acc(self) -> list[float | None]:
+        return self.test_acc if self.eval_split == "test" else list(self.val_acc)
 
     @property
     def epochs_run(self) -> int:
@@ -199,11 +199,12 @@ class TrainResult:
 
     @property
     def best_acc(self) -> float | None:
-        return max(self.eval_acc) if self.eval_acc else None
+        return max((a for a in self.eval_acc if a is not None), default=None)
 
     @property
     def best_epoch(self) -> int | None:
-        return self.eval_acc.index(max(self.eval_acc)) + 1 if self.eval_acc else None
+        best = self.best_acc
+        return self.eval_acc.index(best) + 1 if best is not None else None
 
     @property
     def total_time_s(self) -> float:
@@ -470,9 +471,10 @@ def _train_epoch(loop: _Loop, split: Split, recipe: Recipe, runtime: Runtime, ep
 
 
 def _evaluate(loop: _Loop, runtime: Runtime, recipe: Recipe, val: Split | None, test: Split | None,
-              result: TrainResult) -> dict[str, str]:
+              result: TrainResult, test_now: bool = True) -> dict[str, str]:
     """Validation decides (the plateau step reads it), test is only recorded; both go into `result`.
-    Evaluation changes no state. Returns the figures a progress line shows."""
+    Without `test_now` the test split is skipped this epoch (None recorded: the curves stay one entry
+    per epoch). Evaluation changes no state. Returns the figures a progress line shows."""
     def run_eval(split: Split) -> tuple[float, float, torch.Tensor]:
         return evaluate_images(loop.fwd, split, loop.normalize, batch_size=runtime.eval_batch_size,
                                channels_last=runtime.channels_last, precision=loop.precision,
@@ -486,13 +488,26 @@ def _evaluate(loop: _Loop, runtime: Runtime, recipe: Recipe, val: Split | None, 
         shown["val_acc"] = f"{val_acc:.2f}"
         if recipe.scheduler == "plateau":
             loop.scheduler.step(val_loss)
-    if test is not None:
+    if test is not None and test_now:
         test_loss, test_acc, hits = run_eval(test)
         result.test_loss.append(test_loss)
         result.test_acc.append(test_acc)
         result.test_correct = encode_correct(hits)
         shown["test_acc"] = f"{test_acc:.2f}"
+    elif test is not None:
+        result.test_loss.append(None)
+        result.test_acc.append(None)
     return shown
+
+
+def _test_last_epoch(loop: _Loop, runtime: Runtime, recipe: Recipe, test: Split | None, result: TrainResult) -> None:
+    """A run stopped before its last epoch with the test split skipped: evaluate it now, in place of
+    the last epoch's None, so that a result always ends with a measured test accuracy."""
+    if test is None or not result.test_acc or result.test_acc[-1] is not None:
+        return
+    result.test_loss.pop()
+    result.test_acc.pop()
+    _evaluate(loop, runtime, recipe, None, test, result)
 
 
 def _record(result: TrainResult, loop: _Loop, recipe: Recipe, runtime: Runtime, epoch: int, n_train: int,
@@ -569,7 +584,8 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
                        dynamic_ncols=True)
             t0 = time.perf_counter()
             step_losses, correct, train_s = _train_epoch(loop, data.train, recipe, runtime, epoch, bar)
-            shown = _evaluate(loop, runtime, recipe, val, test, result)
+            shown = _evaluate(loop, runtime, recipe, val, test, result,
+                              test_now=runtime.test_every_epoch or epoch == recipe.epochs)
             _record(result, loop, recipe, runtime, epoch, len(data.train), step_losses, correct, lr, train_s,
                     time.perf_counter() - t0)
             if runtime.deterministic:  # the ops that warned instead of running deterministically, resumed ones too
@@ -581,6 +597,7 @@ def _run(model: nn.Module | ModelFactory, data: Data, recipe: Recipe, seed: int,
             PREEMPTION.at_epoch_end()  # SIGTERM during this epoch: its checkpoint is saved, stop here
             if on_epoch_end is not None and on_epoch_end(epoch, _epoch_metrics(result)):
                 result.stopped_early = True
+                _test_last_epoch(loop, runtime, recipe, test, result)
                 break
     return result
 

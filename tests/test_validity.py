@@ -167,3 +167,30 @@ def test_test_subset_depends_on_test_size_and_split_seed_only() -> None:
     assert a.meta.sizes == (400, 100, 100) and b.meta.sizes == (900, 100, 100)  # train_size counts val too
     c = load(train_size=500, val_fraction=0.2, split_seed=2)
     assert not torch.equal(a.test.images, c.test.images)
+
+
+def test_test_split_after_the_last_epoch_only_changes_nothing_else(synthetic_small: Data) -> None:
+    """Runtime.test_every_epoch=False skips the test split until the last epoch: the same training,
+    the same final test accuracy and per-image hits, with None in the skipped epochs' places."""
+    recipe = Recipe(epochs=3, scheduler="onecycle", lr=1e-3)
+    every = train(model_factory("cnn"), synthetic_small, recipe, seed=1, runtime=CPU, eval_split="test")
+    last = train(model_factory("cnn"), synthetic_small, recipe, seed=1,
+                 runtime=replace(CPU, test_every_epoch=False), eval_split="test")
+    assert last.train_loss == every.train_loss and last.val_acc == every.val_acc
+    assert last.test_acc == [None, None, every.test_acc[-1]] and last.test_loss[:2] == [None, None]
+    assert last.final_acc == every.final_acc and last.test_correct == every.test_correct
+    assert last.best_acc == every.final_acc and last.best_epoch == 3
+
+
+def test_a_run_stopped_early_still_ends_with_a_test_accuracy(synthetic_small: Data) -> None:
+    """Stopped by its callback after epoch 2 of 4 with the test split skipped so far: the test split
+    is evaluated then, so the result's last entry is a measurement, the same as an every-epoch run's."""
+    recipe = Recipe(epochs=4, scheduler="cosine", lr=1e-3)
+
+    def run(every_epoch: bool) -> Any:
+        return train(model_factory("cnn"), synthetic_small, recipe, seed=2, eval_split="test",
+                     runtime=replace(CPU, test_every_epoch=every_epoch), on_epoch_end=lambda e, m: e == 2)
+
+    every, last = run(True), run(False)
+    assert last.stopped_early and last.epochs_run == 2
+    assert last.test_acc == [None, every.test_acc[1]] and last.final_acc == every.final_acc

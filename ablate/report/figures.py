@@ -468,12 +468,14 @@ def _band(ax: plt.Axes, frame: pd.DataFrame, x: str, y: str, color: object, labe
 def training_curves(collected: Collected, table: pd.DataFrame, out: Path) -> list[Figure]:
     """ref000's epoch plots per backbone and attention type: its arms and the baseline overlaid.
 
-    Accuracy and loss panels; solid = evaluation split, dashed = training; mean over seeds with a
-    min-max band.
+    Accuracy and loss panels; solid = evaluation split (validation where the test split was evaluated
+    after the last epoch only), dashed = training; mean over seeds with a min-max band.
     """
     if collected.curves.empty:
         return []
-    split = collected.eval_split
+    split, solid = collected.eval_split, "eval"
+    if collected.curves["eval_acc"].isna().any() and collected.curves["val_acc"].notna().all():
+        split, solid = "validation", "val"  # test evaluated after the last epoch only: no test curve to draw
     curves = collected.curves.merge(table[["arm", "backbone", "attention", "is_baseline"]], on="arm")
     figures = []
     for backbone in _backbones(curves):
@@ -487,7 +489,7 @@ def training_curves(collected: Collected, table: pd.DataFrame, out: Path) -> lis
             fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
             for ax, (metric, label) in zip(axes, (("acc", "accuracy (%)"), ("loss", "loss (cross-entropy)"))):
                 for arm, g, color in groups:
-                    _band(ax, g, "epoch", f"eval_{metric}", color, short(arm, backbone))
+                    _band(ax, g, "epoch", f"{solid}_{metric}", color, short(arm, backbone))
                     _band(ax, g, "epoch", f"train_{metric}", color, "_nolegend_", ls="--")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(label)
