@@ -445,6 +445,14 @@ def _test_set_caveat(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
             "(an upper bound of its image part)."]
 
 
+def _when_tested(collected: Collected) -> str:
+    """When the final runs evaluated the test split, read off their curves (not the study file)."""
+    curves = collected.curves
+    if len(curves) and curves["test_acc"].isna().any():
+        return "evaluated once per run, after its last epoch (runtime.test_every_epoch off)"
+    return "evaluated every epoch and recorded"
+
+
 def caveats(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
     n = sorted({int(v) for v in arm_rows["n"] if v > 0})
     tuning = collected.study.tuning
@@ -459,11 +467,11 @@ def caveats(collected: Collected, arm_rows: pd.DataFrame) -> list[str]:
         *seed_plan_caveat(collected),
         *determinism_caveat(collected),
         "- **Test data decides nothing.** The plateau schedule, pruning and time-to-target read the validation "
-        "split only; the test split is evaluated every epoch and recorded, and the final number is the last "
-        "epoch's test accuracy.",
+        "split only; the test split is " + _when_tested(collected) + ", and the final number is the last epoch's "
+        "test accuracy.",
         "- **Hardware and timing.** All arms of a backbone are timed together, on one host, in interleaved rounds: "
-        "after a warm-up of every arm, each round times every arm once (a few short torch.utils.benchmark blocks, "
-        "CUDA events on GPU) in a fresh random order. An arm's time is the median over rounds (IQR over rounds "
+        "after a warm-up of every arm, each round times every arm once (a few short timed blocks: a perf_counter span "
+        "on CPU, CUDA events on GPU) in a fresh random order. An arm's time is the median over rounds (IQR over rounds "
         "beside it); its overhead is the median of its per-round ratios to the baseline timed in the same round, "
         "with a distribution-free 95% CI from binomial order statistics. Load that drifts between rounds cancels in "
         "the ratios; '~' marks an overhead whose CI covers zero (within timing noise). These CIs cover the "
