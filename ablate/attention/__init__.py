@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import is_integer
 from ..errors import AblateError
+from ..names import ATTENTION_GROUP, knob_value_error
 from ..plugins import Registry
 from .base import Attention, Knob, hidden_width
 from .cam import ChannelAttentionModule
@@ -48,7 +49,7 @@ BUILTIN: dict[str, type[nn.Module]] = {
             SimAM,
         )
 }
-GROUP = "ablate.attention"  # the entry-point group a package declares its modules in
+GROUP = ATTENTION_GROUP  # the entry-point group a package declares its modules in
 
 
 def _adapt(obj: Any, target: str) -> tuple[str, type[nn.Module]]:
@@ -106,9 +107,7 @@ def resolve_knobs(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
             raise AblateError(f"attention {name!r} has no knob {key!r}; its knobs: {have}.")
         knob = declared[key]
         if not knob.accepts(value):
-            raise AblateError(
-                f"attention {name!r} knob {key!r}: bad value {value!r}; allowed: {knob.describe_allowed()}."
-            )
+            raise AblateError(knob_value_error(name, key, value, knob.describe_allowed()))
     return {k: knobs.get(k, knob.default) for k, knob in declared.items()}
 
 
