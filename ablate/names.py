@@ -36,6 +36,9 @@ BUILTIN_BACKBONES: tuple[str, ...] = ("cnn", "vgg16", "resnet20", "resnet56", "r
 POSITIONS: tuple[str, ...] = ("after_conv", "after_bn", "after_relu", "block_end", "after_pool", "every_conv",
                               "standard", "pre", "post", "identity")  # every backbone's, together
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist", "synthetic")
+IMAGEFOLDER = "imagefolder:"  # a dataset named imagefolder:<path> is a folder of images
+DATA_ENV = "ABLATE_DATA"  # the dataset root when --data-dir is not given
 
 
 def entry_point_names(group: str) -> list[str]:
@@ -51,6 +54,22 @@ def knob_accepts(choices: tuple[object, ...], value: object) -> bool:
 def knob_value_error(attention: str, knob: str, value: object, allowed: str) -> str:
     """The one wording of a knob value an attention type does not take."""
     return f"attention {attention!r} knob {knob!r}: bad value {value!r}; allowed: {allowed}."
+
+
+def no_knob_error(attention: str, knob: str, declared: list[str]) -> str:
+    """The one wording of a knob an attention type does not declare."""
+    return f"attention {attention!r} has no knob {knob!r}; its knobs: {', '.join(declared) if declared else 'none'}."
+
+
+def builtin_knob_error(attention: str, knob: str, value: object) -> str | None:
+    """What is wrong with `knob: value` of a built-in attention type, as far as the table knows; None: nothing."""
+    declared = BUILTIN_ATTENTION[attention]
+    if knob not in declared:
+        return no_knob_error(attention, knob, list(declared))
+    choices = declared[knob]
+    if choices is not None and not knob_accepts(choices, value):
+        return knob_value_error(attention, knob, value, " | ".join(map(str, choices)))
+    return None
 
 
 def _names(module: str, registry: str, builtins: list[str], group: str) -> list[str]:

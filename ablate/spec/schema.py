@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import REPORTS_DIR, check_report_dir
-from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, knob_accepts
-from ..names import knob_value_error
+from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, builtin_knob_error
 from ..plugins import is_import_path
 from ..recipe import Recipe, Runtime
 from .located import Located
@@ -138,13 +137,11 @@ def _check_attention_name(c: Located, value: Any, key: str) -> None:
 
 def _check_builtin_knobs(c: Located, attention: str, swept: Any) -> None:
     """A built-in attention type's knob names, and the values of its choice knobs."""
-    declared = BUILTIN_ATTENTION[attention]
-    for knob, values in c.mapping(swept, f"grid.knobs.{attention}", list(declared)).items():
-        choices = declared[knob]
-        for v in c.seq(values, f"grid.knobs.{attention}.{knob}") if choices is not None else ():
-            if not knob_accepts(choices, v):
-                raise c.error(f"grid.knobs.{attention}.{knob}",
-                              knob_value_error(attention, knob, v, " | ".join(map(str, choices))))
+    for knob, values in c.mapping(swept, f"grid.knobs.{attention}", list(BUILTIN_ATTENTION[attention])).items():
+        for v in c.seq(values, f"grid.knobs.{attention}.{knob}"):
+            problem = builtin_knob_error(attention, knob, v)
+            if problem is not None:
+                raise c.error(f"grid.knobs.{attention}.{knob}", problem)
 
 
 def _parse_seeds(c: Located, value: Any) -> tuple[tuple[int, ...], SeedPlan | None]:
