@@ -261,3 +261,4 @@ def write_json(path: Path | None, payload: Any, command: str) -> None:
 def thread_count(text: str) -> int:
     """argparse type for --threads: 0 (every core) or a positive integer."""
     return _int_between(text, 0, INT64_MAX, "a thread count: 0 (every core) or a positive integer")
+

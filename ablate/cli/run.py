@@ -58,6 +58,10 @@ def run_study(study: Study, **kwargs: Any) -> RunOutcome:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..memory import check_workers
+
+    if args.workers is not None:  # the host's memory, before the study (and torch) is loaded
+        check_workers(args.workers)
     from ..contract import PHASES
     from ..spec import load_study
     from ..status import summary_text
