@@ -7,11 +7,14 @@ that the folder holds afterwards exactly what it held before (no runs/, no repor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import shutil
 import stat
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -371,17 +374,34 @@ def test_report_over_a_file_is_refused(work: Path, capsys) -> None:
     refused(work, ["report", str(path), "--out", "reports/x/y"], ["is a file"], capsys)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+@contextlib.contextmanager
+def read_only(path: Path, mode: int) -> Iterator[None]:
+    """`path` unwritable for this process, root included: mode bits for a user, the immutable attribute
+    (chattr +i, which root obeys too) for root; skips where neither can make it so."""
+    if os.geteuid() != 0:
+        old = stat.S_IMODE(path.stat().st_mode)
+        path.chmod(mode)
+        try:
+            yield
+        finally:
+            path.chmod(old)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("root ignores file modes, and the immutable attribute (chattr +i) is not available here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
 def test_read_only_reports_folder(work: Path, capsys) -> None:
     reports = work / "reports"
     reports.mkdir()
-    reports.chmod(0o555)
-    try:
-        path = work / "s.yaml"
-        path.write_text(GOOD_TEXT)
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    with read_only(reports, 0o555):
         refused(work, ["report", str(path), "--out", "reports/x"], ["read-only"], capsys)
-    finally:
-        reports.chmod(0o755)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002, 0o077])
@@ -753,10 +773,9 @@ def test_read_only_sqlite_storage_is_one_line(work: Path, capsys) -> None:
     path.write_text(GOOD_TEXT)
     db = work / "ro.db"
     sqlite3.connect(db).close()
-    db.chmod(0o444)
-    if os.access(db, os.W_OK):
-        pytest.skip("root writes read-only files")
-    assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
+    with read_only(db, 0o444):
+        assert not os.access(db, os.W_OK)
+        assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
 
