@@ -495,6 +495,43 @@ def test_fuzz_aliases_are_always_refused(tmp_path_factory, index: int, depth: in
         load_study(path)
 
 
+SECRET_ENDS = ("K9mqSecr", "J8wzTail")  # no message may show any part of a password: these ends included
+PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+# a study file broken in one of the ways that need the data's size, memory or the storage URL to see
+breakages = st.one_of(
+    st.tuples(st.just("storage"), st.builds(  # an unencoded '@' in the password: SQLAlchemy would misread it
+        lambda a, b: f"postgresql://ablate:{SECRET_ENDS[0]}{a}@{b}{SECRET_ENDS[1]}@127.0.0.1:1/db", PRINTABLE,
+        PRINTABLE)),
+    st.tuples(st.just("recipe.batch_size"), st.integers(181, 2**62)),  # GOOD trains on 180 images
+    st.tuples(st.just("dataset.input_size"), st.integers(40_000, 2**40)),  # images beyond any memory
+    st.tuples(st.just("measure.batch_sizes"), st.integers(10**8, 2**40).map(lambda n: [1, n])),
+    st.tuples(st.just("runtime.eval_batch_size"), st.integers(10**8, 2**40)),
+)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # capsys: read each time
+@given(broken=breakages, command=st.sampled_from([["plan", "--no-timing"], ["run", "--quiet"]]))
+def test_fuzz_sizes_memory_and_passwords_exit_2_writing_nothing(tmp_path_factory, capsys, broken: tuple[str, object],
+                                                                command: list[str]) -> None:
+    """Batches beyond the training set, inputs and batches beyond memory, passwords a URL cannot hold: exit 2,
+    one paragraph naming the key, no piece of the password, nothing written."""
+    key, value = broken
+    folder = tmp_path_factory.mktemp("fuzz")
+    path = folder / "s.yaml"
+    path.write_text(with_value(key, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
+                               .strip()))
+    before = listing(folder)
+    with contextlib.chdir(folder):
+        code = run_cli([command[0], str(path), *command[1:]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert key.split(".")[-1] in err or "needs about" in err, err
+    assert not any(end in err for end in SECRET_ENDS), err
+    assert listing(folder) == before
+
+
 # ----------------------------------------------------------------------------- 10. never touch what is not ours
 
 TRAIN = ["train", "--dataset", "synthetic", "--train-size", "200", "--epochs", "1", "--no-progress",
