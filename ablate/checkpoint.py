@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from .errors import AblateError
 from .files import atomic_write
+
+if TYPE_CHECKING:  # torch is imported where a checkpoint is written or read: recognising one needs none
+    from torch import nn
 
 # what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
 # random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
@@ -35,6 +35,8 @@ class UnreadableCheckpoint(AblateError):
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically (a crash mid-write never leaves a torn checkpoint)."""
+    import torch
+
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -43,6 +45,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     A missing file stays FileNotFoundError: that is a wrong path, not a damaged file."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except CHECKPOINT_ERRORS as err:  # torch's own text (weights_only advice, zip internals) helps nobody here

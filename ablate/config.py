@@ -1,7 +1,10 @@
-"""Typed config dataclasses from plain mappings (YAML, JSON, CLI): one checker for every config class.
+"""Typed config dataclasses from plain mappings (YAML, JSON, CLI), and the one vocabulary of value checks.
 
 Recipe, Runtime and DataConfig are frozen dataclasses of simple types; `config_from_dict` builds
 one from a mapping and every mistake names where it came from, the key and what is allowed.
+Every check of a value (its type, its range, a choice with did-you-mean, a mapping's keys, NaN)
+lives here and raises ConfigError(key, text); callers only put their location (the file, the
+section) before the key. Nothing here imports torch: a refusal of bad input answers without it.
 """
 
 from __future__ import annotations
@@ -151,13 +154,9 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "", keys: 
                           f"{type(d).__name__}.")
     hints = get_type_hints(cls)
     names = list(keys) if keys is not None else [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    for key in d:
-        if key not in names:
-            raise ConfigError(key_path(where, str(key)),
-                              f"unknown key{did_you_mean(str(key), names)}; allowed keys: {', '.join(names)}.")
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.default is MISSING and f.default_factory is MISSING and f.name not in d:
-            raise ConfigError(key_path(where, f.name), "required key is missing.")
+    required = [f.name for f in fields(cls)  # type: ignore[arg-type]
+                if f.default is MISSING and f.default_factory is MISSING]
+    check_keys(where, d, names, required)
     try:
         return cls(**{k: _coerce(v, hints[k]) for k, v in d.items()})
     except ConfigError as err:
@@ -166,10 +165,58 @@ def config_from_dict(cls: type[C], d: Mapping[str, Any], where: str = "", keys: 
         raise AblateError(f"{where}: {err}" if where else str(err)) from None
 
 
-def check_choice(key: str, value: Any, allowed: Sequence[str]) -> None:
+def check_keys(key: str, value: Any, allowed: Sequence[str], required: Sequence[str] = ()) -> dict[str, Any]:
+    """A mapping whose keys are all `allowed` (an unknown one gets a did-you-mean) and include `required`."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, f"expected a mapping with keys {', '.join(allowed)}, got {type(value).__name__}.")
+    for k in value:
+        if k not in allowed:
+            raise ConfigError(key_path(key, str(k)),
+                              f"unknown key{did_you_mean(str(k), allowed)}; allowed keys: {', '.join(allowed)}.")
+    for k in required:
+        if k not in value:
+            raise ConfigError(key_path(key, k), "required key is missing.")
+    return dict(value)
+
+
+def check_integer(key: str, value: Any, low: int | None = None, high: int | None = INT64_MAX) -> int:
+    """A 64-bit integer (not a bool) within [low, high]."""
+    if not is_integer(value):
+        raise ConfigError(key, f"expected an integer, got {value!r}{unusable_note(value)}.")
+    check_range(key, value, low, high)
+    return int(value)
+
+
+def check_number(key: str, value: Any) -> float:
+    """A finite number ('1e-3' as YAML reads it, without a dot, included)."""
+    value = as_float(value)
+    if not is_number(value):
+        raise ConfigError(key, f"expected a finite number, got {value!r}{unusable_note(value)}.")
+    return float(value)
+
+
+def check_usable_numbers(key: str, value: Any) -> None:
+    """Refuse NaN, infinities and integers beyond 64 bits anywhere in a nested document, naming the key path.
+
+    Every section checks its own numbers too; this walk also covers values handed on unchecked
+    (attention knobs, tuning choices) and gives every such mistake the same message.
+    """
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_usable_numbers(key_path(key, str(k)), v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_usable_numbers(f"{key}[{i}]", v)
+    elif is_unusable_number(value):
+        raise ConfigError(key, f"{value!r} is not a usable number: NaN, infinities and integers beyond 64 bits "
+                               "cannot work.")
+
+
+def check_choice(key: str, value: Any, allowed: Sequence[Any]) -> None:
+    """One of `allowed`, else the allowed values and the closest one."""
     if value not in allowed:
-        raise ConfigError(key, f"unknown value {value!r}{did_you_mean(str(value), allowed)}; allowed: "
-                               f"{', '.join(allowed)}.")
+        raise ConfigError(key, f"unknown value {value!r}{did_you_mean(str(value), map(str, allowed))}; allowed: "
+                               f"{', '.join(map(str, allowed))}.")
 
 
 def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None, *,

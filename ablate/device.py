@@ -1,16 +1,21 @@
-"""Which device to run on, checked against what this machine has, its name for reports, and waiting for it."""
+"""Which device to run on, checked against what this machine has, its name for reports, and waiting for it.
+
+torch is imported inside the functions that need it: the setting's check and the core count serve
+refusals that must answer before torch is imported (see ablate.spec).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
 import re
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError
 from .errors import AblateError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_SETTINGS = ("auto", "cpu", "cuda", "cuda:<index>")  # what a study file or option may name
 _CUDA_INDEX = re.compile(r"cuda:[0-9]+")  # [0-9], not \d, which also matches non-ASCII digits
@@ -29,6 +34,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     A CUDA device comes back with its index ('cuda' -> 'cuda:0' on the current device): tensors
     report the indexed name, so only then does `tensor.device == device` say whether data is there.
     """
+    import torch
+
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -53,6 +60,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work (a no-op on CPU), so a clock read after it counts that work."""
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
@@ -77,6 +86,8 @@ def check_fits(nbytes: int, device: torch.device, what: str = "the dataset") -> 
     """
     if device.type != "cuda":
         return
+    import torch
+
     free, total = torch.cuda.mem_get_info(device)
     if nbytes > DATA_MEMORY_FRACTION * free:
         gib = 2**30
@@ -98,6 +109,8 @@ def cpu_model() -> str:
 
 def device_name(device: torch.device) -> str:
     """A human name for reports: the GPU model, or the CPU model and thread count."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu: {cpu_model()}, {torch.get_num_threads()} threads"

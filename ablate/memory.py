@@ -21,11 +21,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import AblateError
+
+if TYPE_CHECKING:  # torch is imported where a model runs: the host-memory checks (workers) need none
+    import torch
+    from torch import nn
 
 USABLE = 0.8  # share of the free memory an estimate may take
 WORKER_BYTES = 790 * 2**20  # one idle `ablate run` worker process (imports, CUDA context on CPU hosts: measured)
@@ -36,9 +38,11 @@ def gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
-def available_bytes(device: torch.device) -> int:
+def available_bytes(device: torch.device | str) -> int:
     """Free memory on `device`: CUDA's free memory, else the host's MemAvailable capped by a cgroup limit."""
-    if device.type == "cuda":
+    if not isinstance(device, str) and device.type == "cuda":
+        import torch
+
         return int(torch.cuda.mem_get_info(device)[0])
     free = _meminfo_available()
     limit = _cgroup_free()
@@ -79,6 +83,8 @@ def activation_numels(build: Callable[[int], nn.Module], shape: tuple[int, int, 
     scaled by the ratio of pixel counts (convolutions, pools and attention maps grow with the image;
     a head sized for the larger input is not counted), so nothing of the user's size is allocated.
     """
+    import torch
+
     side = min(shape[1], shape[2], PROBE_SIZE)
     scale = shape[1] * shape[2] / (side * side)
     model = build(side).eval()
@@ -130,7 +136,7 @@ def check_fits(parts: dict, device: torch.device, where: str, remedy: str) -> in
 
 def max_workers(free: int | None = None) -> int:
     """How many idle worker processes the host's free memory holds (at least 1)."""
-    free = available_bytes(torch.device("cpu")) if free is None else free
+    free = available_bytes("cpu") if free is None else free
     return max(1, int(USABLE * free // WORKER_BYTES))
 
 
@@ -139,7 +145,7 @@ def check_workers(count: int) -> None:
     fit = max_workers()
     if count > fit:
         raise AblateError(f"--workers {count}: each worker process takes about {gib(WORKER_BYTES)} before it trains "
-                          f"anything, and {gib(available_bytes(torch.device('cpu')))} is free here: at most {fit} "
+                          f"anything, and {gib(available_bytes('cpu'))} is free here: at most {fit} "
                           "fit. Use fewer workers (or more machines sharing one database storage).")
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from .errors import unknown
+from .names import PRECISIONS
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 AUTOCAST_DTYPES: Mapping[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -1,5 +1,8 @@
 """What to run (Recipe) and where (Runtime): the settings of one training run, typed and checked.
 
+Checking them needs no torch (a study file is refused before torch is imported); the methods that
+turn a setting into a torch object import it.
+
 The study file, `ablate train`, the benchmark and the trainer all read these; none of them needs
 the training loop to know what a valid setting is, so they live apart from it.
 """
@@ -8,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .config import check_choice, check_range, check_types, config_from_dict
 from .device import check_device_setting
 from .errors import AblateError
-from .precision import mixed_precision
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
@@ -99,11 +102,15 @@ class Runtime:
         CPU bf16 changes numerics for little gain) 'bf16' where the hardware has it, else 'fp16' (with
         loss scaling; pre-Ampere GPUs only emulate bf16, slowly); without, 'fp32'. The words are
         ablate.timing's, so a cost row says the precision its arms were trained in."""
+        from .precision import mixed_precision  # torch: not needed to check a setting
+
         on = self.amp if self.amp is not None else device.type == "cuda"
         return mixed_precision(device) if on else "fp32"
 
     @property
     def memory_format(self) -> torch.memory_format:
+        import torch
+
         return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def as_dict(self) -> dict[str, Any]:

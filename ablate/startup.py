@@ -13,6 +13,10 @@ dataset load nor the first step is blamed for it.
 This module holds the record (`Startup`) and what a worker times about itself as it goes
 (`timed_load`, `process_age_s`); measuring a whole start-up, here or in a fresh process, is
 `ablate.startup_probe`.
+
+Start-up ends before any phase work: a worker's first process runs the profile phase before it loads
+the dataset, so "interpreter + imports" is the process's age when start-up ended (`IMPORTED_S`, taken
+when the runner imports this module, or what the caller passes), never its age at the dataset load.
 """
 
 from __future__ import annotations
@@ -77,16 +81,20 @@ def process_age_s() -> float | None:
         return None
 
 
+IMPORTED_S = process_age_s()  # this process's age when ablate.startup was imported: a worker's imports done
+
+
 def launch_env() -> dict[str, str]:
     """The environment for a child process, stamped with the launch time (read where /proc is missing)."""
     return {**os.environ, LAUNCH_ENV: repr(time.time())}
 
 
-def timed_load(config: DataConfig, root: str | Path | None = None,
-               device: torch.device | str = "cpu") -> tuple[Data, Startup]:
-    """load_data, timed, saying whether the decoded dataset came from the cache; the Startup's
-    process_s is taken just before the load (everything this process did until then)."""
-    age = process_age_s()
+def timed_load(config: DataConfig, root: str | Path | None = None, device: torch.device | str = "cpu",
+               ready_s: float | None = None) -> tuple[Data, Startup]:
+    """load_data, timed, saying whether the decoded dataset came from the cache. The Startup's process_s is
+    `ready_s` (the process's age where start-up ended, taken with process_age_s() before any phase work),
+    by default IMPORTED_S: work done between then and the load (a profile phase) is not start-up."""
+    age = IMPORTED_S if ready_s is None else ready_s
     entry = cache_entry(config, root)
     source = DECODED if entry is None else FROM_CACHE if entry.is_dir() else DECODED_CACHED
     t0 = time.perf_counter()

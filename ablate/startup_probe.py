@@ -25,7 +25,7 @@ from .device import resolve_device, synchronize
 from .errors import AblateError
 from .precision import autocast
 from .recipe import Recipe, Runtime
-from .startup import Startup, launch_env, timed_load
+from .startup import Startup, launch_env, process_age_s, timed_load
 from .switches import torch_settings
 from .train import ModelFactory, initial_model, make_optimizer, model_factory
 
@@ -73,7 +73,7 @@ def measure_startup(config: DataConfig, root: str | Path | None = None, *, runti
                     batch_size: int = 64, arm: Mapping[str, Any] | None = None) -> Startup:
     """This process's start-up: its age now, a timed dataset load, and the first two training steps
     of `arm` (model_factory keyword arguments; default: the plain cnn)."""
-    data, startup = timed_load(config, root, resolve_device(runtime.device))
+    data, startup = timed_load(config, root, resolve_device(runtime.device), ready_s=process_age_s())
     deferred = deferred_import_s()
     first, second = step_times(model_factory(**(arm or {"backbone": "cnn"})), data, Recipe(batch_size=batch_size),
                                runtime)

@@ -7,11 +7,14 @@ that the folder holds afterwards exactly what it held before (no runs/, no repor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import shutil
 import stat
+import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -371,17 +374,34 @@ def test_report_over_a_file_is_refused(work: Path, capsys) -> None:
     refused(work, ["report", str(path), "--out", "reports/x/y"], ["is a file"], capsys)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+@contextlib.contextmanager
+def read_only(path: Path, mode: int) -> Iterator[None]:
+    """`path` unwritable for this process, root included: mode bits for a user, the immutable attribute
+    (chattr +i, which root obeys too) for root; skips where neither can make it so."""
+    if os.geteuid() != 0:
+        old = stat.S_IMODE(path.stat().st_mode)
+        path.chmod(mode)
+        try:
+            yield
+        finally:
+            path.chmod(old)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("root ignores file modes, and the immutable attribute (chattr +i) is not available here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes")
 def test_read_only_reports_folder(work: Path, capsys) -> None:
     reports = work / "reports"
     reports.mkdir()
-    reports.chmod(0o555)
-    try:
-        path = work / "s.yaml"
-        path.write_text(GOOD_TEXT)
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    with read_only(reports, 0o555):
         refused(work, ["report", str(path), "--out", "reports/x"], ["read-only"], capsys)
-    finally:
-        reports.chmod(0o755)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002, 0o077])
@@ -473,6 +493,43 @@ def test_fuzz_aliases_are_always_refused(tmp_path_factory, index: int, depth: in
     path.write_text("\n".join([*lines, *bomb, f"description: *b{depth - 1}"]) + "\n")
     with pytest.raises(AblateError, match="anchors and aliases"):
         load_study(path)
+
+
+SECRET_ENDS = ("K9mqSecr", "J8wzTail")  # no message may show any part of a password: these ends included
+PRINTABLE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12)
+# a study file broken in one of the ways that need the data's size, memory or the storage URL to see
+breakages = st.one_of(
+    st.tuples(st.just("storage"), st.builds(  # an unencoded '@' in the password: SQLAlchemy would misread it
+        lambda a, b: f"postgresql://ablate:{SECRET_ENDS[0]}{a}@{b}{SECRET_ENDS[1]}@127.0.0.1:1/db", PRINTABLE,
+        PRINTABLE)),
+    st.tuples(st.just("recipe.batch_size"), st.integers(181, 2**62)),  # GOOD trains on 180 images
+    st.tuples(st.just("dataset.input_size"), st.integers(40_000, 2**40)),  # images beyond any memory
+    st.tuples(st.just("measure.batch_sizes"), st.integers(10**8, 2**40).map(lambda n: [1, n])),
+    st.tuples(st.just("runtime.eval_batch_size"), st.integers(10**8, 2**40)),
+)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # capsys: read each time
+@given(broken=breakages, command=st.sampled_from([["plan", "--no-timing"], ["run", "--quiet"]]))
+def test_fuzz_sizes_memory_and_passwords_exit_2_writing_nothing(tmp_path_factory, capsys, broken: tuple[str, object],
+                                                                command: list[str]) -> None:
+    """Batches beyond the training set, inputs and batches beyond memory, passwords a URL cannot hold: exit 2,
+    one paragraph naming the key, no piece of the password, nothing written."""
+    key, value = broken
+    folder = tmp_path_factory.mktemp("fuzz")
+    path = folder / "s.yaml"
+    path.write_text(with_value(key, yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...")
+                               .strip()))
+    before = listing(folder)
+    with contextlib.chdir(folder):
+        code = run_cli([command[0], str(path), *command[1:]])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert key.split(".")[-1] in err or "needs about" in err, err
+    assert not any(end in err for end in SECRET_ENDS), err
+    assert listing(folder) == before
 
 
 # ----------------------------------------------------------------------------- 10. never touch what is not ours
@@ -753,10 +810,9 @@ def test_read_only_sqlite_storage_is_one_line(work: Path, capsys) -> None:
     path.write_text(GOOD_TEXT)
     db = work / "ro.db"
     sqlite3.connect(db).close()
-    db.chmod(0o444)
-    if os.access(db, os.W_OK):
-        pytest.skip("root writes read-only files")
-    assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
+    with read_only(db, 0o444):
+        assert not os.access(db, os.W_OK)
+        assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
 

@@ -48,6 +48,20 @@ def test_timed_load_says_where_the_dataset_came_from(cifar10_root: Path, monkeyp
     assert startup.data_from == DECODED and len(data.train) == 100 and startup.data_s > 0
 
 
+def test_start_up_excludes_work_done_before_the_dataset_load(cifar10_root: Path) -> None:
+    """A worker's first process runs the profile phase before it loads the dataset: the start-up line counts
+    the process's age when start-up ended (the runner's import of ablate.startup), not at the load."""
+    code = ("import time; from ablate.startup import IMPORTED_S, timed_load; from ablate.data import DataConfig; "
+            "time.sleep(1.5); import sys; "  # stands for the profile phase
+            "print(IMPORTED_S, timed_load(DataConfig(name='cifar10', val_fraction=0.0), sys.argv[1])[1].process_s)")
+    out = subprocess.run([sys.executable, "-c", code, str(cifar10_root)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    imported, process_s = float(out[0]), float(out[1])
+    assert process_s == imported  # taken where start-up ended, before the 1.5 s of "phase work"
+    _, explicit = timed_load(DataConfig(name="cifar10", val_fraction=0.0), cifar10_root, ready_s=0.25)
+    assert explicit.process_s == 0.25
+
+
 def test_measure_startup_times_the_first_steps(cifar10_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CACHE_ENV, "off")
     s = measure_startup(DataConfig(name="cifar10", val_fraction=0.0), cifar10_root,

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import is_integer
 from ..errors import AblateError
+from ..names import ATTENTION_GROUP, knob_value_error, no_knob_error
 from ..plugins import Registry
 from .base import Attention, Knob, hidden_width
 from .cam import ChannelAttentionModule
@@ -48,7 +49,7 @@ BUILTIN: dict[str, type[nn.Module]] = {
             SimAM,
         )
 }
-GROUP = "ablate.attention"  # the entry-point group a package declares its modules in
+GROUP = ATTENTION_GROUP  # the entry-point group a package declares its modules in
 
 
 def _adapt(obj: Any, target: str) -> tuple[str, type[nn.Module]]:
@@ -102,13 +103,10 @@ def resolve_knobs(name: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
     declared = {k.name: k for k in declared_knobs(name)}
     for key, value in knobs.items():
         if key not in declared:
-            have = ", ".join(declared) if declared else "none"
-            raise AblateError(f"attention {name!r} has no knob {key!r}; its knobs: {have}.")
+            raise AblateError(no_knob_error(name, key, list(declared)))
         knob = declared[key]
         if not knob.accepts(value):
-            raise AblateError(
-                f"attention {name!r} knob {key!r}: bad value {value!r}; allowed: {knob.describe_allowed()}."
-            )
+            raise AblateError(knob_value_error(name, key, value, knob.describe_allowed()))
     return {k: knobs.get(k, knob.default) for k, knob in declared.items()}
 
 

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from ..config import is_integer, is_number
+from ..names import knob_accepts
 
 
 def hidden_width(channels: int, reduction: int) -> int:
@@ -39,7 +40,7 @@ class Knob:
 
     def accepts(self, value: Any) -> bool:
         if self.choices is not None:
-            return any(value == c and type(value) is type(c) for c in self.choices)  # 3.0 != 3, True != 1
+            return knob_accepts(self.choices, value)
         return self.check(value) if self.check is not None else True
 
     def describe_allowed(self) -> str:

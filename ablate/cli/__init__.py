@@ -194,7 +194,7 @@ def storage_option(args: argparse.Namespace) -> str | None:
 
 
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    from ..data import DATA_ENV
+    from ..names import DATA_ENV
 
     p.add_argument("--data-dir", metavar="DIR", help=f"dataset root (default: ${DATA_ENV}, else ./data)")
 
@@ -216,14 +216,14 @@ def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: i
 def add_backbone(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | list[str],
                  several: bool = True) -> None:
     """--backbone: a comma-separated list where a command runs several, one name where it builds one."""
-    from ..models import list_backbones
+    from ..names import backbone_names  # built-in and installed names, without importing torch
 
-    names = ", ".join(list_backbones())
+    names = ", ".join(backbone_names())
     if several:  # [*default], not list(default): in this package `list` is the `ablate list` module once loaded
         p.add_argument("--backbone", type=csv_list, default=[*default], metavar="NAME[,NAME...]",
                        help=f"comma-separated backbones: {names} (default: {','.join(default)})")
     else:
-        p.add_argument("--backbone", default=default, choices=list_backbones(), metavar="NAME",
+        p.add_argument("--backbone", default=default, choices=backbone_names(), metavar="NAME",
                        help=f"backbone: {names} (default: {default})")
 
 
@@ -261,3 +261,4 @@ def write_json(path: Path | None, payload: Any, command: str) -> None:
 def thread_count(text: str) -> int:
     """argparse type for --threads: 0 (every core) or a positive integer."""
     return _int_between(text, 0, INT64_MAX, "a thread count: 0 (every core) or a positive integer")
+

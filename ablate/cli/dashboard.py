@@ -45,13 +45,14 @@ def check_port(host: str, text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from optuna_dashboard import run_server  # the web stack, Optuna and the study loader: for this command only
+    from ..spec import load_study
+
+    study = load_study(args.study, storage=storage_option(args))  # a bad file is refused before the web stack loads
+    from optuna_dashboard import run_server
 
     from ..artifacts import artifact_dir, open_store
-    from ..spec import load_study
     from ..storage import mask_url, open_storage, storage_missing
 
-    study = load_study(args.study, storage=storage_option(args))
     port = check_port(args.host, args.port)
     if storage_missing(study.storage):
         raise AblateError(f"storage {mask_url(study.storage)} holds nothing yet; run `ablate run {study.path}` first.")

@@ -16,10 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plan import plan_frame, plan_notes, plan_summary  # pandas, Optuna and the timing code
     from ..spec import load_study
 
-    study = load_study(args.study)
+    study = load_study(args.study)  # a bad file is refused before torch, pandas and the timing code load
+    from ..plan import plan_frame, plan_notes, plan_summary
+
     if args.data_dir is not None:  # the dataset there is checked as a run would: present, complete
         from ..data import require_present
 

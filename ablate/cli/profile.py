@@ -12,17 +12,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
-from ..attention import BUILTIN
 from ..device import available_cores, resolve_device
 from ..errors import AblateError
 from ..files import atomic_write, check_output_file, first_line_matches
-from ..precision import check_precision
+from ..names import BUILTIN_ATTENTION
 from . import (
     add_backbone,
     add_device,
@@ -36,6 +34,9 @@ from . import (
     stages,
     write_json,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 FORMATS = ("table", "csv")
 PRECISIONS = ("fp32", "bf16", "fp16", "none")  # none: fp32, the old word
@@ -52,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attention",
         type=csv_list,
-        default=list(BUILTIN),
+        default=list(BUILTIN_ATTENTION),
         help="comma-separated attention types or import paths pkg.mod:Class (default: all built-in)",
     )
     p.add_argument("--position", type=csv_list, default=None,
@@ -103,15 +104,9 @@ PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import costs  # fvcore, pandas and scipy: loaded for this command only
-    from ..columns import MAC_POLICY, UNCOUNTED, rows_to_frame
-    from ..timing import CI_METHOD, Setting
-
-    check_json(args.json)  # both outputs: new files or ablate's own, checked before any work
+    check_json(args.json)  # both outputs: new files or ablate's own, checked before any work (and before torch)
     if args.out:
         check_output_file(Path(args.out), "--out", "table file", PROFILE_TABLE)
-    shape = costs.parse_input_shape(args.input)
-    device = resolve_device(args.device)
     if args.block_time is not None and not (args.block_time > 0 and args.block_time <= 60):
         raise AblateError(f"--block-time must be a number of seconds in (0, 60], got {args.block_time}.")
     if args.batch_sizes is not None and (not args.batch_sizes or min(args.batch_sizes) < 1):
@@ -121,6 +116,19 @@ def run(args: argparse.Namespace) -> int:
                              ("--blocks", args.blocks, 1)):
         if value < low:
             raise AblateError(f"{name} must be an integer >= {low}, got {value}.")
+    if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
+        total = args.rounds * args.blocks
+        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
+                          f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
+    import torch
+
+    from .. import costs  # torch, fvcore, pandas and scipy: loaded for this command only
+    from ..columns import MAC_POLICY, UNCOUNTED, rows_to_frame
+    from ..precision import check_precision
+    from ..timing import CI_METHOD, Setting
+
+    shape = costs.parse_input_shape(args.input)
+    device = resolve_device(args.device)
     arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
     from ..arms import plugin_sources
     from ..models.check import check_arm
@@ -204,15 +212,10 @@ def overhead_cell(row: Any, metric: str) -> str:
 
 
 def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespace, device: torch.device) -> None:
-    """--input, --batch-sizes and --train-batch against the device's free memory, before a tensor is made;
-    and a bound on the timing work (--rounds x --blocks), which has no other end."""
+    """--input, --batch-sizes and --train-batch against the device's free memory, before a tensor is made."""
     from ..memory import check_models_fit
     from ..models import build_model
 
-    if args.rounds * args.blocks > MAX_TIMED_BLOCKS:
-        total = args.rounds * args.blocks
-        raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
-                          f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
     builds = {arm.id: (lambda size, arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
                                                          in_channels=shape[0], input_size=size, init_seed=0))
               for arm in arms}

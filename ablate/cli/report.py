@@ -30,18 +30,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..files import check_report_dir, check_report_folder
-    from ..report import write_report  # matplotlib/seaborn load only for this command
-    from ..report.compare import write_comparison
     from ..spec import load_study
 
     if len(args.study) > 1 and args.storage:
         raise AblateError("--storage overrides one study's storage; a comparison reads each study's own.")
+    given = check_report_dir(args.out, "--out") if args.out is not None else None  # before the studies load
     storage = storage_option(args) if len(args.study) == 1 else None  # $ABLATE_STORAGE: one study's storage
     studies = [load_study(path, storage=storage) for path in args.study]
     owner = studies[0].name if len(studies) == 1 else "compare-" + "-".join(s.name for s in studies)
-    out = check_report_dir(args.out, "--out") if args.out is not None else (
-        studies[0].output if len(studies) == 1 else Path("reports") / owner)
+    out = given if given is not None else studies[0].output if len(studies) == 1 else Path("reports") / owner
     check_report_folder(out, owner)
+    from ..report import write_report  # matplotlib, seaborn and pandas: once the input is known to be good
+    from ..report.compare import write_comparison
+
     if len(studies) == 1:
         path = write_report(studies[0], out_dir=out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
     else:

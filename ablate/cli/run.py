@@ -58,13 +58,18 @@ def run_study(study: Study, **kwargs: Any) -> RunOutcome:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..contract import PHASES
+    from ..memory import check_workers
+
+    if args.workers is not None:  # the host's memory, before the study (and torch) is loaded
+        check_workers(args.workers)
     from ..spec import load_study
-    from ..status import summary_text
 
     storage = storage_option(args)
     threads = available_cores() if args.threads == 0 else args.threads
-    study = load_study(args.study, storage=storage, threads=threads)
+    study = load_study(args.study, storage=storage, threads=threads)  # refused before pandas and the runner load
+    from ..contract import PHASES
+    from ..status import summary_text
+
     phases = PHASES if args.phases is None else args.phases
     bad = [p for p in phases if p not in PHASES]
     if bad:

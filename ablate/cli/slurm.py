@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import add_storage, add_study
+from . import add_storage, add_study, storage_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,13 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..slurm import JobRequest, job_script, submit, write_job  # the study loader: for this command only
     from ..spec import load_study
-    from ..status import storage_overridden
-    from ..storage import STORAGE_ENV
 
-    storage = args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
-    study = load_study(args.study, storage=storage)
+    storage = storage_option(args)
+    study = load_study(args.study, storage=storage)  # a bad file is refused before the heavy imports below
+    from ..slurm import JobRequest, job_script, submit, write_job
+    from ..status import storage_overridden
+
     job = JobRequest(workers=args.workers, partition=args.partition, time=args.time,
                      cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, mem=args.mem,
                      sbatch_args=tuple(args.sbatch_arg), requeue=args.requeue)

@@ -19,11 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..spec import load_study  # Optuna, SQLAlchemy and pandas: for this command only
+    from ..spec import load_study
+
+    study = load_study(args.study, storage=storage_option(args))  # refused before Optuna's frames and pandas load
     from ..status import phase_studies, running_frame, status_frame, storage_overridden
     from ..storage import mask_url, open_storage, storage_missing
 
-    study = load_study(args.study, storage=storage_option(args))
     print(f"study {study.name}: {len(study.arms)} arms x {len(study.seeds)} seeds; storage {mask_url(study.storage)}")
     same = " with the same --storage or $ABLATE_STORAGE" if storage_overridden(study) else ""
     not_run = f"not run yet; start it with: ablate run {study.path}{same}"

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from ..config import is_unusable_number
-from ..data import DataConfig, list_datasets, load_data
-from ..errors import AblateError, EnvironmentFault
-from ..models import POSITIONS
+from ..errors import AblateError, EnvironmentFault, unknown
+from ..files import check_output_file
+from ..names import BUILTIN_ATTENTION, DATASETS, POSITIONS, attention_names, builtin_knob_error
+from ..plugins import is_import_path
 from ..recipe import EVAL_SPLITS, OPTIMIZERS, SCHEDULERS, Recipe, Runtime, check_schedule
 from . import (
     add_backbone,
@@ -41,6 +42,8 @@ from . import (
 
 if TYPE_CHECKING:
     from ..train import TrainResult
+
+DEFAULT_VAL_FRACTION = 0.1  # ablate.data.DataConfig.val_fraction (a test keeps them equal)
 
 
 
@@ -80,7 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="an attention knob, repeatable (e.g. --knob kernel_size=7)")
 
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", default="cifar10", help=f"{', '.join(list_datasets())} or imagefolder:<path>")
+    data.add_argument("--dataset", default="cifar10", help=f"{', '.join(DATASETS)} or imagefolder:<path>")
     add_data_dir(data)
     data.add_argument("--train-size", type=integer, help="images drawn from the training split (all by default)")
     data.add_argument("--test-size", type=integer, help="images drawn from the test split (all by default)")
@@ -124,6 +127,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_arm_names(attention: str, knobs: dict[str, Any]) -> None:
+    """An unknown attention type, or a bad knob of a built-in one, refused before torch is imported (a plugin's
+    knobs are checked by the registry once it is loaded)."""
+    if not is_import_path(attention) and attention not in attention_names():
+        raise unknown("attention type", attention, attention_names())
+    for key, value in knobs.items() if attention in BUILTIN_ATTENTION else ():
+        problem = builtin_knob_error(attention, key, value)
+        if problem is not None:
+            raise AblateError(problem)
+
+
 def _given(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
     """{config key: value} for the options the user actually gave."""
     return {key: getattr(args, attr) for key, attr in keys.items() if getattr(args, attr) is not None}
@@ -131,7 +145,7 @@ def _given(args: argparse.Namespace, keys: dict[str, str]) -> dict[str, Any]:
 
 def default_val_fraction(eval_split: str, scheduler: str) -> float:
     """Hold out validation when something reads it: --eval val, or the plateau schedule (never test)."""
-    return DataConfig.val_fraction if eval_split == "val" or scheduler == "plateau" else 0.0
+    return DEFAULT_VAL_FRACTION if eval_split == "val" or scheduler == "plateau" else 0.0
 
 
 def target_line(result: TrainResult) -> str:
@@ -187,10 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..checkpoint import is_ablate_checkpoint
-    from ..files import check_output_file
-    from ..spec import check_dataset_sizes
-    from ..train import NonFiniteLossError, model_factory, train
+    from ..checkpoint import is_ablate_checkpoint  # no torch: it reads the file's first bytes
 
     check_json(args.json)  # outputs first: never a user's file, and no refusal after hours of training
     if args.checkpoint is not None:
@@ -209,13 +220,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.augment is not None:
         data_opts["augment"] = [] if args.augment == ["none"] else args.augment
     data_opts.setdefault("val_fraction", default_val_fraction(args.eval_split, recipe.scheduler))
-    data_cfg = DataConfig.from_dict(data_opts, "options")
-    info = check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
     runtime_opts = _given(args, {k: k for k in (
         "device", "amp", "channels_last", "compile", "deterministic", "threads")})
     if runtime_opts.get("threads") == 0:
         del runtime_opts["threads"]  # every core: Runtime's own default
     runtime = Runtime.from_dict(runtime_opts, "options")
+    check_arm_names(args.attention, dict(args.knob))
+    # torch from here: every check of an option that needs none is done
+    from ..data import DataConfig, load_data
+    from ..spec import check_dataset_sizes
+    from ..train import NonFiniteLossError, model_factory, train
+
+    data_cfg = DataConfig.from_dict(data_opts, "options")
+    info = check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
     arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,
            "reduction": args.reduction, "stages": args.stages, "head": args.head, **dict(args.knob)}
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..names import BACKBONE_GROUP
 from ..plugins import Registry
 from .backbones import Backbone, adapt_backbone
 from .convnet import CNN, VGG16
 from .resnet import RESNET18, RESNET20, RESNET50, RESNET56
 
-GROUP = "ablate.backbones"  # the entry-point group a package declares its backbones in
+GROUP = BACKBONE_GROUP  # the entry-point group a package declares its backbones in
 BACKBONES: Registry[Backbone] = Registry(
     "backbone", "backbone", {b.name: b for b in (CNN, VGG16, RESNET20, RESNET56, RESNET18, RESNET50)}, GROUP,
     adapt_backbone)

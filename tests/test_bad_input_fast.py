@@ -1,0 +1,99 @@
+"""Refusals of bad input answer before torch is imported (issue 23: seconds and hundreds of MB otherwise).
+
+Each case runs the real command in a fresh interpreter and lists the heavy libraries loaded when it
+returned: a bad file, a bad setting, a bad name or a bad output path needs none of them. Checks that
+need torch (a model's memory, a dataset's contents) are not here. Timings are not asserted; the
+structure that makes them small is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import GOOD
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "pandas", "fvcore", "matplotlib", "scipy")
+PROBE = ("import json, sys\nfrom ablate.cli import main\ncode = main(sys.argv[1:])\n"
+         f"print(json.dumps([code, [m for m in {HEAVY!r} if m in sys.modules]]))")
+
+
+def refuse_light(folder: Path, *argv: str) -> str:
+    """Run `ablate ARGV` in a fresh interpreter in `folder`: exit 2, and no heavy library loaded; stderr."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=120)
+    code, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert code == 2, done.stderr
+    assert loaded == [], (argv, loaded, done.stderr)
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def study(folder: Path, **changes: object) -> str:
+    """GOOD with top-level sections replaced (None removes one), written to folder/s.yaml."""
+    import yaml
+
+    doc = {**GOOD, **changes}
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in doc.items() if v is not None}, sort_keys=False))
+    return path.name
+
+
+STUDY_CASES = {
+    "unknown key": ({"recipe": {"optimiser": "adam"}}, "did you mean 'optimizer'"),
+    "NaN lr": ({"recipe": {"lr": float("nan")}}, "recipe.lr"),
+    "bad optimizer": ({"recipe": {"optimizer": "adamm"}}, "allowed: adam, adamw, sgd"),
+    "negative epochs": ({"recipe": {"epochs": 0}}, "recipe.epochs"),
+    "unknown attention": ({"grid": {**GOOD["grid"], "attention": ["none", "sse"]}}, "did you mean 'se'"),
+    "bad knob value": ({"grid": {**GOOD["grid"], "knobs": {"se": {"gate": ["bogus"]}}}}, "sigmoid | tanh | relu"),
+    "unknown knob": ({"grid": {**GOOD["grid"], "knobs": {"se": {"gates": ["tanh"]}}}}, "did you mean 'gate'"),
+    "unknown position": ({"grid": {**GOOD["grid"], "positions": ["after_reLU"]}}, "grid.positions[0]"),
+    "unknown backbone": ({"grid": {**GOOD["grid"], "backbones": ["resnet21"]}}, "grid.backbones[0].name"),
+    "bad storage URL": ({"storage": "bogus://x"}, "unsupported storage URL"),
+    "bad seeds": ({"seeds": [0, 0]}, "distinct"),
+    "bad measure": ({"measure": {"precision": "fp8"}}, "measure.precision"),
+    "unknown dataset key": ({"dataset": {**GOOD["dataset"], "train_sise": 5}}, "did you mean 'train_size'"),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_CASES))
+def test_a_bad_study_file_is_refused_before_torch(tmp_path: Path, case: str) -> None:
+    changes, words = STUDY_CASES[case]
+    name = study(tmp_path, **changes)
+    assert words in refuse_light(tmp_path, "plan", name)
+
+
+def test_bad_study_files_on_disk_are_refused_before_torch(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "big.yaml").write_bytes(b"#" * (2 << 20))
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    for name, words in (("fifo.yaml", "not a regular file"), ("missing.yaml", "not found"),
+                        ("folder.yaml", "is a folder"), ("big.yaml", "larger than"), ("bad.yaml", "invalid YAML")):
+        for command in ("plan", "run", "status"):
+            assert words in refuse_light(tmp_path, command, name)
+
+
+def test_bad_outputs_and_options_are_refused_before_torch(tmp_path: Path) -> None:
+    (tmp_path / "victim.yaml").write_text("name: mine\n")
+    (tmp_path / "folder").mkdir()
+    name = study(tmp_path)
+    cases = [(["train", "--checkpoint", "victim.yaml"], "ablate did not write it"),
+             (["train", "--json", "folder"], "is a folder"),
+             (["train", "--json", "victim.yaml"], "ablate did not write it"),
+             (["train", "--attention", "sse"], "did you mean 'se'"),
+             (["train", "--attention", "se", "--knob", "gate=x"], "sigmoid | tanh | relu"),
+             (["train", "--lr", "-1"], "--lr"),
+             (["train", "--scheduler", "plateau", "--val-fraction", "0"], "--val-fraction 0"),
+             (["run", name, "--workers", str(10**6)], "at most"),
+             (["run", name, "--storage", "bogus://x"], "unsupported storage URL"),
+             (["report", name, "--out", "../elsewhere"], "not a report folder")]
+    for argv, words in cases:
+        assert words in refuse_light(tmp_path, *argv), argv
