@@ -84,7 +84,8 @@ def _check_unambiguous(url: str, where: str) -> None:
 
 
 def storage_file(url: str) -> Path | None:
-    """The file behind a SQLite or journal URL (None for a database server)."""
+    """The file behind a SQLite or journal URL (None for a database server): the one place that reads a
+    path out of a storage URL (opening, "not run yet", the artifact folder beside it, the report's check)."""
     for prefix in ("sqlite:///", "journal:"):
         if url.startswith(prefix):
             return Path(url.removeprefix(prefix))
@@ -195,17 +196,13 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     quiet_optuna()
     if read_only and storage_missing(url):
         raise AblateError(f"storage {mask_url(url)!r} does not exist yet: nothing has run on it.")
+    path = storage_file(url)
     with _driver_errors(url):
-        if url.startswith("journal:"):
-            path = Path(url.removeprefix("journal:"))
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("journal:"):
             return JournalStorage(JournalFileBackend(str(path)))
-        engine_kwargs: dict = {}
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": 120}}
-        else:
-            engine_kwargs = server_engine_kwargs(url)
+        engine_kwargs = {"connect_args": {"timeout": 120}} if path is not None else server_engine_kwargs(url)
         return _rdb_storage(url, engine_kwargs, read_only)
 
 

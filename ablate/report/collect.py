@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from ..contract import (
 from ..errors import AblateError
 from ..planning import phase_name, tuning_groups, wanted_seeds
 from ..spec import Study
-from ..storage import mask_url, open_storage
+from ..storage import mask_url, open_storage, storage_file
 
 FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
 CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
@@ -67,24 +66,16 @@ class Collected:
         return batch_sizes_of(self.arms)
 
 
-def _sqlite_path(url: str) -> Path | None:
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-
-
-def _journal_path(url: str) -> Path | None:
-    return Path(url.removeprefix("journal:")) if url.startswith("journal:") else None
-
-
 def _load(name: str, storage: optuna.storages.BaseStorage, names: set[str]) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=storage) if name in names else None
 
 
 def collect(study: Study) -> Collected:
     """Read a study's storage into frames. Raises AblateError when the storage holds nothing of it."""
-    for path in (_sqlite_path(study.storage), _journal_path(study.storage)):
-        if path is not None and not path.is_file():
-            raise AblateError(f"{study.path}: storage {mask_url(study.storage)} does not exist; run "
-                              f"`ablate run {study.path}` first (or pass --storage).")
+    path = storage_file(study.storage)
+    if path is not None and not path.is_file():
+        raise AblateError(f"{study.path}: storage {mask_url(study.storage)} does not exist; run "
+                          f"`ablate run {study.path}` first (or pass --storage).")
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     profile = _load(phase_name(study, "profile"), storage, names)
