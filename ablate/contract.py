@@ -62,8 +62,9 @@ HOST_ATTR = "host"  # the host it was timed (profile) or trained (final) on
 # a tuning trial's user attr
 TUNE_ARM_ATTR = "arm"  # the arm it trained
 
-# a final trial's user attrs (besides the arm's factors and the training result's fields)
-COST_ATTR = "cost"  # a copy of the arm's cost row
+# a final trial's user attrs (besides the arm's factors, the training result's fields and the cost row's
+# headline scalars for the dashboard); final trials of older storages also hold "cost", a copy of the arm's
+# cost row, never read: cost rows are read from the profile phase only (`profile_costs`)
 HYPERPARAMETERS_ATTR = "hyperparameters"  # the tuned values it trained with
 HP_PREFIX = "hp."  # each tuned value again as `hp.<name>`, a sortable dashboard column
 ENV_ATTR = "environment"  # CPU/GPU model, threads, Python and package versions (ablate.provenance)
@@ -194,7 +195,8 @@ def profile_trials(profile: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]
 
 
 def profile_costs(profile: optuna.Study) -> dict[str, dict[str, Any]]:
-    """arm id -> its cost row, each backbone's rows from its one latest timing session."""
+    """arm id -> its cost row, each backbone's rows from its one latest timing session: the one reader of
+    cost rows (the report's cost columns, a final trial's dashboard scalars)."""
     costs: dict[str, dict[str, Any]] = {}
     for t in profile_trials(profile).values():
         costs.update(t.user_attrs[COSTS_ATTR])

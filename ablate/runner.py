@@ -25,7 +25,6 @@ from optuna.trial import Trial, TrialState
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
 from .contract import (
-    COST_ATTR,
     COSTS_ATTR,
     ENV_ATTR,
     FINAL_KEYS,
@@ -276,7 +275,7 @@ class Runner:
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)),
                      "dataset": _jsonable(self.study.dataset.as_dict()), "checkpoint": str(ckpt),
-                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
+                     **scalar_costs(cost, min(self.study.measure.batch_sizes)),
                      "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), ENV_ATTR: env, "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}

@@ -36,14 +36,15 @@ def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.Monke
     storage = open_storage(study.storage)
     final = optuna.load_study(study_name="tiny/final", storage=storage)
     trial = final.get_trials(states=(TrialState.COMPLETE,))[0]
-    for key in ("final_acc", "cost", "checkpoint", "hyperparameters", "params", "macs_full", "hp.lr"):
+    for key in ("final_acc", "checkpoint", "hyperparameters", "params", "macs_full", "hp.lr"):
         assert key in trial.user_attrs
+    assert "cost" not in trial.user_attrs  # the cost row is stored once, on the profile trial
     for key in ("eval_acc", "val_acc", "epoch_time_s", "iter_loss", "test_correct"):  # lists: one attribute
         assert key in trial.user_attrs["series"] and key not in trial.user_attrs
     assert list(trial.intermediate_values.values()) == trial.user_attrs["series"]["val_acc"]  # learning curve
     assert trial.value == trial.user_attrs["final_acc"]
     assert "lr" in trial.user_attrs["hyperparameters"]  # tuned value used
-    assert trial.user_attrs["cost"]["params"] == trial.user_attrs["n_params"]
+    assert trial.user_attrs["params"] == trial.user_attrs["n_params"]
     assert Path(trial.user_attrs["checkpoint"]).is_file()
     tune = optuna.load_study(study_name="tiny/tune/cnn/none", storage=storage)
     assert len(tune.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2

@@ -19,14 +19,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..columns import batch_sizes_of
 from ..contract import (
-    COST_ATTR,
-    COSTS_ATTR,
     ENV_ATTR,
     FAIL_ATTR,
     FINAL_KEYS,
     ROUNDS_ATTR,
     SERIES_ATTR,
     claimed,
+    profile_costs,
     profile_trials,
     results_of,
 )
@@ -98,7 +97,7 @@ def collect(study: Study) -> Collected:
     sessions = profile_trials(profile) if profile is not None else {}
     return Collected(
         study=study,
-        arms=_arm_frame(study, sessions, complete),
+        arms=_arm_frame(study, profile),
         runs=_run_frame(complete),
         curves=_curve_frame(complete),
         iters=_iter_frame(complete),
@@ -111,13 +110,10 @@ def collect(study: Study) -> Collected:
     )
 
 
-def _arm_frame(study: Study, sessions: dict[str, FrozenTrial], complete: list[FrozenTrial]) -> pd.DataFrame:
-    """Factors of every spec arm, plus its cost row: its backbone's profile session, else a final trial's copy."""
-    costs: dict[str, dict[str, Any]] = {}
-    for t in complete:
-        costs.setdefault(t.params["arm"], dict(t.user_attrs.get(COST_ATTR) or {}))
-    for t in sessions.values():
-        costs.update({arm: dict(row) for arm, row in t.user_attrs[COSTS_ATTR].items()})
+def _arm_frame(study: Study, profile: optuna.Study | None) -> pd.DataFrame:
+    """Factors of every spec arm, plus its cost row from the profile phase (`profile_costs`), where cost is
+    stored; the copy that final trials of older storages carry is not read."""
+    costs = profile_costs(profile) if profile is not None else {}
     rows = []
     for arm in study.arms:
         cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}
