@@ -97,7 +97,7 @@ def collect(study: Study) -> Collected:
     sessions = profile_trials(profile) if profile is not None else {}
     return Collected(
         study=study,
-        arms=_arm_frame(study, profile),
+        arms=_arm_frame(study, profile_costs(profile) if profile is not None else {}),  # never a final trial's copy
         runs=_run_frame(complete),
         curves=_curve_frame(complete),
         iters=_iter_frame(complete),
@@ -110,10 +110,8 @@ def collect(study: Study) -> Collected:
     )
 
 
-def _arm_frame(study: Study, profile: optuna.Study | None) -> pd.DataFrame:
-    """Factors of every spec arm, plus its cost row from the profile phase (`profile_costs`), where cost is
-    stored; the copy that final trials of older storages carry is not read."""
-    costs = profile_costs(profile) if profile is not None else {}
+def _arm_frame(study: Study, costs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Factors of every spec arm, plus its cost row (arm id -> row: the profile phase's, `profile_costs`)."""
     rows = []
     for arm in study.arms:
         cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}
