@@ -58,7 +58,7 @@ from .provenance import environment, mismatch_warning
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
-from .storage import open_storage, reap_dead_trials, worker_host, worker_id
+from .storage import knowingly_experimental, open_storage, optuna_info_off, reap_dead_trials, worker_host, worker_id
 from .switches import set_cublas_workspace
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
@@ -196,12 +196,14 @@ class Runner:
             if done >= t.n_trials:
                 continue
             self._say(f"tune {group}: {done}/{t.n_trials} trials done")
-            ostudy.optimize(
-                self._tune_objective(arm),
-                callbacks=[optuna.study.MaxTrialsCallback(t.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                           self._tune_echo(group)],
-                catch=(NonFiniteLossError, torch.OutOfMemoryError),
-            )
+            with knowingly_experimental():  # optimize fails stale trials itself when heartbeats are on
+                ostudy.optimize(
+                    self._tune_objective(arm),
+                    callbacks=[optuna.study.MaxTrialsCallback(t.n_trials,
+                                                              states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                               self._tune_echo(group)],
+                    catch=(NonFiniteLossError, torch.OutOfMemoryError),
+                )
         wait_until_idle(studies)
 
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
@@ -357,7 +359,8 @@ def host_running(ostudy: optuna.Study) -> int:
 def name_objective(ostudy: optuna.Study, name: str) -> None:
     """Name the phase study's objective (optuna-dashboard shows it instead of 'Objective 0')."""
     if ostudy.metric_names != [name]:
-        ostudy.set_metric_names([name])
+        with knowingly_experimental():
+            ostudy.set_metric_names([name])
 
 
 class LearningCurve:
@@ -407,6 +410,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+@optuna_info_off()  # ablate prints its own progress; Optuna's level is put back after
 def run_study(
     study: Study,
     *,

@@ -166,11 +166,26 @@ def grace_period() -> int:
     return _seconds_from_env("ABLATE_GRACE_S", GRACE_S)
 
 
-def quiet_optuna() -> None:
-    """Optuna warns that heartbeats are experimental and meant for optimize(); ablate uses both knowingly."""
-    warnings.filterwarnings("ignore", message=".*heartbeat.*", category=Warning, module="optuna")
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+@contextmanager
+def knowingly_experimental() -> Iterator[None]:
+    """Optuna warns at every use of what it marks experimental (heartbeats, `fail_stale_trials`, which
+    `optimize` calls with heartbeats on, metric names); ablate uses them knowingly. Only inside the block:
+    a caller's own warning filters stay as they were."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+@contextmanager
+def optuna_info_off() -> Iterator[None]:
+    """Optuna's INFO lines (each study created, each trial finished) off while ablate runs a study: ablate
+    prints its own progress. Optuna's level is process-wide, so the caller's level is put back after."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def worker_host() -> str:
@@ -193,7 +208,6 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     "not run yet") and a database server's tables are not created.
     """
     check_storage_url(url, "storage")
-    quiet_optuna()
     if read_only and storage_missing(url):
         raise AblateError(f"storage {mask_url(url)!r} does not exist yet: nothing has run on it.")
     path = storage_file(url)
@@ -219,8 +233,9 @@ def _rdb_storage(url: str, engine_kwargs: dict, read_only: bool) -> RDBStorage:
     """
     for attempt in range(SCHEMA_RACE_TRIES):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
-                              grace_period=grace_period(), skip_table_creation=read_only)
+            with knowingly_experimental():
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
+                                  grace_period=grace_period(), skip_table_creation=read_only)
         except sqlalchemy.exc.DatabaseError as err:
             text = str(err)
             racing = any(sign in text for sign in ("alembic_version", "already exists", "duplicate key"))
@@ -294,7 +309,8 @@ def reap_dead_trials(study: optuna.Study) -> int:
             except RuntimeError:
                 pass  # finished by someone else meanwhile
     if has_heartbeats(storage):
-        optuna.storages.fail_stale_trials(study)
+        with knowingly_experimental():
+            optuna.storages.fail_stale_trials(study)
     return reaped
 
 
