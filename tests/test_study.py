@@ -17,7 +17,8 @@ from optuna.trial import TrialState, create_trial
 
 from ablate.cli import main
 from ablate.contract import WORKER_ATTR, is_ignored, storage_of, study_id_of
-from ablate.runner import name_objective, run_study
+from ablate.planning import tuning_groups
+from ablate.runner import TunedParams, name_objective, run_study
 from ablate.spec import load_study
 from ablate.status import status_frame
 from ablate.storage import open_storage, optuna_info_off, reap_dead_trials, worker_host
@@ -55,6 +56,13 @@ def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.Monke
     assert set(final_counts(path).values()) == {1}
     frame = status_frame(study).set_index("phase")
     assert frame.loc["tiny/final", "complete"] == 4 and frame.loc["tiny/final", "items_left"] == 0
+    loads: list[str] = []  # each tuning group's study is read once per run, however many items ask
+    load = optuna.load_study
+    monkeypatch.setattr(optuna, "load_study", lambda **kw: loads.append(kw["study_name"]) or load(**kw))
+    tuned = TunedParams(study, storage)
+    answers = [tuned(arm) for arm in study.arms for _ in study.seeds]
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == len(tuning_groups(study))
+    assert answers[0][0] == dict(tune.best_trial.params) and "own tuning (2 trials" in answers[0][1]
 
 
 def test_opening_storage_changes_no_global_state(tmp_path: Path) -> None:
