@@ -13,7 +13,8 @@ no study file; what a study plans to run is `ablate.planning`.
 
 It is also the one adapter for Optuna's private attributes (`storage_of`, `study_id_of`,
 `trial_id_of`, `stale_trial_ids`) and for the system-attribute formats ablate reads or writes
-(`worker_of`, `set_worker`, `claim_system_attrs`, `attached_artifacts`): no other module touches them.
+(`worker_label`, `worker_of`, `worker_host_pid`, `set_worker`, `claim_system_attrs`, `attached_artifacts`): no
+other module touches them.
 """
 
 from __future__ import annotations
@@ -121,10 +122,21 @@ def set_worker(trial: Trial, worker: str) -> None:
     trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker)
 
 
+def worker_label(host: str, pid: int) -> str:
+    """How a worker is recorded: 'host:pid'."""
+    return f"{host}:{pid}"
+
+
 def worker_of(trial: FrozenTrial) -> str | None:
     """The worker (host:pid) that claimed `trial`; None when none is recorded."""
     worker = trial.system_attrs.get(WORKER_ATTR)
     return None if worker is None else str(worker)
+
+
+def worker_host_pid(trial: FrozenTrial) -> tuple[str, str]:
+    """(host, pid) of the worker that claimed `trial`; empty strings when none is recorded."""
+    host, _, pid = (worker_of(trial) or "").rpartition(":")
+    return host, pid
 
 
 def attached_artifacts(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:

@@ -43,7 +43,7 @@ from .contract import (
     profile_costs,
     profile_trials,
     set_worker,
-    worker_of,
+    worker_host_pid,
 )
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
@@ -369,7 +369,7 @@ def host_running(ostudy: optuna.Study) -> int:
     """RUNNING trials of this phase on this host (this one included): how shared its wall-clock was."""
     host = worker_host()
     return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if (worker_of(t) or "").rsplit(":", 1)[0] == host)
+               if worker_host_pid(t)[0] == host)
 
 
 def name_objective(ostudy: optuna.Study, name: str) -> None:

@@ -32,7 +32,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from .contract import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, stale_trial_ids, storage_of, trial_id_of
+from .contract import FAIL_ATTR, RETRY_ATTR, stale_trial_ids, storage_of, trial_id_of, worker_host_pid, worker_label
 from .errors import AblateError, EnvironmentFault, environment_fault
 from .redact import mask_url, split_userinfo
 
@@ -197,7 +197,7 @@ def worker_host() -> str:
 
 
 def worker_id() -> str:
-    return f"{worker_host()}:{os.getpid()}"
+    return worker_label(worker_host(), os.getpid())
 
 
 def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
@@ -245,14 +245,8 @@ def _rdb_storage(url: str, engine_kwargs: dict, read_only: bool) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def _worker_of(trial: FrozenTrial) -> tuple[str, str]:
-    """(host, pid) of the worker that claimed `trial` (empty strings when unknown)."""
-    host, _, pid = str(trial.system_attrs.get(WORKER_ATTR, "")).rpartition(":")
-    return host, pid
-
-
 def _local_process_gone(trial: FrozenTrial) -> bool:
-    host, pid = _worker_of(trial)
+    host, pid = worker_host_pid(trial)
     if host != worker_host() or not pid.isdigit():
         return False
     try:
@@ -274,7 +268,7 @@ def has_heartbeats(storage: BaseStorage) -> bool:
 
 
 def _is_local(trial: FrozenTrial) -> bool:
-    return _worker_of(trial)[0] == worker_host()
+    return worker_host_pid(trial)[0] == worker_host()
 
 
 def death_detectable(storage: BaseStorage, trial: FrozenTrial) -> bool:

@@ -43,7 +43,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("policy", columns.POLICIES)
 def test_conv_macs_are_output_elements_times_kernel_volume(policy: str) -> None:
-    total, by_module = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
+    total, by_module, _ = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
     assert total == 8 * 8 * 8 * 3 * 3 * 3 == by_module[""]
 
 
@@ -144,14 +144,14 @@ def test_vgg16_macs_closed_form() -> None:
 
 def test_attention_macs_sum_only_the_inserted_modules() -> None:
     simam = build_model("cnn", "simam", "after_relu")
-    _, by_default = macs.count_macs(simam, (3, 32, 32), "fvcore")
-    _, by_full = macs.count_macs(simam, (3, 32, 32), "full")
+    _, by_default, _ = macs.count_macs(simam, (3, 32, 32), "fvcore")
+    _, by_full, _ = macs.count_macs(simam, (3, 32, 32), "full")
     assert macs.attention_macs(simam, by_default) == 0
     expected = sum(8 * c * s * s + 3 * c for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
     assert macs.attention_macs(simam, by_full) == expected
 
     se = build_model("cnn", "se", "after_relu", 16)
-    _, by_default = macs.count_macs(se, (3, 32, 32), "fvcore")
+    _, by_default, _ = macs.count_macs(se, (3, 32, 32), "fvcore")
     expected = sum(c * s * s + 2 * c * (c // 16) for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
     assert macs.attention_macs(se, by_default) == expected
 
