@@ -15,7 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attention import ATTENTION, get_attention, hidden_width, resolve_knobs, uses_reduction
+from .attention import (
+    ATTENTION,
+    check_reduction,
+    get_attention,
+    hidden_width,
+    resolve_attention,
+    resolve_knobs,
+    uses_reduction,
+)
 from .config import check_choice, check_types, config_from_dict
 from .errors import AblateError
 from .models import BACKBONES, get_backbone, resolve_backbone, resolve_stages
@@ -195,6 +203,38 @@ def enumerate_arms(
                         continue  # the same model as a smaller ratio already in the grid
                     arms.append(Arm(bb, attention, position, r, st, chosen))
     return list(dict.fromkeys(arms))
+
+
+def arms_from_names(
+    backbones: Sequence[str],
+    attentions: Sequence[str],
+    positions: Sequence[str] | None = None,
+    reductions: Sequence[int] = (16,),
+    stages: str | Sequence[int] = "all",
+) -> list[Arm]:
+    """`enumerate_arms` from plain name lists (`ablate profile`'s options): names may be import paths
+    (`pkg.mod:Class`) or installed entry points; `positions` None: each backbone's default position;
+    knobs stay at their defaults, backbones at their default build options."""
+    backbones = [resolve_backbone(b) for b in backbones]
+    attentions = [resolve_attention(a) for a in attentions]
+    if positions is None:
+        positions = list(dict.fromkeys(get_backbone(b).default_position for b in backbones))
+    for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
+        if not values:
+            raise AblateError(f"at least one {name} is needed.")
+    if not reductions:
+        raise AblateError("at least one reduction ratio is needed.")
+    for r in reductions:
+        check_reduction(r)
+    choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]
+    return enumerate_arms(choices, attentions, positions, reductions, [stages])
+
+
+def dropped_positions(backbone: str, positions: Sequence[str]) -> dict[str, str]:
+    """{dropped: kept} for listed positions that put modules in the same slots on `backbone` as an earlier one
+    (the same model): what `arms_from_names` leaves out, for a note."""
+    kept = equivalent_positions(BackboneChoice(backbone), positions)
+    return {p: k for p, k in kept.items() if p != k}
 
 
 def collapse_notes(

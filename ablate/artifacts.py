@@ -18,16 +18,15 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial
 
 from .contract import attached_artifacts
+from .storage import storage_file
 
 
 def artifact_dir(storage_url: str, run_dir: Path, configured: str | Path | None = None) -> Path:
     """Where a study's artifacts live: the configured (shared) folder, else beside the storage file."""
     if configured:
         return Path(configured)
-    for prefix in ("sqlite:///", "journal:"):
-        if storage_url.startswith(prefix):
-            return Path(storage_url.removeprefix(prefix)).parent / "artifacts"
-    return Path(run_dir) / "artifacts"
+    path = storage_file(storage_url)
+    return (path.parent if path is not None else Path(run_dir)) / "artifacts"
 
 
 def open_store(folder: Path) -> FileSystemArtifactStore:

@@ -20,11 +20,6 @@ from .files import atomic_write
 if TYPE_CHECKING:  # torch is imported where a checkpoint is written or read: recognising one needs none
     from torch import nn
 
-# what torch.load raises on a file that is not a readable checkpoint (truncated: OSError or RuntimeError;
-# random bytes: UnpicklingError or KeyError; empty: EOFError; a foreign zip: RuntimeError)
-# Garbage bytes reach torch's weights-only unpickler and can fail with any exception type (seen: OSError,
-# RuntimeError, EOFError, UnpicklingError, BadZipFile, IndexError); every one means "not a checkpoint".
-CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 CHECKPOINT_KEYS = ("fingerprint", "epoch", "result", "model", "optimizer", "scheduler", "rng_cpu", "rng_gen",
                    "rng_host", "rng_cuda")
 
@@ -49,7 +44,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except CHECKPOINT_ERRORS as err:  # torch's own text (weights_only advice, zip internals) helps nobody here
+    except Exception as err:
+        # Any type: a truncated, empty, foreign or garbage file reaches torch's weights-only unpickler, which
+        # fails with whatever it meets (seen: OSError, RuntimeError, EOFError, UnpicklingError, BadZipFile,
+        # KeyError, IndexError); each means "not a checkpoint", and torch's own text helps nobody here.
         kind = "not a PyTorch checkpoint" if not _is_torch_zip(Path(path)) else "a damaged PyTorch file"
         raise UnreadableCheckpoint(f"checkpoint {path} cannot be read ({kind}: {type(err).__name__})") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):

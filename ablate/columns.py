@@ -14,9 +14,6 @@ from typing import Any, Literal
 
 import pandas as pd
 
-OVERHEAD_NOTE = ("overhead = median over rounds of (arm time / baseline time in the same round), with a "
-                 "distribution-free 95% CI [low, high]")
-
 # the MAC counting policies: which ops each counts (ablate.macs implements them)
 Policy = Literal["fvcore", "full"]
 POLICIES: tuple[str, ...] = ("fvcore", "full")

@@ -13,7 +13,8 @@ no study file; what a study plans to run is `ablate.planning`.
 
 It is also the one adapter for Optuna's private attributes (`storage_of`, `study_id_of`,
 `trial_id_of`, `stale_trial_ids`) and for the system-attribute formats ablate reads or writes
-(`worker_of`, `set_worker`, `claim_system_attrs`, `attached_artifacts`): no other module touches them.
+(`worker_label`, `worker_of`, `worker_host_pid`, `set_worker`, `claim_system_attrs`, `attached_artifacts`): no
+other module touches them.
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ HOST_ATTR = "host"  # the host it was timed (profile) or trained (final) on
 # a tuning trial's user attr
 TUNE_ARM_ATTR = "arm"  # the arm it trained
 
-# a final trial's user attrs (besides the arm's factors and the training result's fields)
-COST_ATTR = "cost"  # a copy of the arm's cost row
+# a final trial's user attrs (besides the arm's factors, the training result's fields and the cost row's
+# headline scalars for the dashboard); final trials of older storages also hold "cost", a copy of the arm's
+# cost row, never read: cost rows are read from the profile phase only (`profile_costs`)
 HYPERPARAMETERS_ATTR = "hyperparameters"  # the tuned values it trained with
 HP_PREFIX = "hp."  # each tuned value again as `hp.<name>`, a sortable dashboard column
 ENV_ATTR = "environment"  # CPU/GPU model, threads, Python and package versions (ablate.provenance)
@@ -120,10 +122,21 @@ def set_worker(trial: Trial, worker: str) -> None:
     trial.storage.set_trial_system_attr(trial_id_of(trial), WORKER_ATTR, worker)
 
 
+def worker_label(host: str, pid: int) -> str:
+    """How a worker is recorded: 'host:pid'."""
+    return f"{host}:{pid}"
+
+
 def worker_of(trial: FrozenTrial) -> str | None:
     """The worker (host:pid) that claimed `trial`; None when none is recorded."""
     worker = trial.system_attrs.get(WORKER_ATTR)
     return None if worker is None else str(worker)
+
+
+def worker_host_pid(trial: FrozenTrial) -> tuple[str, str]:
+    """(host, pid) of the worker that claimed `trial`; empty strings when none is recorded."""
+    host, _, pid = (worker_of(trial) or "").rpartition(":")
+    return host, pid
 
 
 def attached_artifacts(storage: BaseStorage, target: optuna.Study | Trial | FrozenTrial) -> dict[str, str]:
@@ -194,7 +207,8 @@ def profile_trials(profile: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]
 
 
 def profile_costs(profile: optuna.Study) -> dict[str, dict[str, Any]]:
-    """arm id -> its cost row, each backbone's rows from its one latest timing session."""
+    """arm id -> its cost row, each backbone's rows from its one latest timing session: the one reader of
+    cost rows (the report's cost columns, a final trial's dashboard scalars)."""
     costs: dict[str, dict[str, Any]] = {}
     for t in profile_trials(profile).values():
         costs.update(t.user_attrs[COSTS_ATTR])

@@ -20,9 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .arms import Arm, BackboneChoice, enumerate_arms
-from .arms import equivalent_positions as arms_equivalent_positions
-from .attention import check_reduction, resolve_attention
+from .arms import Arm
 from .columns import POLICIES, POLICY_COLUMN, UNCOUNTED, Columns
 from .errors import AblateError
 from .macs import (
@@ -30,11 +28,11 @@ from .macs import (
     attention_params,
     attention_paths,
     check_shape,
-    count_macs_checked,
+    count_macs,
     count_params,
     format_uncounted,
 )
-from .models import build_model, get_backbone, resolve_backbone
+from .models import build_model
 from .rounds import RoundSummary, faster_beyond_noise
 from .timing import Setting, infer_block, peak_memory_mib, time_interleaved, train_block
 
@@ -52,7 +50,7 @@ def static_costs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, Any]
     shape = check_shape(input_shape)
     row: dict[str, Any] = {"params": count_params(model), "attn_params": attention_params(model)}
     for policy in POLICIES:
-        total, by_module, uncounted = count_macs_checked(model, shape, policy)  # type: ignore[arg-type]
+        total, by_module, uncounted = count_macs(model, shape, policy)  # type: ignore[arg-type]
         row[f"macs_{POLICY_COLUMN[policy]}"] = total
         row[f"attn_macs_{POLICY_COLUMN[policy]}"] = attention_macs(model, by_module)
         if policy == "full":
@@ -182,7 +180,7 @@ def profile_backbone(
 
 
 # ---------------------------------------------------------------------------------------------
-# arms from `ablate profile`'s lists
+# `ablate profile`'s input shape
 
 
 def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -206,39 +204,3 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
         raise AblateError(f"input shape must look like CxHxW with positive integers, e.g. 3x32x32; got {text!r}.")
     c, h, w = (int(g) for g in match.groups())
     return c, h, w
-
-
-def equivalent_positions(backbone: str, positions: Sequence[str]) -> dict[str, str]:
-    """{dropped: kept} for positions that put modules in the same slots on `backbone` (same model)."""
-    kept = arms_equivalent_positions(BackboneChoice(backbone), positions)
-    return {p: k for p, k in kept.items() if p != k}
-
-
-def enumerate_profile_arms(
-    backbones: Sequence[str],
-    attentions: Sequence[str],
-    positions: Sequence[str] | None = None,
-    reductions: Sequence[int] = (16,),
-    stages: str | Sequence[int] = "all",
-) -> list[Arm]:
-    """The cartesian product of the lists, with factors that do not apply collapsed (no duplicates).
-
-    `none` appears once per backbone with no position or ratio; modules without a reduction ratio
-    appear once per position; positions that build the same model on a backbone are kept once, and
-    each backbone takes the positions it has (`ablate.arms.enumerate_arms` does the collapsing).
-    `positions` None: each backbone's default position. Knobs stay at their defaults. Names may be
-    import paths (`pkg.mod:Class`) or installed entry points.
-    """
-    backbones = [resolve_backbone(b) for b in backbones]
-    attentions = [resolve_attention(a) for a in attentions]
-    if positions is None:
-        positions = list(dict.fromkeys(get_backbone(b).default_position for b in backbones))
-    for name, values in (("backbone", backbones), ("attention", attentions), ("position", positions)):
-        if not values:
-            raise AblateError(f"at least one {name} is needed.")
-    if not reductions:
-        raise AblateError("at least one reduction ratio is needed.")
-    for r in reductions:
-        check_reduction(r)
-    choices = [BackboneChoice(b) for b in dict.fromkeys(backbones)]
-    return list(enumerate_arms(choices, attentions, positions, reductions, [stages]))

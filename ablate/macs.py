@@ -130,21 +130,13 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 def count_macs(
     model: nn.Module, input_shape: Sequence[int], policy: Policy = "fvcore", *, batch_size: int = 1
-) -> tuple[int, dict[str, int]]:
+) -> tuple[int, dict[str, int], dict[str, int]]:
     """MACs of one forward pass at `batch_size` (1: per image) under `policy` ('fvcore' | 'full').
 
-    `input_shape` is one sample's shape, e.g. (3, 32, 32). Returns the total and fvcore's per-module
-    counts keyed by module path ('' is the whole model). Counted in eval mode on the eager model.
-    """
-    total, by_module, _ = count_macs_checked(model, input_shape, policy, batch_size=batch_size)
-    return total, by_module
-
-
-def count_macs_checked(
-    model: nn.Module, input_shape: Sequence[int], policy: Policy = "fvcore", *, batch_size: int = 1
-) -> tuple[int, dict[str, int], dict[str, int]]:
-    """`count_macs` plus the ops the full policy does not count either (op -> calls), so a column
-    never undercounts silently. Under 'fvcore' the ops it leaves at zero by design are not listed."""
+    `input_shape` is one sample's shape, e.g. (3, 32, 32). Returns the total, fvcore's per-module counts
+    keyed by module path ('' is the whole model), and the ops the full policy does not count either
+    (op -> calls), so a column never undercounts silently (under 'fvcore' the ops it leaves at zero by
+    design are not listed). Counted in eval mode on the eager model."""
     if policy not in POLICIES:
         raise unknown("MAC counting policy", policy, POLICIES)
     shape = check_shape(input_shape)

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from .arms import Arm
+from .costs import static_costs
 from .device import available_cores, resolve_device
-from .macs import count_macs, count_params
 from .models import build_model
 from .planning import tuning_groups
 from .preflight import check_study_sizes, dataset_counts
@@ -58,11 +58,9 @@ def plan_frame(study: Study, timing: bool = True) -> pd.DataFrame:
     for arm in study.arms:
         model = build_model(**arm.build_kwargs(), num_classes=info.num_classes, in_channels=shape[0],
                             input_size=shape[1])
-        macs, _ = count_macs(model, shape, "full")
-        row = {**arm.factors(), "params": count_params(model), "macs_full": macs,
-               "hidden": ",".join(str(i.hidden) for i in model.insertions if i.hidden is not None) or None,
-               "maps": ",".join(f"{i.height}x{i.width}" for i in model.insertions) or None}
-        rows.append(row)
+        cost = static_costs(model, shape)  # the profile phase's own static columns, counted the same way
+        rows.append({**arm.factors(), "params": cost["params"], "macs_full": cost["macs_full"],
+                     "hidden": cost["hidden"], "maps": cost["feature_maps"]})
     if timing:
         steps = step_times_ms(study, shape, info.num_classes)
         for row in rows:

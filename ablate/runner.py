@@ -25,7 +25,6 @@ from optuna.trial import Trial, TrialState
 from .arms import Arm
 from .artifacts import artifact_dir, attach, curve_figure, open_store
 from .contract import (
-    COST_ATTR,
     COSTS_ATTR,
     ENV_ATTR,
     FINAL_KEYS,
@@ -44,7 +43,7 @@ from .contract import (
     profile_costs,
     profile_trials,
     set_worker,
-    worker_of,
+    worker_host_pid,
 )
 from .costs import Columns, TrainStep, profile_backbone
 from .data import dataset_info, require_present
@@ -59,7 +58,7 @@ from .provenance import environment, mismatch_warning
 from .spec import Param, Study
 from .startup import timed_load
 from .status import RunOutcome, progress_line, run_outcome, trial_counts
-from .storage import open_storage, reap_dead_trials, worker_host, worker_id
+from .storage import knowingly_experimental, open_storage, optuna_info_off, reap_dead_trials, worker_host, worker_id
 from .switches import set_cublas_workspace
 from .timing import Setting
 from .train import NonFiniteLossError, make_optimizer, model_factory, train
@@ -87,21 +86,33 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def tuned_params(study: Study, storage: optuna.storages.BaseStorage, arm: Arm) -> tuple[dict[str, Any], str]:
-    """(hyperparameters, where they came from in words a reader can weigh) for `arm`: the best completed
-    trial of its tuning group, read from one load of the group's study ({} and the fixed recipe when
-    tuning is off)."""
-    if not study.tuning.enabled:
-        return {}, "fixed recipe (no tuning)"
-    group = group_of(study, arm)
-    tune = optuna.load_study(study_name=phase_name(study, "tune", group), storage=storage)
-    complete = tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise AblateError(f"tuning of {group!r} has no completed trial; see `ablate status`.")
-    n = len(complete)
-    whose = "the baseline's" if study.tuning.scope == "baseline" and not arm.is_baseline else "own"
-    source = f"{whose} tuning ({n} trials of group {group})"
-    return dict(max(complete, key=lambda t: t.value).params), source
+class TunedParams:
+    """Each arm's tuned hyperparameters, every tuning group's study read once per run: the final phase asks
+    at every arm x seed, and each load of a tuning study reads all its trials."""
+
+    def __init__(self, study: Study, storage: optuna.storages.BaseStorage) -> None:
+        self.study = study
+        self.storage = storage
+        self._best: dict[str, tuple[dict[str, Any], int]] = {}  # group -> (best params, completed trials)
+
+    def __call__(self, arm: Arm) -> tuple[dict[str, Any], str]:
+        """(hyperparameters, where they came from in words a reader can weigh) for `arm`: the best completed
+        trial of its tuning group ({} and the fixed recipe when tuning is off)."""
+        if not self.study.tuning.enabled:
+            return {}, "fixed recipe (no tuning)"
+        group = group_of(self.study, arm)
+        if group not in self._best:
+            self._best[group] = self._load(group)
+        params, n = self._best[group]
+        whose = "the baseline's" if self.study.tuning.scope == "baseline" and not arm.is_baseline else "own"
+        return dict(params), f"{whose} tuning ({n} trials of group {group})"
+
+    def _load(self, group: str) -> tuple[dict[str, Any], int]:
+        tune = optuna.load_study(study_name=phase_name(self.study, "tune", group), storage=self.storage)
+        complete = tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            raise AblateError(f"tuning of {group!r} has no completed trial; see `ablate status`.")
+        return dict(max(complete, key=lambda t: t.value).params), len(complete)
 
 
 @dataclass
@@ -143,10 +154,15 @@ class Runner:
                        threads=m.threads, rounds=m.rounds, block_time=m.block_time, cuda_graph=m.cuda_graph,
                        seed=self.study.seeds[0])
 
-    def profile(self) -> None:
+    def profile_study(self) -> optuna.Study:
+        """The profile phase's Optuna study, created when missing (`--phases final` alone reads it too)."""
         ostudy = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage,
                                      load_if_exists=True)
         name_objective(ostudy, PROFILE_OBJECTIVE)
+        return ostudy
+
+    def profile(self) -> None:
+        ostudy = self.profile_study()
         items = profile_items(self.study)
         m, recipe = self.study.measure, self.study.recipe
         info = dataset_info(self.study.dataset)  # metadata only: the dataset is not loaded to read a shape
@@ -197,12 +213,14 @@ class Runner:
             if done >= t.n_trials:
                 continue
             self._say(f"tune {group}: {done}/{t.n_trials} trials done")
-            ostudy.optimize(
-                self._tune_objective(arm),
-                callbacks=[optuna.study.MaxTrialsCallback(t.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-                           self._tune_echo(group)],
-                catch=(NonFiniteLossError, torch.OutOfMemoryError),
-            )
+            with knowingly_experimental():  # optimize fails stale trials itself when heartbeats are on
+                ostudy.optimize(
+                    self._tune_objective(arm),
+                    callbacks=[optuna.study.MaxTrialsCallback(t.n_trials,
+                                                              states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                               self._tune_echo(group)],
+                    catch=(NonFiniteLossError, torch.OutOfMemoryError),
+                )
         wait_until_idle(studies)
 
     def _tune_objective(self, arm: Arm) -> Callable[[Trial], float]:
@@ -231,12 +249,11 @@ class Runner:
         ostudy = optuna.create_study(study_name=phase_name(self.study, "final"), storage=self.storage,
                                      direction="maximize", load_if_exists=True)
         name_objective(ostudy, FINAL_OBJECTIVE)
-        profile = optuna.create_study(study_name=phase_name(self.study, "profile"), storage=self.storage,
-                                      load_if_exists=True)  # `--phases final` alone: no cost rows yet
-        costs = profile_costs(profile)
+        costs = profile_costs(self.profile_study())  # `--phases final` alone: no cost rows yet
         arms = {a.id: a for a in self.study.arms}
         ckpt_dir = self.study.run_dir / "checkpoints"
-        self._rerun_changed_training(ostudy, arms)
+        tuned_params = TunedParams(self.study, self.storage)
+        self._rerun_changed_training(ostudy, arms, tuned_params)
         items = final_items(self.study, final_results(ostudy))
         env = environment(self.worker_device, self.study.runtime.threads or available_cores())
         warning = mismatch_warning(env, (t.user_attrs.get(ENV_ATTR) for t in ostudy.get_trials(
@@ -247,7 +264,7 @@ class Runner:
         def work(trial: Trial, item: dict) -> tuple[float, dict[str, Any]]:
             self._announce("final", ostudy, items, item)
             arm = arms[item["arm"]]
-            params, hp_source = tuned_params(self.study, self.storage, arm)
+            params, hp_source = tuned_params(arm)
             recipe = dataclasses.replace(self.study.recipe, **params)
             ckpt = checkpoint_path(ckpt_dir, self.study, arm, item["seed"], params)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +293,7 @@ class Runner:
                      **{f"{HP_PREFIX}{k}": v for k, v in _jsonable(params).items()},
                      "recipe": _jsonable(dataclasses.asdict(recipe)),
                      "dataset": _jsonable(self.study.dataset.as_dict()), "checkpoint": str(ckpt),
-                     COST_ATTR: cost, **scalar_costs(cost, min(self.study.measure.batch_sizes)),
+                     **scalar_costs(cost, min(self.study.measure.batch_sizes)),
                      "train_threads": self.study.runtime.threads or available_cores(),
                      HOST_ATTR: worker_host(), ENV_ATTR: env, "trials_sharing_host": max(sharing, host_running(ostudy)),
                      **measured, SERIES_ATTR: series}
@@ -298,7 +315,7 @@ class Runner:
                       + (" ..." if len(added) > 6 else ""))
             items = more
 
-    def _rerun_changed_training(self, ostudy: optuna.Study, arms: dict[str, Arm]) -> None:
+    def _rerun_changed_training(self, ostudy: optuna.Study, arms: dict[str, Arm], tuned_params: TunedParams) -> None:
         """Results trained with other settings never count beside new ones (`--allow-changed-spec`): a complete
         item of an older study file whose recipe (with its tuned values) or dataset section differs from what
         it would be trained with now is superseded, so it runs again; the others are kept."""
@@ -308,7 +325,7 @@ class Runner:
             attrs = t.user_attrs
             if t.state != TrialState.COMPLETE or arm is None or attrs.get("spec_fingerprint") == self.study.fingerprint:
                 continue
-            recipe = dataclasses.replace(self.study.recipe, **tuned_params(self.study, self.storage, arm)[0])
+            recipe = dataclasses.replace(self.study.recipe, **tuned_params(arm)[0])
             now = {"recipe": _jsonable(dataclasses.asdict(recipe)), "dataset": _jsonable(self.study.dataset.as_dict())}
             if any(key in attrs and attrs[key] != value for key, value in now.items()) or "recipe" not in attrs:
                 supersede(ostudy, t)
@@ -352,13 +369,14 @@ def host_running(ostudy: optuna.Study) -> int:
     """RUNNING trials of this phase on this host (this one included): how shared its wall-clock was."""
     host = worker_host()
     return sum(1 for t in ostudy.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-               if (worker_of(t) or "").rsplit(":", 1)[0] == host)
+               if worker_host_pid(t)[0] == host)
 
 
 def name_objective(ostudy: optuna.Study, name: str) -> None:
     """Name the phase study's objective (optuna-dashboard shows it instead of 'Objective 0')."""
     if ostudy.metric_names != [name]:
-        ostudy.set_metric_names([name])
+        with knowingly_experimental():
+            ostudy.set_metric_names([name])
 
 
 class LearningCurve:
@@ -408,6 +426,7 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+@optuna_info_off()  # ablate prints its own progress; Optuna's level is put back after
 def run_study(
     study: Study,
     *,

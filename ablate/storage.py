@@ -32,7 +32,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from .contract import FAIL_ATTR, RETRY_ATTR, WORKER_ATTR, stale_trial_ids, storage_of, trial_id_of
+from .contract import FAIL_ATTR, RETRY_ATTR, stale_trial_ids, storage_of, trial_id_of, worker_host_pid, worker_label
 from .errors import AblateError, EnvironmentFault, environment_fault
 from .redact import mask_url, split_userinfo
 
@@ -84,7 +84,8 @@ def _check_unambiguous(url: str, where: str) -> None:
 
 
 def storage_file(url: str) -> Path | None:
-    """The file behind a SQLite or journal URL (None for a database server)."""
+    """The file behind a SQLite or journal URL (None for a database server): the one place that reads a
+    path out of a storage URL (opening, "not run yet", the artifact folder beside it, the report's check)."""
     for prefix in ("sqlite:///", "journal:"):
         if url.startswith(prefix):
             return Path(url.removeprefix(prefix))
@@ -165,11 +166,26 @@ def grace_period() -> int:
     return _seconds_from_env("ABLATE_GRACE_S", GRACE_S)
 
 
-def quiet_optuna() -> None:
-    """Optuna warns that heartbeats are experimental and meant for optimize(); ablate uses both knowingly."""
-    warnings.filterwarnings("ignore", message=".*heartbeat.*", category=Warning, module="optuna")
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+@contextmanager
+def knowingly_experimental() -> Iterator[None]:
+    """Optuna warns at every use of what it marks experimental (heartbeats, `fail_stale_trials`, which
+    `optimize` calls with heartbeats on, metric names); ablate uses them knowingly. Only inside the block:
+    a caller's own warning filters stay as they were."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+@contextmanager
+def optuna_info_off() -> Iterator[None]:
+    """Optuna's INFO lines (each study created, each trial finished) off while ablate runs a study: ablate
+    prints its own progress. Optuna's level is process-wide, so the caller's level is put back after."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(previous, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)
 
 
 def worker_host() -> str:
@@ -181,7 +197,7 @@ def worker_host() -> str:
 
 
 def worker_id() -> str:
-    return f"{worker_host()}:{os.getpid()}"
+    return worker_label(worker_host(), os.getpid())
 
 
 def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
@@ -192,20 +208,15 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     "not run yet") and a database server's tables are not created.
     """
     check_storage_url(url, "storage")
-    quiet_optuna()
     if read_only and storage_missing(url):
         raise AblateError(f"storage {mask_url(url)!r} does not exist yet: nothing has run on it.")
+    path = storage_file(url)
     with _driver_errors(url):
-        if url.startswith("journal:"):
-            path = Path(url.removeprefix("journal:"))
+        if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        if url.startswith("journal:"):
             return JournalStorage(JournalFileBackend(str(path)))
-        engine_kwargs: dict = {}
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            engine_kwargs = {"connect_args": {"timeout": 120}}
-        else:
-            engine_kwargs = server_engine_kwargs(url)
+        engine_kwargs = {"connect_args": {"timeout": 120}} if path is not None else server_engine_kwargs(url)
         return _rdb_storage(url, engine_kwargs, read_only)
 
 
@@ -222,8 +233,9 @@ def _rdb_storage(url: str, engine_kwargs: dict, read_only: bool) -> RDBStorage:
     """
     for attempt in range(SCHEMA_RACE_TRIES):
         try:
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
-                              grace_period=grace_period(), skip_table_creation=read_only)
+            with knowingly_experimental():
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval(),
+                                  grace_period=grace_period(), skip_table_creation=read_only)
         except sqlalchemy.exc.DatabaseError as err:
             text = str(err)
             racing = any(sign in text for sign in ("alembic_version", "already exists", "duplicate key"))
@@ -233,14 +245,8 @@ def _rdb_storage(url: str, engine_kwargs: dict, read_only: bool) -> RDBStorage:
     raise AssertionError("unreachable")
 
 
-def _worker_of(trial: FrozenTrial) -> tuple[str, str]:
-    """(host, pid) of the worker that claimed `trial` (empty strings when unknown)."""
-    host, _, pid = str(trial.system_attrs.get(WORKER_ATTR, "")).rpartition(":")
-    return host, pid
-
-
 def _local_process_gone(trial: FrozenTrial) -> bool:
-    host, pid = _worker_of(trial)
+    host, pid = worker_host_pid(trial)
     if host != worker_host() or not pid.isdigit():
         return False
     try:
@@ -262,7 +268,7 @@ def has_heartbeats(storage: BaseStorage) -> bool:
 
 
 def _is_local(trial: FrozenTrial) -> bool:
-    return _worker_of(trial)[0] == worker_host()
+    return worker_host_pid(trial)[0] == worker_host()
 
 
 def death_detectable(storage: BaseStorage, trial: FrozenTrial) -> bool:
@@ -297,7 +303,8 @@ def reap_dead_trials(study: optuna.Study) -> int:
             except RuntimeError:
                 pass  # finished by someone else meanwhile
     if has_heartbeats(storage):
-        optuna.storages.fail_stale_trials(study)
+        with knowingly_experimental():
+            optuna.storages.fail_stale_trials(study)
     return reaped
 
 

@@ -128,12 +128,8 @@ def long_functions(limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, str, int]
     return out
 
 
-# Functions over the limit in files other branches own at the time of writing; emptied as they are split.
-KNOWN_LONG = {("ablate/report/tables.py", "arm_table")}
-
-
 def test_no_function_over_80_lines() -> None:
-    assert {(file, function) for file, function, _ in long_functions()} <= KNOWN_LONG
+    assert long_functions() == []
 
 
 if __name__ == "__main__":  # python -m tests.test_architecture: the report behind the tests

@@ -12,9 +12,21 @@ from pathlib import Path
 import pytest
 import torch
 
-import ablate.data as data_mod
+import ablate.data.cache as cache_mod
+import ablate.data.load as load_mod
 from ablate.cli import main
-from ablate.data import CACHE_ENV, Data, DataConfig, cache_entries, cache_entry, fetch, load_data, read_raw
+from ablate.data import (
+    CACHE_ENV,
+    Data,
+    DataConfig,
+    Raw,
+    cache_entries,
+    cache_entry,
+    fetch,
+    get_source,
+    load_data,
+    read_raw,
+)
 
 from .conftest import idx_bytes, pattern, write_imagefolder
 
@@ -27,12 +39,11 @@ def _default_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every dataset reader raise, so a load that succeeds came from the cache."""
-    real = data_mod.get_source
-
-    def boom(root: Path) -> data_mod.Raw:
+    def boom(root: Path) -> Raw:
         raise AssertionError("the dataset was decoded although the cache holds it")
 
-    monkeypatch.setattr(data_mod, "get_source", lambda *a, **k: replace(real(*a, **k), read=boom))
+    for module in (load_mod, cache_mod):  # load_data and read_raw each look the source up
+        monkeypatch.setattr(module, "get_source", lambda *a, **k: replace(get_source(*a, **k), read=boom))
 
 
 def uncached(config: DataConfig, root: Path, monkeypatch: pytest.MonkeyPatch) -> Data:
@@ -161,7 +172,7 @@ def test_a_torn_temporary_folder_is_never_read_and_a_lost_rename_keeps_the_winne
 
     # a second writer racing the first: its rename fails, its temporary folder goes, the entry stays
     raw = read_raw(config, cifar10_root)
-    data_mod._write_cache(entry, raw, {"racer": True})
+    cache_mod._write_cache(entry, raw, {"racer": True})
     assert (entry / "tensors.pt").read_bytes() == written
     assert temp_folders(entry.parent) == [torn.name]
 
@@ -169,15 +180,14 @@ def test_a_torn_temporary_folder_is_never_read_and_a_lost_rename_keeps_the_winne
 def test_workers_starting_together_on_a_cold_cache_decode_once(cifar10_root: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     config = DataConfig(name="cifar10", val_fraction=0.0)
-    real = data_mod.get_source
     decodes: list[int] = []
 
-    def slow_read(root: Path) -> data_mod.Raw:
+    def slow_read(root: Path) -> Raw:
         decodes.append(1)
         time.sleep(0.3)  # long enough for every other loader to arrive while this one decodes
-        return real(config.name).read(root)
+        return get_source(config.name).read(root)
 
-    monkeypatch.setattr(data_mod, "get_source", lambda *a, **k: replace(real(*a, **k), read=slow_read))
+    monkeypatch.setattr(load_mod, "get_source", lambda *a, **k: replace(get_source(*a, **k), read=slow_read))
     with ThreadPoolExecutor(4) as pool:  # flock conflicts between open files, so threads queue like processes
         loaded = list(pool.map(lambda _: load_data(config, cifar10_root), range(4)))
     assert len(decodes) == 1

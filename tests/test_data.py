@@ -123,12 +123,14 @@ def test_idx_datasets_prepared_from_gzip_files_then_read_by_torchvision(name: st
 
 def test_fashion_mnist_fetch_finds_the_debian_package_folder_by_itself(fashion_gz_dir: Path, tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import ablate.data as data_mod
+    import dataclasses
 
-    source = data_mod.SOURCES["fashion-mnist"]
+    import ablate.data.sources as sources
+
+    source = sources.SOURCES["fashion-mnist"]
     assert source.local_copy == Path("/usr/share/datasets/fashion-mnist")
-    patched = dict(data_mod.SOURCES, **{"fashion-mnist": data_mod.replace(source, local_copy=fashion_gz_dir)})
-    monkeypatch.setattr(data_mod, "SOURCES", patched)
+    patched = dict(sources.SOURCES, **{"fashion-mnist": dataclasses.replace(source, local_copy=fashion_gz_dir)})
+    monkeypatch.setattr(sources, "SOURCES", patched)
     data = load_data(DataConfig(name="fashion-mnist", input_size=32), tmp_path / "root", fetch_missing=True)
     assert data.meta.input_size == 32 and data.train.images.shape[-2:] == (32, 32)
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ablate import columns, costs, macs, timing
-from ablate.arms import Arm, BackboneChoice
+from ablate.arms import Arm, BackboneChoice, arms_from_names, dropped_positions
 from ablate.attention import create_attention
 from ablate.cli import main
 from ablate.device import resolve_device
@@ -43,7 +43,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("policy", columns.POLICIES)
 def test_conv_macs_are_output_elements_times_kernel_volume(policy: str) -> None:
-    total, by_module = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
+    total, by_module, _ = macs.count_macs(nn.Conv2d(3, 8, 3, padding=1), (3, 8, 8), policy)  # type: ignore[arg-type]
     assert total == 8 * 8 * 8 * 3 * 3 * 3 == by_module[""]
 
 
@@ -144,14 +144,14 @@ def test_vgg16_macs_closed_form() -> None:
 
 def test_attention_macs_sum_only_the_inserted_modules() -> None:
     simam = build_model("cnn", "simam", "after_relu")
-    _, by_default = macs.count_macs(simam, (3, 32, 32), "fvcore")
-    _, by_full = macs.count_macs(simam, (3, 32, 32), "full")
+    _, by_default, _ = macs.count_macs(simam, (3, 32, 32), "fvcore")
+    _, by_full, _ = macs.count_macs(simam, (3, 32, 32), "full")
     assert macs.attention_macs(simam, by_default) == 0
     expected = sum(8 * c * s * s + 3 * c for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
     assert macs.attention_macs(simam, by_full) == expected
 
     se = build_model("cnn", "se", "after_relu", 16)
-    _, by_default = macs.count_macs(se, (3, 32, 32), "fvcore")
+    _, by_default, _ = macs.count_macs(se, (3, 32, 32), "fvcore")
     expected = sum(c * s * s + 2 * c * (c // 16) for (_, c), s in zip(CNN_BLOCKS, CNN_SIZES))
     assert macs.attention_macs(se, by_default) == expected
 
@@ -190,7 +190,7 @@ def test_profile_rejects_non_square_and_bad_shapes() -> None:
 
 
 def test_enumerate_collapses_factors_that_do_not_apply() -> None:
-    arms = costs.enumerate_profile_arms(["cnn", "vgg16"], ["none", "se", "simam"], ["after_relu"], [8, 16])
+    arms = arms_from_names(["cnn", "vgg16"], ["none", "se", "simam"], ["after_relu"], [8, 16])
     labels = [a.id for a in arms]
     assert len(labels) == len(set(labels)) == 2 * (1 + 2 + 1)
     for backbone, n_blocks in (("cnn", 3), ("vgg16", 5)):
@@ -201,14 +201,14 @@ def test_enumerate_collapses_factors_that_do_not_apply() -> None:
 
 
 def test_enumerate_keeps_positions_that_build_the_same_model_once() -> None:
-    arms = costs.enumerate_profile_arms(["cnn"], ["sam"], ["after_relu", "block_end", "after_pool"], [16])
+    arms = arms_from_names(["cnn"], ["sam"], ["after_relu", "block_end", "after_pool"], [16])
     assert [a.position for a in arms] == ["after_relu", "after_pool"]
-    assert costs.equivalent_positions("cnn", ["after_relu", "block_end"]) == {"block_end": "after_relu"}
+    assert dropped_positions("cnn", ["after_relu", "block_end"]) == {"block_end": "after_relu"}
 
 
 def test_enumerate_rejects_unknown_names() -> None:
     with pytest.raises(AblateError, match="allowed:"):
-        costs.enumerate_profile_arms(["cnn"], ["squeeze"])
+        arms_from_names(["cnn"], ["squeeze"])
 
 
 def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
@@ -224,7 +224,7 @@ def test_baseline_deltas_are_relative_to_the_same_backbone_none() -> None:
 
 
 def test_interleaved_profile_on_cpu_with_channels_last_and_train_step() -> None:
-    arms = costs.enumerate_profile_arms(["cnn"], ["se", "cbam"])  # no 'none': the baseline is timed anyway
+    arms = arms_from_names(["cnn"], ["se", "cbam"])  # no 'none': the baseline is timed anyway
     setting = timing.Setting(channels_last=True, rounds=3, block_time=0.002, blocks=1, warmup=1)
     step = costs.TrainStep(4, lambda m: torch.optim.SGD(m.parameters(), lr=0.01))
     before = torch.get_num_threads()
@@ -321,7 +321,7 @@ def test_cli_cuda_without_cuda_exits_2() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("graph", [False, True])
 def test_cuda_timing_bf16_channels_last_graphs_and_peak_memory(graph: bool) -> None:
-    arms = costs.enumerate_profile_arms(["vgg16"], ["cbam"])
+    arms = arms_from_names(["vgg16"], ["cbam"])
     setting = timing.Setting(device="cuda", precision="bf16", channels_last=True, rounds=3, block_time=0.01,
                              cuda_graph=graph)
     before = torch.backends.cudnn.benchmark

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
+import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +39,7 @@ from ablate.report.output import replace_manifest
 from ablate.report.tables import arm_table, cost_view, summary_view
 from ablate.runner import run_study
 from ablate.spec import load_study
-from ablate.storage import open_storage
+from ablate.storage import open_storage, storage_file
 
 DESCRIPTION = "pipes | and <script>alert(1)</script> and `ticks`"
 STUDY = {
@@ -233,6 +236,25 @@ def test_partial_study_reports_missing_arms(in_folder: Built, monkeypatch: pytes
     assert arms.loc["cnn/eca/after_relu/s1-3", "n"] == 0 and arms.loc["cnn/eca/after_relu/s1-3", "status"] == "missing"
     for link in IMAGE_LINK.findall(text):
         assert (in_folder.folder / "reports" / "partial" / link).is_file()
+
+
+def test_cost_rows_come_from_the_profile_phase_only(in_folder: Built, tmp_path: Path) -> None:
+    """Final trials of older storages carry a copy of their arm's cost row: the profile phase's row wins, and
+    without a profile phase an arm has no cost (a copy is never read)."""
+    study = load_study(in_folder.path)
+    db = tmp_path / "old.db"
+    shutil.copy(storage_file(study.storage), db)
+    old = dataclasses.replace(study, storage=f"sqlite:///{db}")
+    with contextlib.closing(sqlite3.connect(db)) as con, con:  # an older ablate's copy, written as it stored it
+        ids = [row[0] for row in con.execute("SELECT trial_id FROM trials WHERE state = 'COMPLETE'")]
+        con.executemany("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (?, 'cost', ?)",
+                        [(i, json.dumps({"params": -1, "macs_full": -1})) for i in ids])
+    profiled = collect(study).arms.set_index("arm")
+    arms = collect(old).arms.set_index("arm")
+    assert (arms["params"] == profiled["params"]).all() and (arms["params"] > 0).all() and arms["profiled"].all()
+    optuna.delete_study(study_name="rep/profile", storage=old.storage)
+    unprofiled = collect(old).arms
+    assert "params" not in unprofiled and not unprofiled["profiled"].any()
 
 
 def test_no_storage_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,6 +163,7 @@ def test_submit_keeps_the_password_in_a_private_file_only(tmp_path: Path, monkey
 # ----------------------------------------------------------------------------- the job in the ledger
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # this test's own ask(), not ablate's
 def test_trials_record_their_slurm_array_task_and_status_shows_it(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -16,15 +17,17 @@ from optuna.trial import TrialState, create_trial
 
 from ablate.cli import main
 from ablate.contract import WORKER_ATTR, is_ignored, storage_of, study_id_of
-from ablate.runner import run_study
+from ablate.planning import tuning_groups
+from ablate.runner import TunedParams, name_objective, run_study
 from ablate.spec import load_study
 from ablate.status import status_frame
-from ablate.storage import open_storage, worker_host
+from ablate.storage import open_storage, optuna_info_off, reap_dead_trials, worker_host
 from ablate.workqueue import item_distribution
 
 from .conftest import TINY, expected_items, final_counts, wait_for_running_final, write_study
 
 
+@pytest.mark.filterwarnings("error::optuna.exceptions.ExperimentalWarning")  # heartbeats, metric names: scoped
 def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     path = write_study(tmp_path, tuning={"enabled": True, "n_trials": 2, "epochs": 1,
@@ -36,14 +39,15 @@ def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.Monke
     storage = open_storage(study.storage)
     final = optuna.load_study(study_name="tiny/final", storage=storage)
     trial = final.get_trials(states=(TrialState.COMPLETE,))[0]
-    for key in ("final_acc", "cost", "checkpoint", "hyperparameters", "params", "macs_full", "hp.lr"):
+    for key in ("final_acc", "checkpoint", "hyperparameters", "params", "macs_full", "hp.lr"):
         assert key in trial.user_attrs
+    assert "cost" not in trial.user_attrs  # the cost row is stored once, on the profile trial
     for key in ("eval_acc", "val_acc", "epoch_time_s", "iter_loss", "test_correct"):  # lists: one attribute
         assert key in trial.user_attrs["series"] and key not in trial.user_attrs
     assert list(trial.intermediate_values.values()) == trial.user_attrs["series"]["val_acc"]  # learning curve
     assert trial.value == trial.user_attrs["final_acc"]
     assert "lr" in trial.user_attrs["hyperparameters"]  # tuned value used
-    assert trial.user_attrs["cost"]["params"] == trial.user_attrs["n_params"]
+    assert trial.user_attrs["params"] == trial.user_attrs["n_params"]
     assert Path(trial.user_attrs["checkpoint"]).is_file()
     tune = optuna.load_study(study_name="tiny/tune/cnn/none", storage=storage)
     assert len(tune.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
@@ -52,6 +56,30 @@ def test_two_arms_two_seeds_end_to_end(tmp_path: Path, monkeypatch: pytest.Monke
     assert set(final_counts(path).values()) == {1}
     frame = status_frame(study).set_index("phase")
     assert frame.loc["tiny/final", "complete"] == 4 and frame.loc["tiny/final", "items_left"] == 0
+    loads: list[str] = []  # each tuning group's study is read once per run, however many items ask
+    load = optuna.load_study
+    monkeypatch.setattr(optuna, "load_study", lambda **kw: loads.append(kw["study_name"]) or load(**kw))
+    tuned = TunedParams(study, storage)
+    answers = [tuned(arm) for arm in study.arms for _ in study.seeds]
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == len(tuning_groups(study))
+    assert answers[0][0] == dict(tune.best_trial.params) and "own tuning (2 trials" in answers[0][1]
+
+
+def test_opening_storage_changes_no_global_state(tmp_path: Path) -> None:
+    """A library call leaves the process's warning filters and Optuna's log level as it found them."""
+    level = optuna.logging.get_verbosity()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # what Optuna marks experimental is used knowingly, and says nothing
+        filters = list(warnings.filters)
+        storage = open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+        study = optuna.create_study(study_name="x", storage=storage)
+        name_objective(study, "test accuracy (%)")
+        reap_dead_trials(study)
+        assert list(warnings.filters) == filters
+    assert optuna.logging.get_verbosity() == level
+    with optuna_info_off():
+        assert optuna.logging.get_verbosity() == max(level, optuna.logging.WARNING)
+    assert optuna.logging.get_verbosity() == level
 
 
 def test_changed_spec_and_name_clash_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -59,7 +59,7 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Collected:
                                "train_time_s": 2.0 * epoch})  # epoch e takes 2e s
     items = pd.DataFrame([{"arm": a.id, "seed": s, "status": "complete", "trial": 0, "reason": ""}
                           for a in study.arms for s in SEEDS])
-    return Collected(study=study, arms=_arm_frame(study, {}, []), runs=pd.DataFrame(runs),
+    return Collected(study=study, arms=_arm_frame(study, {}), runs=pd.DataFrame(runs),
                      curves=pd.DataFrame(curves), iters=pd.DataFrame(columns=["arm", "seed", "step", "loss"]),
                      items=items)
 

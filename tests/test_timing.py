@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from ablate import columns, costs, rounds, timing
+from ablate.arms import arms_from_names
 from ablate.device import available_cores
 from ablate.errors import AblateError
 from ablate.models import build_model
@@ -122,7 +123,7 @@ def test_superset_arm_reading_faster_gets_a_warning(monkeypatch: pytest.MonkeyPa
         return rounds.summarize_rounds(times, baseline), {"load_before": 0.1, "load_after": 0.2}
 
     monkeypatch.setattr(costs, "time_interleaved", fake_time_interleaved)
-    arms = costs.enumerate_profile_arms(["cnn"], ["none", "se"])
+    arms = arms_from_names(["cnn"], ["none", "se"])
     rows, _ = costs.profile_backbone(arms, (3, 32, 32), setting=timing.Setting(rounds=10), batch_sizes=(1,))
     se = rows[1]
     assert se["latency_b1_overhead_pct"] == pytest.approx(-20.0)

@@ -1,7 +1,7 @@
 """`ablate profile`: params, MACs, feature maps, latency and memory of every arm, without training.
 
 The arms are the cartesian product of the lists with factors that do not apply collapsed (see
-`ablate.costs.enumerate_profile_arms`). `--format table` adds % over the same-backbone `none`
+`ablate.arms.arms_from_names`). `--format table` adds % over the same-backbone `none`
 row and prints the MAC counting policy under the table; `--format csv` and `--json FILE` carry
 every column.
 """
@@ -123,13 +123,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import costs  # torch, fvcore, pandas and scipy: loaded for this command only
+    from ..arms import arms_from_names, dropped_positions
     from ..columns import MAC_POLICY, UNCOUNTED, rows_to_frame
     from ..precision import check_precision
     from ..timing import CI_METHOD, Setting
 
     shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
-    arms = costs.enumerate_profile_arms(args.backbone, args.attention, args.position, args.reduction, args.stages)
+    arms = arms_from_names(args.backbone, args.attention, args.position, args.reduction, args.stages)
     from ..arms import plugin_sources
     from ..models.check import check_arm
 
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                       input_size=shape[1])
     _check_fits(arms, shape, args, device)
     for backbone in dict.fromkeys(a.backbone.name for a in arms):
-        for dropped, kept in costs.equivalent_positions(backbone, args.position or []).items():
+        for dropped, kept in dropped_positions(backbone, args.position or []).items():
             print(f"note: on {backbone}, position {dropped!r} builds the same model as {kept!r}; "
                   f"profiled once as {kept!r}.", file=sys.stderr)  # fmt: skip
 

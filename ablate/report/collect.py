@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,21 +19,20 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..columns import batch_sizes_of
 from ..contract import (
-    COST_ATTR,
-    COSTS_ATTR,
     ENV_ATTR,
     FAIL_ATTR,
     FINAL_KEYS,
     ROUNDS_ATTR,
     SERIES_ATTR,
     claimed,
+    profile_costs,
     profile_trials,
     results_of,
 )
 from ..errors import AblateError
 from ..planning import phase_name, tuning_groups, wanted_seeds
 from ..spec import Study
-from ..storage import mask_url, open_storage
+from ..storage import mask_url, open_storage, storage_file
 
 FACTORS = ("arm", "backbone", "attention", "position", "reduction", "stages", "knobs")
 CURVE_KEYS = ("train_loss", "train_acc", "eval_loss", "eval_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
@@ -67,24 +65,16 @@ class Collected:
         return batch_sizes_of(self.arms)
 
 
-def _sqlite_path(url: str) -> Path | None:
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-
-
-def _journal_path(url: str) -> Path | None:
-    return Path(url.removeprefix("journal:")) if url.startswith("journal:") else None
-
-
 def _load(name: str, storage: optuna.storages.BaseStorage, names: set[str]) -> optuna.Study | None:
     return optuna.load_study(study_name=name, storage=storage) if name in names else None
 
 
 def collect(study: Study) -> Collected:
     """Read a study's storage into frames. Raises AblateError when the storage holds nothing of it."""
-    for path in (_sqlite_path(study.storage), _journal_path(study.storage)):
-        if path is not None and not path.is_file():
-            raise AblateError(f"{study.path}: storage {mask_url(study.storage)} does not exist; run "
-                              f"`ablate run {study.path}` first (or pass --storage).")
+    path = storage_file(study.storage)
+    if path is not None and not path.is_file():
+        raise AblateError(f"{study.path}: storage {mask_url(study.storage)} does not exist; run "
+                          f"`ablate run {study.path}` first (or pass --storage).")
     storage = open_storage(study.storage)
     names = set(optuna.get_all_study_names(storage=storage))
     profile = _load(phase_name(study, "profile"), storage, names)
@@ -107,7 +97,7 @@ def collect(study: Study) -> Collected:
     sessions = profile_trials(profile) if profile is not None else {}
     return Collected(
         study=study,
-        arms=_arm_frame(study, sessions, complete),
+        arms=_arm_frame(study, profile_costs(profile) if profile is not None else {}),  # never a final trial's copy
         runs=_run_frame(complete),
         curves=_curve_frame(complete),
         iters=_iter_frame(complete),
@@ -120,13 +110,8 @@ def collect(study: Study) -> Collected:
     )
 
 
-def _arm_frame(study: Study, sessions: dict[str, FrozenTrial], complete: list[FrozenTrial]) -> pd.DataFrame:
-    """Factors of every spec arm, plus its cost row: its backbone's profile session, else a final trial's copy."""
-    costs: dict[str, dict[str, Any]] = {}
-    for t in complete:
-        costs.setdefault(t.params["arm"], dict(t.user_attrs.get(COST_ATTR) or {}))
-    for t in sessions.values():
-        costs.update({arm: dict(row) for arm, row in t.user_attrs[COSTS_ATTR].items()})
+def _arm_frame(study: Study, costs: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Factors of every spec arm, plus its cost row (arm id -> row: the profile phase's, `profile_costs`)."""
     rows = []
     for arm in study.arms:
         cost = {k: v for k, v in costs.get(arm.id, {}).items() if k not in FACTORS}

@@ -548,9 +548,11 @@ def tuning_plots(tuning: Mapping[str, optuna.Study], out: Path) -> tuple[list[Fi
     from optuna.visualization import matplotlib as ovm
 
     # optuna's plots switch the global style to ggplot (kept inside rc_context); its importance evaluator
-    # warns when a handful of trials cannot separate parameters (the caption says so already)
+    # warns when a handful of trials cannot separate parameters (the caption says so already), and its
+    # matplotlib plots are marked experimental
     with plt.rc_context(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return _tuning_plots(ovm, tuning, out)
 
 

@@ -212,7 +212,7 @@ def arm_table(collected: Collected, found: dict[str, dict[str, Any]] | None = No
     timed = timed_columns(collected.batch_sizes)
     small = min(collected.batch_sizes) if collected.batch_sizes else None
     small_cols = ((Columns.latency(small), *Columns.overhead(Columns.latency_metric(small))) if small is not None
-                  else ())
+                  else ())  # the latency the summary quotes
     by_arm = {arm: g for arm, g in collected.runs.groupby("arm")}
     baselines = arms.loc[arms["is_baseline"], ["backbone", "arm"]].set_index("backbone")["arm"].to_dict()
     wanted = collected.items.groupby("arm").size()
@@ -236,18 +236,25 @@ def arm_table(collected: Collected, found: dict[str, dict[str, Any]] | None = No
             "acc_mean": acc.mean, "acc_std": acc.std, "acc_ci_low": acc.ci_low, "acc_ci_high": acc.ci_high,
             **_comparison_columns(c),
             "hp_source": "; ".join(sources) or "-",
-            "params": arm.get("params"), "attn_params": arm.get("attn_params"),
-            "macs_fvcore_default": arm.get("macs_fvcore_default"), "macs_full": arm.get("macs_full"),
-            **{col: arm.get(col) for col in timed},
-            **{key: arm.get(col) for key, col in zip(SMALL_BATCH, small_cols)},  # the latency the summary quotes
-            "timing_warnings": list(arm.get("timing_warnings") or []) if isinstance(arm.get("timing_warnings"),
-                                                                                   list) else [],
-            "cost_host": arm.get("host"),
+            **_cost_columns(arm, timed, small_cols),
             "train_s_per_epoch": runs["train_s_per_epoch"].mean() if len(runs) else math.nan,
             **_reach(collected, arm["arm"], targets.get(arm["backbone"], math.nan)),
             "peak_mem_train_mib": pd.to_numeric(runs["peak_mem_train_mib"], errors="coerce").mean(),
         })
     return _finish(pd.DataFrame(rows), timed)
+
+
+def _cost_columns(arm: pd.Series, timed: list[str], small_cols: Sequence[str]) -> dict[str, Any]:
+    """An arm's cost columns, from its profile row (empty when its backbone was not profiled)."""
+    warnings = arm.get("timing_warnings")
+    return {
+        "params": arm.get("params"), "attn_params": arm.get("attn_params"),
+        "macs_fvcore_default": arm.get("macs_fvcore_default"), "macs_full": arm.get("macs_full"),
+        **{col: arm.get(col) for col in timed},
+        **{key: arm.get(col) for key, col in zip(SMALL_BATCH, small_cols)},
+        "timing_warnings": list(warnings or []) if isinstance(warnings, list) else [],
+        "cost_host": arm.get("host"),
+    }
 
 
 COMPARISON_COLUMNS = ("diff", "diff_ci_low", "diff_ci_high", "p", "df", "test", "se", "var_seed", "var_img",
