@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .columns import Columns
-from .costs import TrainStep, enumerate_profile_arms, profile_backbone
+from .arms import arms_from_names
+from .costs import TrainStep, profile_backbone
 from .data import Data, DataConfig, load_data
 from .device import device_name, resolve_device
 from .recipe import Recipe, Runtime
@@ -61,7 +62,7 @@ def run_gpu_check(where: str = "cuda", train_size: int = TRAIN_SIZE, batch: int 
     # 1. two arms timed in interleaved rounds with CUDA events
     setting = Setting(device=str(device), precision=precision, channels_last=True, rounds=rounds, block_time=0.02)
     step = TrainStep(batch, lambda m: make_optimizer(m, Recipe(), device))
-    rows, _ = profile_backbone(enumerate_profile_arms(["cnn"], ["none", "se"]), (3, 32, 32), setting=setting,
+    rows, _ = profile_backbone(arms_from_names(["cnn"], ["none", "se"]), (3, 32, 32), setting=setting,
                                batch_sizes=(1, batch), train_step=step)
     say(f"profile on {check.device}, {precision}, channels_last (CUDA events, {setting.rounds} interleaved rounds):")
     for row in rows:
