@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .columns import Columns
 from .arms import arms_from_names
+from .columns import Columns
 from .costs import TrainStep, profile_backbone
 from .data import Data, DataConfig, load_data
 from .device import device_name, resolve_device
