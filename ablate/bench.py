@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import Normalize, to_unit_float
-from .data import Data, DataConfig, data_root, load_data
+from .datasets import Data, DataConfig, data_root, load_data
 from .device import available_cores, device_name, resolve_device, synchronize
 from .errors import AblateError
 from .precision import autocast

@@ -19,7 +19,7 @@ import torch
 from .arms import arms_from_names
 from .columns import Columns
 from .costs import TrainStep, profile_backbone
-from .data import Data, DataConfig, load_data
+from .datasets import Data, DataConfig, load_data
 from .device import device_name, resolve_device
 from .recipe import Recipe, Runtime
 from .switches import set_cublas_workspace

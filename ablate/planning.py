@@ -70,7 +70,7 @@ def wanted_seeds(study: Study, results: dict[str, dict[int, float]]) -> dict[str
     seeds cannot steer a test towards significance. It is a pure function of storage: every worker
     computes the same items, and each is still claimed exactly once.
     """
-    from .data import dataset_info  # the dataset layer (torch) only where a seed plan asks for the test size
+    from .datasets import dataset_info  # the dataset layer (torch) only where a seed plan asks for the test size
 
     plan = study.seed_plan
     if plan is None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .arms import Arm
-from .data import DatasetInfo, check_imagefolder
+from .datasets import DatasetInfo, check_imagefolder
 from .device import resolve_device
 from .errors import AblateError
 from .memory import check_models_fit, dataset_bytes

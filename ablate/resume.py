@@ -25,7 +25,7 @@ from .errors import AblateError
 from .files import check_output_file
 
 if TYPE_CHECKING:
-    from .data import Data
+    from .datasets import Data
     from .recipe import Recipe
 
 ENGINE_VERSION = 2  # part of a checkpoint's fingerprint: 2 = validation decides, paired initialisation

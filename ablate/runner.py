@@ -46,7 +46,7 @@ from .contract import (
     worker_host_pid,
 )
 from .costs import Columns, TrainStep, profile_backbone
-from .data import dataset_info, require_present
+from .datasets import dataset_info, require_present
 from .device import available_cores, device_name, resolve_device
 from .errors import AblateError
 from .identity import guard_identity

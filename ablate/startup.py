@@ -3,7 +3,7 @@
 Why it matters: N workers pay start-up N times, and a worker that starts for a few short items can
 spend more time starting than training. The figures here say which part to shrink: imports (torch,
 optuna: seconds, fixed), the dataset load (decoding on a cold cache; a memory-mapped read on a
-warm one, see ablate.data), or the first training step (model build plus one-time kernel set-up:
+warm one, see ablate.datasets), or the first training step (model build plus one-time kernel set-up:
 oneDNN primitives, cuDNN autotuning, CUDA context). One import hides in between: torch imports
 torch._dynamo (about 1 s on a 2-core CPU, sympy included) the first time an optimizer is built, and
 torchvision's import pulls it in too; so decoding an idx dataset through torchvision pays it early
@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .data import Data, DataConfig, cache_entry, load_data
+from .datasets import Data, DataConfig, cache_entry, load_data
 from .device import synchronize
 
 LAUNCH_ENV = "ABLATE_LAUNCH_TS"  # epoch seconds a parent may set when it launches a worker (no /proc)

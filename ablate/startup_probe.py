@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from .augment import Normalize, to_unit_float
-from .data import CACHE_ENV, Data, DataConfig
+from .datasets import CACHE_ENV, Data, DataConfig
 from .device import resolve_device, synchronize
 from .errors import AblateError
 from .precision import autocast

@@ -193,12 +193,11 @@ def train_block(model: nn.Module, batch_size: int, input_shape: Sequence[int], n
 def _seconds_per_call(fn: Block, number: int, device: torch.device) -> float:
     """One timed block of `number` calls: CUDA events around it on GPU, a perf_counter span on CPU.
 
-    On CPU one untimed call goes first. Without it the first call of a block carries a cold start
-    (allocator, caches) that weighs 1/number, so an arm calibrated to fewer calls per block read
-    slower: at batch 64 the baseline (2 calls) read 7-8% slower than SE and ECA (3 calls), which do
-    strictly more work. benchmark.Timer's timeit() did the same with max(number // 100, 2) warm-up
-    calls, which tripled the cost of timing a slow step; one call is enough. The caller holds
-    torch's thread count (torch_threads), as Timer(num_threads=...) did."""
+    On CPU one untimed call goes first, so that a cold first call (allocator, caches) does not weigh
+    1/number in a block and more in an arm calibrated to fewer calls per block. benchmark.Timer's
+    timeit() did this with max(number // 100, 2) warm-up calls, which tripled the cost of timing a
+    slow step (one call per block). The caller holds torch's thread count (torch_threads), as
+    Timer(num_threads=...) did."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)

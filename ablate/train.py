@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .augment import Augment, Normalize, to_unit_float
 from .checkpoint import save_checkpoint
 from .config import check_choice, check_range
-from .data import Data, DataMeta, Split
+from .datasets import Data, DataMeta, Split
 from .device import device_name, resolve_device, synchronize
 from .errors import AblateError
 from .models import build_model

@@ -22,7 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 import ablate.workers as workers_module
-from ablate.data import Data, DataConfig, load_data
+from ablate.datasets import Data, DataConfig, load_data
 from ablate.spec import load_study
 from ablate.storage import open_storage
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import ablate.data.cache as cache_mod
-import ablate.data.load as load_mod
+import ablate.datasets.cache as cache_mod
+import ablate.datasets.load as load_mod
 from ablate.cli import main
-from ablate.data import (
+from ablate.datasets import (
     CACHE_ENV,
     Data,
     DataConfig,

@@ -13,7 +13,7 @@ import pytest
 
 import ablate.cli.run as run_cli
 from ablate.cli import COMMANDS, build_parser, command_of, main
-from ablate.data import DATA_ENV
+from ablate.datasets import DATA_ENV
 from ablate.device import DEVICE_SETTINGS, available_cores
 from ablate.models import list_backbones
 from ablate.status import RunOutcome

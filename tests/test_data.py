@@ -20,7 +20,7 @@ from ablate.augment import (
     rotate,
     to_unit_float,
 )
-from ablate.data import (
+from ablate.datasets import (
     DataConfig,
     dataset_info,
     dataset_status,
@@ -125,7 +125,7 @@ def test_fashion_mnist_fetch_finds_the_debian_package_folder_by_itself(fashion_g
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    import ablate.data.sources as sources
+    import ablate.datasets.sources as sources
 
     source = sources.SOURCES["fashion-mnist"]
     assert source.local_copy == Path("/usr/share/datasets/fashion-mnist")

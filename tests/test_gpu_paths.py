@@ -28,7 +28,7 @@ import ablate.train as train_module
 from ablate.checkpoint import UnreadableCheckpoint, load_checkpoint
 from ablate.cli import main
 from ablate.contract import FAIL_ATTR, RETRY_ATTR
-from ablate.data import Data, DataConfig, DataMeta, Split, load_data
+from ablate.datasets import Data, DataConfig, DataMeta, Split, load_data
 from ablate.device import DATA_MEMORY_FRACTION, DataDoesNotFit, check_fits, resolve_device
 from ablate.errors import AblateError
 from ablate.precision import bf16_native, mixed_precision

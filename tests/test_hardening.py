@@ -427,7 +427,7 @@ def test_checked_in_reference_is_the_generated_one() -> None:
 def test_reference_lists_every_key(capsys) -> None:
     import dataclasses
 
-    from ablate.data import DataConfig
+    from ablate.datasets import DataConfig
     from ablate.recipe import Recipe, Runtime
     from ablate.spec import Measure, Tuning
 

@@ -9,7 +9,7 @@ from ablate import names
 from ablate.arms import BackboneChoice
 from ablate.attention import BUILTIN, GROUP
 from ablate.cli.train import DEFAULT_VAL_FRACTION
-from ablate.data import DATA_ENV, IMAGEFOLDER, SOURCES, DataConfig, list_datasets
+from ablate.datasets import DATA_ENV, IMAGEFOLDER, SOURCES, DataConfig, list_datasets
 from ablate.models import POSITIONS, list_backbones
 from ablate.models.convnet import CNN, VGG16
 from ablate.models.registry import BACKBONES

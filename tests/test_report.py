@@ -27,7 +27,7 @@ from PIL import Image
 from scipy import stats as sps
 
 from ablate.cli import main
-from ablate.data import dataset_info
+from ablate.datasets import dataset_info
 from ablate.errors import AblateError
 from ablate.models import attention_modules, build_model
 from ablate.records import decode_correct

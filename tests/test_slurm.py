@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from ablate.cli import main
 from ablate.contract import RETRY_ATTR, SERIES_ATTR, SLURM_ATTR, WORKER_ATTR
-from ablate.data import Data, DataConfig, load_data
+from ablate.datasets import Data, DataConfig, load_data
 from ablate.preempt import PREEMPTION, Preemption, Terminated, install, uninstall
 from ablate.recipe import Recipe, Runtime
 from ablate.slurm import JobRequest, check_request, job_script, secrets_of

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ablate.bench import SCALING_ATTENTION, SCALING_SEEDS, scaling_study, steady_rate
-from ablate.data import CACHE_ENV, DataConfig
+from ablate.datasets import CACHE_ENV, DataConfig
 from ablate.errors import AblateError
 from ablate.planning import final_items
 from ablate.recipe import Runtime
@@ -51,7 +51,7 @@ def test_timed_load_says_where_the_dataset_came_from(cifar10_root: Path, monkeyp
 def test_start_up_excludes_work_done_before_the_dataset_load(cifar10_root: Path) -> None:
     """A worker's first process runs the profile phase before it loads the dataset: the start-up line counts
     the process's age when start-up ended (the runner's import of ablate.startup), not at the load."""
-    code = ("import time; from ablate.startup import IMPORTED_S, timed_load; from ablate.data import DataConfig; "
+    code = ("import time; from ablate.startup import IMPORTED_S, timed_load; from ablate.datasets import DataConfig; "
             "time.sleep(1.5); import sys; "  # stands for the profile phase
             "print(IMPORTED_S, timed_load(DataConfig(name='cifar10', val_fraction=0.0), sys.argv[1])[1].process_s)")
     out = subprocess.run([sys.executable, "-c", code, str(cifar10_root)], capture_output=True, text=True,

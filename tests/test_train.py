@@ -12,7 +12,7 @@ import torch
 from ablate.bench import run_bench
 from ablate.checkpoint import load_checkpoint, load_weights
 from ablate.cli import main
-from ablate.data import Data
+from ablate.datasets import Data
 from ablate.errors import AblateError
 from ablate.recipe import Recipe, Runtime
 from ablate.train import NonFiniteLossError, TrainResult, model_factory, train

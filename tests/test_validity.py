@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ablate.cli import main
-from ablate.data import Data, DataConfig, DataMeta, Split, load_data
+from ablate.datasets import Data, DataConfig, DataMeta, Split, load_data
 from ablate.errors import AblateError
 from ablate.models import attention_modules
 from ablate.recipe import Recipe, Runtime

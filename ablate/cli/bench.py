@@ -8,7 +8,7 @@ import tempfile
 
 from tabulate import tabulate
 
-from ..data import DataConfig
+from ..datasets import DataConfig
 from ..device import resolve_device
 from ..errors import AblateError
 from ..recipe import Runtime

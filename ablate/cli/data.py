@@ -8,7 +8,7 @@ import shutil
 
 from tabulate import tabulate
 
-from ..data import CACHE_ENV, cache_entries, cache_root, data_root, dataset_status, fetch, list_datasets
+from ..datasets import CACHE_ENV, cache_entries, cache_root, data_root, dataset_status, fetch, list_datasets
 from . import add_data_dir
 
 

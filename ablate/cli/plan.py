@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plan import plan_frame, plan_notes, plan_summary
 
     if args.data_dir is not None:  # the dataset there is checked as a run would: present, complete
-        from ..data import require_present
+        from ..datasets import require_present
 
         require_present(study.dataset, args.data_dir)
     frame = plan_frame(study, timing=not args.no_timing)

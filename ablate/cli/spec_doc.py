@@ -20,7 +20,7 @@ from ..arms import BackboneChoice
 from ..attention import BUILTIN
 from ..augment import AUGMENTATIONS
 from ..config import type_name
-from ..data import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
+from ..datasets import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
 from ..device import DEVICE_SETTINGS
 from ..models import BACKBONES, POSITIONS
 from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime

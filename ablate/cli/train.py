@@ -43,7 +43,7 @@ from . import (
 if TYPE_CHECKING:
     from ..train import TrainResult
 
-DEFAULT_VAL_FRACTION = 0.1  # ablate.data.DataConfig.val_fraction (a test keeps them equal)
+DEFAULT_VAL_FRACTION = 0.1  # ablate.datasets.DataConfig.val_fraction (a test keeps them equal)
 
 
 
@@ -227,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
     runtime = Runtime.from_dict(runtime_opts, "options")
     check_arm_names(args.attention, dict(args.knob))
     # torch from here: every check of an option that needs none is done
-    from ..data import DataConfig, load_data
+    from ..datasets import DataConfig, load_data
     from ..spec import check_dataset_sizes
     from ..train import NonFiniteLossError, model_factory, train
 

@@ -127,7 +127,8 @@ def canonical_order(trials: list[FrozenTrial], arms: list[str]) -> list[FrozenTr
     which worker took which item first. Every aggregate is then summed in one order, so two identical
     runs give identical figures (a mean of 88.17, 88.26, 88.28, 88.19 is 88.225 or 88.22500000000001
     by summation order, printed 88.22 or 88.23)."""
-    return sorted(trials, key=lambda t: (arms.index(t.params["arm"]), int(t.params["seed"])))
+    rank = {arm: i for i, arm in enumerate(arms)}
+    return sorted(trials, key=lambda t: (rank[t.params["arm"]], int(t.params["seed"])))
 
 
 def _mean(values: Any) -> float:

@@ -37,7 +37,7 @@ from torch import nn
 from ..arms import Arm
 from ..augment import Normalize, to_unit_float
 from ..checkpoint import UnreadableCheckpoint, load_weights
-from ..data import Data, load_data
+from ..datasets import Data, load_data
 from ..errors import AblateError
 from ..models import attention_modules, build_model
 from .collect import Collected

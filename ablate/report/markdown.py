@@ -22,7 +22,7 @@ import torch
 
 from .. import stats
 from ..columns import MAC_POLICY_TEXT, overhead_text, within_noise
-from ..data import dataset_info
+from ..datasets import dataset_info
 from ..device import cpu_model
 from ..errors import AblateError
 from ..provenance import describe

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .. import stats
 from ..columns import Columns, add_baseline_deltas, overhead_text
-from ..data import dataset_info
+from ..datasets import dataset_info
 from ..records import decode_correct, time_to_target
 from .collect import Collected
 

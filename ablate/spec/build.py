@@ -13,7 +13,7 @@ from typing import Any
 
 from ..arms import Arm, BackboneChoice, collapse_notes, enumerate_arms, plugin_sources
 from ..attention import ATTENTION, declared_knobs, resolve_attention
-from ..data import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
+from ..datasets import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
 from ..device import available_cores
 from ..errors import AblateError, unknown
 from ..models import POSITIONS, get_backbone

@@ -29,7 +29,7 @@ TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", 
             "runtime",
             "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
-# the keys of ablate.data.DataConfig and ablate.arms.BackboneChoice (torch-side classes; a test keeps them equal)
+# the keys of ablate.datasets.DataConfig and ablate.arms.BackboneChoice (torch-side classes; a test keeps them equal)
 DATASET_KEYS = ("name", "train_size", "test_size", "val_fraction", "split_seed", "augment", "crop_padding",
                 "rotate_degrees", "jitter", "input_size", "resize")
 BACKBONE_KEYS = ("name", "head", "bn")
@@ -63,7 +63,7 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
     name = doc["name"]
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise c.error("name", f"{name!r} is not a valid study name: use letters, digits, '_', '-', '.' (max 80).")
-    if isinstance(doc["dataset"], Mapping):  # the values: ablate.data.DataConfig, after import
+    if isinstance(doc["dataset"], Mapping):  # the values: ablate.datasets.DataConfig, after import
         c.mapping(doc["dataset"], "dataset", DATASET_KEYS)
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})

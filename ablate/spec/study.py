@@ -11,7 +11,7 @@ from .sections import Measure, SeedPlan, Tuning
 
 if TYPE_CHECKING:  # torch-side classes; a Study is built by ablate.spec.build, after they are imported
     from ..arms import Arm
-    from ..data import DataConfig
+    from ..datasets import DataConfig
     from ..recipe import Recipe, Runtime
 
 

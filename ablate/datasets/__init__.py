@@ -16,7 +16,7 @@ numbers only.
 One module per step: `config` (the dataset section), `sources` (where each dataset comes from, `fetch`),
 `readers` (one per on-disk format), `cache` (decoded splits, memory-mapped), `splits` (the draws), `info`
 (what a config gives before loading), `load` (`load_data` and what it returns). Other modules import the
-names below from `ablate.data`.
+names below from `ablate.datasets`.
 """
 
 from .cache import CACHE_ENV, cache_entries, cache_entry, cache_root, read_raw
