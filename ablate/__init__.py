@@ -5,10 +5,8 @@ The library names below load on first use, so `import ablate` (and `ablate --hel
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .errors import AblateError
+from .lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,12 +23,4 @@ _LAZY = {
 __all__ = ["AblateError", "build_model", "create_attention", "list_attention", "list_backbones", "list_positions",
            "register_attention", "register_backbone"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ablate' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

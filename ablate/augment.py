@@ -21,9 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# the names DataConfig.augment accepts, in the order they are applied (ref000's order)
-AUGMENTATIONS = ("crop", "flip", "jitter", "rotate")
-REF000_AUGMENT = AUGMENTATIONS
+from .names import REF000_AUGMENT
 
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision use
 

@@ -11,7 +11,6 @@ arm. The columns' names and meaning live in `ablate.columns`, which readers impo
 from __future__ import annotations
 
 import copy
-import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -191,16 +190,4 @@ def image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     c, h, w = shape
     if h != w:
         raise AblateError(f"the backbones take square inputs; got {h}x{w}.")
-    return c, h, w
-
-
-_SHAPE_RE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*")
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """'3x32x32' -> (3, 32, 32): channels x height x width of one image."""
-    match = _SHAPE_RE.fullmatch(text)
-    if not match or any(int(g) < 1 for g in match.groups()):
-        raise AblateError(f"input shape must look like CxHxW with positive integers, e.g. 3x32x32; got {text!r}.")
-    c, h, w = (int(g) for g in match.groups())
     return c, h, w

@@ -123,15 +123,26 @@ def dataset_bytes(images: int, shape: tuple[int, int, int]) -> dict:
     return {f"{images:,} images of {shape[0]}x{shape[1]}x{shape[2]} (uint8)": images * shape[0] * shape[1] * shape[2]}
 
 
-def check_fits(parts: dict, device: torch.device, where: str, remedy: str) -> int:
+def check_fits(parts: dict, device: torch.device | str, where: str, remedy: str) -> int:
     """Refuse (AblateError, with the figures) when the parts need more than USABLE of the free memory."""
     need = sum(parts.values())
     free = available_bytes(device)
     if need > USABLE * free:
-        detail = ", ".join(f"{name} {gib(n)}" for name, n in parts.items() if n)
-        raise AblateError(f"{where}: needs about {gib(need)} of {device.type} memory ({detail}), but {gib(free)} is "
+        detail = "; ".join(f"{name}: {gib(n)}" for name, n in parts.items() if n)
+        kind = device if isinstance(device, str) else device.type
+        raise AblateError(f"{where}: needs about {gib(need)} of {kind} memory ({detail}), but {gib(free)} is "
                           f"free here; {remedy}.")
     return need
+
+
+def check_host_batch(shape: tuple[int, int, int], batch: int, where: str, remedy: str,
+                     held: dict | None = None) -> int:
+    """The first bound, before torch is imported: one float input batch of `batch` images, beside `held` (a
+    dataset, sized on the host before it moves), must fit in host memory on any device (batches are drawn
+    on the host, then moved). The model-based estimate (`check_models_fit`) follows once torch is loaded."""
+    batch_bytes = batch * shape[0] * shape[1] * shape[2] * FLOAT_BYTES
+    label = f"input batch of {batch} x {'x'.join(map(str, shape))} (float32)"
+    return check_fits({**(held or {}), label: batch_bytes}, "cpu", where, remedy)
 
 
 def max_workers(free: int | None = None) -> int:

@@ -39,6 +39,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "svhn", "mnist", "fashion-mnist", "synthetic")
 IMAGEFOLDER = "imagefolder:"  # a dataset named imagefolder:<path> is a folder of images
 DATA_ENV = "ABLATE_DATA"  # the dataset root when --data-dir is not given
+AUGMENTATIONS: tuple[str, ...] = ("crop", "flip", "jitter", "rotate")  # DataConfig.augment: applied in this order
+REF000_AUGMENT = AUGMENTATIONS  # the reference tutorials' augmentation
 
 
 def entry_point_names(group: str) -> list[str]:

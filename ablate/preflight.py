@@ -11,22 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .arms import Arm
-from .datasets import DatasetInfo, check_imagefolder
+from .datasets import DatasetInfo, check_batch_size, check_dataset_sizes, check_imagefolder
 from .device import resolve_device
-from .errors import AblateError
 from .memory import check_models_fit, dataset_bytes
 from .models import build_model
-from .spec import Study, check_dataset_sizes
+from .spec import Study
 
 
 def check_study_sizes(study: Study, info: DatasetInfo) -> None:
     """Refuse what cannot run before anything is allocated or written: a batch larger than the training set
     (refused, not clamped: a silently smaller batch would change the recipe the report prints), and a
     dataset, training step, evaluation or timed batch that the device's memory cannot hold."""
-    if study.recipe.batch_size > info.train_count:
-        raise AblateError(f"{study.path}: recipe.batch_size: {study.recipe.batch_size} is larger than the "
-                          f"{info.train_count} images trained on per epoch (dataset train_size minus validation); "
-                          f"use at most {info.train_count}, or more training images.")
+    check_batch_size(study.recipe.batch_size, info, f"{study.path}: recipe.batch_size")  # the schema's, for folders
     shape = (info.in_channels, info.input_size, info.input_size)
     first = {}  # one model per backbone x attention type: positions and ratios change activations little
     for arm in study.arms:

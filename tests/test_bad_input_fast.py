@@ -97,3 +97,30 @@ def test_bad_outputs_and_options_are_refused_before_torch(tmp_path: Path) -> Non
              (["report", name, "--out", "../elsewhere"], "not a report folder")]
     for argv, words in cases:
         assert words in refuse_light(tmp_path, *argv), argv
+
+
+SIZE_CASES = {  # sizes the data or the host cannot hold: known from the dataset's metadata and arithmetic alone
+    "batch beyond the data": ({"recipe": {"epochs": 1, "batch_size": 181}}, "larger than the 180 images"),
+    "input_size beyond memory": ({"dataset": {**GOOD["dataset"], "input_size": 100_000}}, "300 images of 3x100000x100000"),
+}
+
+
+@pytest.mark.parametrize("case", list(SIZE_CASES))
+def test_sizes_that_cannot_work_are_refused_before_torch(tmp_path: Path, case: str) -> None:
+    changes, words = SIZE_CASES[case]
+    name = study(tmp_path, **changes)
+    for command in ("plan", "run"):
+        assert words in refuse_light(tmp_path, command, name), command
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+
+def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: Path) -> None:
+    # synthetic: 10,000 training images, 10% validation; one 3x100000x100000 float image is 111.8 GiB
+    train = ["train", "--dataset", "synthetic", "--train-size", "200", "--test-size", "100"]
+    cases = [([*train, "--batch-size", "181"], "larger than the 180 images"),
+             ([*train, "--input-size", "100000"], "3x100000x100000"),
+             (["profile", "--input", "3x100000x100000", "--batch-sizes", "1", "--train-batch", "0"], "111.8 GiB"),
+             (["profile", "--input", "3x100000x100000"], "3x100000x100000")]
+    for argv, words in cases:
+        assert words in refuse_light(tmp_path, *argv), argv
+    assert list(tmp_path.iterdir()) == []

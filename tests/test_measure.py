@@ -21,6 +21,7 @@ from ablate import columns, costs, macs, timing
 from ablate.arms import Arm, BackboneChoice, arms_from_names, dropped_positions
 from ablate.attention import create_attention
 from ablate.cli import main
+from ablate.cli.profile import parse_input_shape
 from ablate.device import resolve_device
 from ablate.errors import AblateError
 from ablate.models import build_model
@@ -185,8 +186,8 @@ def test_profile_rejects_non_square_and_bad_shapes() -> None:
     with pytest.raises(AblateError, match="square"):
         _row(Arm(BackboneChoice("cnn"), "none"), (3, 32, 16))
     with pytest.raises(AblateError, match="CxHxW"):
-        costs.parse_input_shape("3x32")
-    assert costs.parse_input_shape(" 1x28X28 ") == (1, 28, 28)
+        parse_input_shape("3x32")
+    assert parse_input_shape(" 1x28X28 ") == (1, 28, 28)
 
 
 def test_enumerate_collapses_factors_that_do_not_apply() -> None:

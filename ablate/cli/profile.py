@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from ..device import available_cores, resolve_device
 from ..errors import AblateError
 from ..files import atomic_write, check_output_file, first_line_matches
+from ..memory import check_host_batch
 from ..names import BUILTIN_ATTENTION
 from . import (
     add_backbone,
@@ -97,6 +99,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+_SHAPE_RE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """'3x32x32' -> (3, 32, 32): channels x height x width of one image."""
+    match = _SHAPE_RE.fullmatch(text)
+    if not match or any(int(g) < 1 for g in match.groups()):
+        raise AblateError(f"--input must look like CxHxW with positive integers, e.g. 3x32x32; got {text!r}.")
+    c, h, w = (int(g) for g in match.groups())
+    return c, h, w
+
+
 MAX_TIMED_BLOCKS = 100_000  # rounds x blocks per arm and batch size: 100,000 blocks of 0.05 s are 83 minutes
 
 # a file `ablate profile --out` wrote: its csv header, or its table's, starts with these columns
@@ -120,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         total = args.rounds * args.blocks
         raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
                           f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
+    shape = parse_input_shape(args.input)
+    check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile",
+                     "use a smaller --input, --batch-sizes or --train-batch")
     import torch
 
     from .. import costs  # torch, fvcore, pandas and scipy: loaded for this command only
@@ -128,7 +145,6 @@ def run(args: argparse.Namespace) -> int:
     from ..precision import check_precision
     from ..timing import CI_METHOD, Setting
 
-    shape = costs.parse_input_shape(args.input)
     device = resolve_device(args.device)
     arms = arms_from_names(args.backbone, args.attention, args.position, args.reduction, args.stages)
     from ..arms import plugin_sources

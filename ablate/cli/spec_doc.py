@@ -18,11 +18,11 @@ from typing import Any, get_type_hints
 
 from ..arms import BackboneChoice
 from ..attention import BUILTIN
-from ..augment import AUGMENTATIONS
 from ..config import type_name
 from ..datasets import IMAGEFOLDER, RESIZE_MODES, SOURCES, DataConfig
 from ..device import DEVICE_SETTINGS
 from ..models import BACKBONES, POSITIONS
+from ..names import AUGMENTATIONS
 from ..recipe import OPTIMIZERS, SCHEDULERS, Recipe, Runtime
 from ..spec import (
     GRID_KEYS,

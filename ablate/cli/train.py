@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 
 from ..config import is_unusable_number
+from ..datasets import DataConfig, check_batch_size, check_dataset_sizes, check_host_fits
 from ..errors import AblateError, EnvironmentFault, unknown
 from ..files import check_output_file
 from ..names import BUILTIN_ATTENTION, DATASETS, POSITIONS, attention_names, builtin_knob_error
@@ -226,13 +227,15 @@ def _run(args: argparse.Namespace) -> int:
         del runtime_opts["threads"]  # every core: Runtime's own default
     runtime = Runtime.from_dict(runtime_opts, "options")
     check_arm_names(args.attention, dict(args.knob))
-    # torch from here: every check of an option that needs none is done
-    from ..datasets import DataConfig, load_data
-    from ..spec import check_dataset_sizes
-    from ..train import NonFiniteLossError, model_factory, train
-
     data_cfg = DataConfig.from_dict(data_opts, "options")
     info = check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
+    check_batch_size(recipe.batch_size, info, "--batch-size")
+    check_host_fits(info, recipe.batch_size, "the run", "use a smaller --input-size, --train-size, --test-size or "
+                    "--batch-size")
+    # torch from here: every check of an option that needs none is done
+    from ..datasets import load_data
+    from ..train import NonFiniteLossError, model_factory, train
+
     arm = {"backbone": args.backbone, "attention": args.attention, "position": args.position,
            "reduction": args.reduction, "stages": args.stages, "head": args.head, **dict(args.knob)}
 

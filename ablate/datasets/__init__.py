@@ -19,17 +19,19 @@ One module per step: `config` (the dataset section), `sources` (where each datas
 names below from `ablate.datasets`.
 """
 
-from .cache import CACHE_ENV, cache_entries, cache_entry, cache_root, read_raw
-from .config import MIN_INPUT_SIZE, RESIZE_MODES, DataConfig
-from .info import DatasetInfo, check_imagefolder, dataset_info, require_present
-from .load import Data, DataMeta, Split, channel_stats, load_data
-from .readers import Raw, fit_size
-from .sources import DATA_ENV, IMAGEFOLDER, SOURCES, Source, data_root, dataset_status, fetch, get_source, list_datasets
-from .splits import stratified_split
+from ..lazy import lazy_exports
 
-__all__ = [
-    "CACHE_ENV", "DATA_ENV", "IMAGEFOLDER", "MIN_INPUT_SIZE", "RESIZE_MODES", "SOURCES", "Data", "DataConfig",
-    "DataMeta", "DatasetInfo", "Raw", "Source", "Split", "cache_entries", "cache_entry", "cache_root",
-    "channel_stats", "check_imagefolder", "data_root", "dataset_info", "dataset_status", "fetch", "fit_size",
-    "get_source", "list_datasets", "load_data", "read_raw", "require_present", "stratified_split",
-]
+_LAZY = {  # name -> its submodule: imported on first use, so a refusal that needs only sizes loads no torch
+    **dict.fromkeys(("CACHE_ENV", "cache_entries", "cache_entry", "cache_root", "read_raw"), ".cache"),
+    **dict.fromkeys(("MIN_INPUT_SIZE", "RESIZE_MODES", "DataConfig"), ".config"),
+    **dict.fromkeys(("DatasetInfo", "check_batch_size", "check_dataset_sizes", "check_host_fits", "check_imagefolder",
+                     "dataset_info", "require_present"), ".info"),
+    **dict.fromkeys(("Data", "DataMeta", "Split", "channel_stats", "load_data"), ".load"),
+    **dict.fromkeys(("Raw", "fit_size"), ".readers"),
+    **dict.fromkeys(("DATA_ENV", "IMAGEFOLDER", "SOURCES", "Source", "data_root", "dataset_status", "fetch",
+                     "get_source", "list_datasets"), ".sources"),
+    "stratified_split": ".splits",
+}
+__all__ = sorted(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..augment import AUGMENTATIONS, REF000_AUGMENT, Augment
 from ..config import check_choice, check_range, check_types, config_from_dict
 from ..errors import AblateError
+from ..names import AUGMENTATIONS, REF000_AUGMENT
 from .sources import IMAGEFOLDER, SOURCES
+
+if TYPE_CHECKING:
+    from ..augment import Augment
 
 RESIZE_MODES = ("pad", "bilinear")
 MIN_INPUT_SIZE = 8
@@ -59,4 +62,6 @@ class DataConfig:
         return asdict(self)
 
     def augmentation(self) -> Augment:
+        from ..augment import Augment  # torch: only a run augments
+
         return Augment(self.augment, self.crop_padding, self.rotate_degrees, self.jitter)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AblateError
+from ..memory import check_host_batch, dataset_bytes
 from .config import DataConfig
 from .readers import IDX_FILES, IMAGE_SUFFIXES, check_idx_length
 from .sources import IMAGEFOLDER, data_root, get_source, missing
@@ -34,6 +35,41 @@ def dataset_info(config: DataConfig) -> DatasetInfo:
     train_count, val_count = split_counts(drawn, config.val_fraction)
     return DatasetInfo(config.name, source.num_classes, c, config.input_size or max(h, w), train_count, val_count,
                        config.test_size if config.test_size is not None else source.counts[1])
+
+
+def check_dataset_sizes(config: DataConfig, where: str) -> DatasetInfo:
+    """Requested image counts against what the dataset holds, from its metadata alone (no image is read).
+
+    Raises AblateError naming `where` + the key, the requested and the available count, so a study
+    asking for 100,000 of Fashion-MNIST's 60,000 training images fails before anything is written.
+    """
+    source = get_source(config.name)
+    for key, split, size, available in (("train_size", "training", config.train_size, source.counts[0]),
+                                        ("test_size", "test", config.test_size, source.counts[1])):
+        if size is not None and not source.num_classes <= size <= available:
+            raise AblateError(f"{where}{key}: {size} images requested, but {config.name} has {available} {split} "
+                              f"images; allowed: {source.num_classes} (one per class) to {available}.")
+    try:
+        return dataset_info(config)  # raises when val_fraction leaves no image to train or validate on
+    except AblateError as err:
+        raise AblateError(f"{where}val_fraction: {err}") from None
+
+
+def check_batch_size(batch_size: int, info: DatasetInfo, where: str) -> None:
+    """A batch larger than the images trained on per epoch is refused, not clamped: a silently smaller batch
+    would change the recipe that the report prints."""
+    if batch_size > info.train_count:
+        raise AblateError(f"{where}: {batch_size} is larger than the {info.train_count} images trained on per "
+                          f"epoch ({info.name}: train_size minus validation); use at most {info.train_count}, or "
+                          "more training images.")
+
+
+def check_host_fits(info: DatasetInfo, batch_size: int, where: str, remedy: str) -> None:
+    """Before torch: the dataset at its input size (decoded and sized on the host, then moved) and one float
+    batch must fit in host memory, so an input_size of 100000 is refused with the figures, not by the kernel."""
+    shape = (info.in_channels, info.input_size, info.input_size)
+    images = info.train_count + info.val_count + info.test_count
+    check_host_batch(shape, batch_size, where, remedy, held=dataset_bytes(images, shape))
 
 
 def require_present(config: DataConfig, root: str | Path | None = None) -> None:

@@ -9,18 +9,20 @@ torchvision itself; image folders are decoded once with PIL (at input_size when 
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import AblateError
 from .splits import stratified_split
+
+if TYPE_CHECKING:  # each reader imports torch itself: the metadata here (IDX_FILES, the folder scan) needs none
+    import torch
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
@@ -60,6 +62,8 @@ def _unpickle(path: Path) -> dict[str, Any]:
 
 
 def _read_cifar_batches(folder: Path, names: Sequence[str], label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     xs, ys = [], []
     for name in names:
         entry = _unpickle(folder / name)
@@ -114,6 +118,7 @@ def check_idx_length(path: Path, dataset: str) -> None:
 
 def read_svhn(root: Path) -> Raw:
     """SVHN cropped digits: .mat files with X (32, 32, 3, N) and y in 1..10, where 10 means 0."""
+    import torch
     from scipy.io import loadmat
 
     def split(name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,6 +134,9 @@ def read_synthetic(root: Path, n_train: int = 10000, n_test: int = 2000, classes
     """Procedural CIFAR-shaped data for tests and benchmarks: each class is a smooth colour pattern
     (a shared background plus its own component), each image a shifted, noisy copy. Learnable but
     not trivial; identical on every machine (fixed generator); no files."""
+    import torch
+    import torch.nn.functional as F
+
     from ..augment import crop_flip
 
     gen = torch.Generator().manual_seed(20240601)
@@ -149,6 +157,7 @@ def read_synthetic(root: Path, n_train: int = 10000, n_test: int = 2000, classes
 
 def _decode_folder(folder: Path, size: int | None, resize: str) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Decode every image of a class-subfolder tree once (PIL, at load time, not per step)."""
+    import torch
     import torchvision.datasets as tvd
     from PIL import Image
 
@@ -173,6 +182,8 @@ def _decode_folder(folder: Path, size: int | None, resize: str) -> tuple[torch.T
 
 def read_imagefolder(path: Path, size: int | None, resize: str, root: Path) -> Raw:
     """`path/train` + `path/test` when both exist, else one tree with a fixed test split carved off."""
+    import torch
+
     if (path / "train").is_dir() and (path / "test").is_dir():
         train_x, train_y, classes = _decode_folder(path / "train", size, resize)
         test_x, test_y, test_classes = _decode_folder(path / "test", size, resize)
@@ -185,38 +196,56 @@ def read_imagefolder(path: Path, size: int | None, resize: str, root: Path) -> R
     return Raw(x[train], y[train], x[test], y[test], classes)
 
 
+def class_images(folder: Path) -> dict[str, list[Path]]:
+    """Class folder name -> its image files, in torchvision ImageFolder's order (classes sorted, each folder
+    walked sorted, symlinks followed), read from names alone: what `plan` needs, without torch."""
+    try:
+        classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    except OSError as err:
+        raise AblateError(f"imagefolder {folder} cannot be read ({err.strerror}).") from None
+    if not classes:
+        raise AblateError(f"imagefolder {folder}: no class subfolders (one folder per class, images inside).")
+    images = {c: [Path(root) / f for root, _, files in sorted(os.walk(folder / c, followlinks=True))
+                  for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES)] for c in classes}
+    empty = [c for c, files in images.items() if not files]
+    if empty:
+        raise AblateError(f"imagefolder {folder}: class folder(s) {', '.join(empty)} hold no images "
+                          f"({', '.join(IMAGE_SUFFIXES)}); add images or remove the folder(s).")
+    return images
+
+
 def scan_imagefolder(path: Path) -> tuple[int, tuple[int, int, int], tuple[int, int]]:
     """Classes, (3, H, W) of the first image, and split sizes, from file names and one image header."""
-    import torchvision.datasets as tvd
     from PIL import Image
 
     if not path.is_dir():
         raise AblateError(f"imagefolder {path} is not a folder of class subfolders.")
     layout = (path / "train").is_dir() and (path / "test").is_dir()
-    try:
-        trees = [tvd.ImageFolder(str(path / s)) for s in ("train", "test")] if layout else [tvd.ImageFolder(str(path))]
-    except FileNotFoundError as err:  # no class folders, or a class folder without images
-        raise AblateError(f"imagefolder {path}: {err}") from None
-    if len(trees[0].classes) < 2:
-        raise AblateError(f"imagefolder {path}: one class folder ({trees[0].classes[0]!r}); a classifier needs at "
+    trees = [class_images(path / s) for s in ("train", "test")] if layout else [class_images(path)]
+    if len(trees[0]) < 2:
+        raise AblateError(f"imagefolder {path}: one class folder ({next(iter(trees[0]))!r}); a classifier needs at "
                           "least two (every image would be right by construction).")
-    first = trees[0].samples[0][0]
+    first = next(iter(trees[0].values()))[0]
     try:
         with Image.open(first) as im:
             w, h = im.size
     except (OSError, ValueError, SyntaxError) as err:
         raise AblateError(f"imagefolder {path}: {first} cannot be decoded ({type(err).__name__}); "
                           "remove or replace it.") from None
+    sizes = [sum(map(len, tree.values())) for tree in trees]
     if layout:
-        counts = (len(trees[0].samples), len(trees[1].samples))
+        counts = (sizes[0], sizes[1])
     else:
-        n_test = max(1, round(len(trees[0].samples) * IMAGEFOLDER_TEST_FRACTION))
-        counts = (len(trees[0].samples) - n_test, n_test)
-    return len(trees[0].classes), (3, h, w), counts
+        n_test = max(1, round(sizes[0] * IMAGEFOLDER_TEST_FRACTION))
+        counts = (sizes[0] - n_test, n_test)
+    return len(trees[0]), (3, h, w), counts
 
 
 def fit_size(images: torch.Tensor, size: int | None, mode: str = "pad") -> torch.Tensor:
     """uint8 (N, C, H, W) -> (N, C, size, size): zero padding (centred) or bilinear resampling."""
+    import torch
+    import torch.nn.functional as F
+
     h, w = images.shape[-2:]
     if size is None or (h, w) == (size, size):
         return images

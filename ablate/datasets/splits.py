@@ -6,9 +6,12 @@ stream of its own), so runs that differ in anything else see the same images.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import AblateError
+
+if TYPE_CHECKING:  # the draws import it; split_counts (what plans and refusals need) does not
+    import torch
 
 TEST_STREAM = "test-subset"  # keys the test subset's generator (with split_seed), apart from the train draw
 
@@ -16,6 +19,8 @@ TEST_STREAM = "test-subset"  # keys the test subset's generator (with split_seed
 def stratified_split(labels: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Pick `n` indexes keeping class proportions (largest-remainder rounding); return (picked, rest),
     each sorted. Deterministic for a given generator state."""
+    import torch
+
     classes, counts = labels.unique(return_counts=True)
     exact = counts.double() * n / len(labels)
     quota = exact.floor().long()
@@ -32,6 +37,8 @@ def stratified_split(labels: torch.Tensor, n: int, gen: torch.Generator) -> tupl
 
 
 def subset_indexes(labels: torch.Tensor, size: int | None, key: str, gen: torch.Generator) -> torch.Tensor:
+    import torch
+
     n, k = len(labels), int(labels.unique().numel())
     if size is None or size == n:
         return torch.arange(n)

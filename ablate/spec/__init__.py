@@ -8,15 +8,13 @@ the key path and what is allowed, before anything is written. The package follow
 - `sections`, `schema`: the study's own sections, and every check that needs no torch;
 - `build`: the arms, plugins and dataset sizes (torch's side); `study`: the result; `fingerprint`.
 
-`load_study` refuses a bad file before torch is imported. `parse_study` and `check_dataset_sizes`
-load on first use (they import torch), so `from ablate.spec import load_study` stays light.
+`load_study` refuses a bad file before torch is imported. `parse_study` and `build_study` load on first
+use (they import torch), so `from ablate.spec import load_study` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..lazy import lazy_exports
 from .document import MAX_STUDY_BYTES, StrictLoader, parse_yaml, read_study_text
 from .fingerprint import study_fingerprint
 from .load import load_study
@@ -38,20 +36,11 @@ from .sections import (
 )
 from .study import Study
 
-_LAZY = {"parse_study": "ablate.spec.build", "check_dataset_sizes": "ablate.spec.build",
-         "build_study": "ablate.spec.build"}
+_LAZY = {"parse_study": "ablate.spec.build", "build_study": "ablate.spec.build"}
 
 __all__ = ["GRID_KEYS", "MAX_PLAN_SEEDS", "MAX_SAMPLER_SEED", "MAX_SEED", "MAX_STUDY_BYTES", "MEASURE_PRECISIONS",
            "NAME_RE", "PARAM_KEYS", "PRUNERS", "SCOPES", "SEED_PLAN_KEYS", "TOP_KEYS", "Checked", "Located",
-           "Measure", "Param", "SeedPlan", "StrictLoader", "Study", "Tuning", "build_study", "check_dataset_sizes",
+           "Measure", "Param", "SeedPlan", "StrictLoader", "Study", "Tuning", "build_study",
            "check_document", "load_study", "parse_study", "parse_yaml", "read_study_text", "study_fingerprint"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ablate.spec' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..arms import Arm, BackboneChoice, collapse_notes, enumerate_arms, plugin_sources
 from ..attention import ATTENTION, declared_knobs, resolve_attention
-from ..datasets import SOURCES, DataConfig, DatasetInfo, dataset_info, get_source
+from ..datasets import DatasetInfo
 from ..device import available_cores
 from ..errors import AblateError, unknown
 from ..models import POSITIONS, get_backbone
@@ -32,32 +32,11 @@ def parse_study(document: Any, path: Path, storage: str | None = None, threads: 
     return build_study(check_document(document, path, storage, threads))
 
 
-def check_dataset_sizes(config: DataConfig, where: str) -> DatasetInfo:
-    """Requested image counts against what the dataset holds, from its metadata alone (no image is read).
-
-    Raises AblateError naming `where` + the key, the requested and the available count, so a study
-    asking for 100,000 of Fashion-MNIST's 60,000 training images fails before anything is written.
-    """
-    source = get_source(config.name)
-    for key, split, size, available in (("train_size", "training", config.train_size, source.counts[0]),
-                                        ("test_size", "test", config.test_size, source.counts[1])):
-        if size is not None and not source.num_classes <= size <= available:
-            raise AblateError(f"{where}{key}: {size} images requested, but {config.name} has {available} {split} "
-                              f"images; allowed: {source.num_classes} (one per class) to {available}.")
-    try:
-        return dataset_info(config)  # raises when val_fraction leaves no image to train or validate on
-    except AblateError as err:
-        raise AblateError(f"{where}val_fraction: {err}") from None
-
-
 def build_study(checked: Checked) -> Study:
     """The dataset, the arms and the plugins of a checked document, and its fingerprint."""
     path, doc = checked.path, checked.document
     c = Located(path)
-    dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
-    info = None  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs
-    if dataset.name in SOURCES:
-        info = check_dataset_sizes(dataset, f"{path}: dataset.")
+    dataset, info = checked.dataset, checked.info
     try:
         check_schedule(checked.recipe, has_validation=dataset.val_fraction > 0)
     except AblateError as err:

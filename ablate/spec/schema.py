@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..datasets.config import DataConfig
+from ..datasets.info import DatasetInfo, check_batch_size, check_dataset_sizes, check_host_fits
+from ..datasets.sources import SOURCES
 from ..files import REPORTS_DIR, check_report_dir
 from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, builtin_knob_error
 from ..plugins import is_import_path
@@ -29,7 +32,7 @@ TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", 
             "runtime",
             "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
-# the keys of ablate.datasets.DataConfig and ablate.arms.BackboneChoice (torch-side classes; a test keeps them equal)
+# the keys of ablate.datasets.DataConfig and ablate.arms.BackboneChoice (a test keeps them equal)
 DATASET_KEYS = ("name", "train_size", "test_size", "val_fraction", "split_seed", "augment", "crop_padding",
                 "rotate_degrees", "jitter", "input_size", "resize")
 BACKBONE_KEYS = ("name", "head", "bn")
@@ -42,6 +45,8 @@ class Checked:
     path: Path
     document: dict[str, Any]
     name: str
+    dataset: DataConfig
+    info: DatasetInfo | None  # None for an image folder, scanned later
     recipe: Recipe
     runtime: Runtime
     reductions: tuple[int, ...]
@@ -63,9 +68,16 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
     name = doc["name"]
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise c.error("name", f"{name!r} is not a valid study name: use letters, digits, '_', '-', '.' (max 80).")
-    if isinstance(doc["dataset"], Mapping):  # the values: ablate.datasets.DataConfig, after import
+    if isinstance(doc["dataset"], Mapping):
         c.mapping(doc["dataset"], "dataset", DATASET_KEYS)
+    dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
+    info = None  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs (ablate.preflight)
+    if dataset.name in SOURCES:
+        info = check_dataset_sizes(dataset, f"{path}: dataset.")
+        check_batch_size(recipe.batch_size, info, f"{path}: recipe.batch_size")
+        check_host_fits(info, recipe.batch_size, str(path), "use a smaller dataset.input_size, train_size, test_size "
+                        "or recipe.batch_size")
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
         runtime = c.nested("runtime", Runtime.from_dict, {**(doc.get("runtime") or {}), "threads": threads})
@@ -76,8 +88,9 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
         raise c.error("min_effect_pp", f"must be a finite number of percentage points in (0, 100], got {min_effect!r}.")
     tuning = _parse_tuning(c, doc.get("tuning") or {})
     measure = c.nested("measure", Measure.from_dict, doc.get("measure") or {})
-    return Checked(path=path, document=doc, name=name, recipe=recipe, runtime=runtime, reductions=reductions,
-                   seeds=seeds, seed_plan=seed_plan, min_effect_pp=min_effect, tuning=tuning, measure=measure,
+    return Checked(path=path, document=doc, name=name, dataset=dataset, info=info, recipe=recipe, runtime=runtime,
+                   reductions=reductions, seeds=seeds, seed_plan=seed_plan, min_effect_pp=min_effect, tuning=tuning,
+                   measure=measure,
                    storage=_storage(doc, name, storage, path), output=_output(doc, name, path),
                    artifacts=_artifacts(c, doc.get("artifacts")))
 
