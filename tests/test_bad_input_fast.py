@@ -101,7 +101,8 @@ def test_bad_outputs_and_options_are_refused_before_torch(tmp_path: Path) -> Non
 
 SIZE_CASES = {  # sizes the data or the host cannot hold: known from the dataset's metadata and arithmetic alone
     "batch beyond the data": ({"recipe": {"epochs": 1, "batch_size": 181}}, "larger than the 180 images"),
-    "input_size beyond memory": ({"dataset": {**GOOD["dataset"], "input_size": 100_000}}, "300 images of 3x100000x100000"),
+    "input_size beyond memory": ({"dataset": {**GOOD["dataset"], "input_size": 100_000}},
+                                 "300 images of 3x100000x100000"),
 }
 
 

@@ -117,7 +117,9 @@ MAX_TIMED_BLOCKS = 100_000  # rounds x blocks per arm and batch size: 100,000 bl
 PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
+    """Every option checked before torch is imported (outputs, counts, the input shape and a first memory
+    bound); returns the input shape."""
     check_json(args.json)  # both outputs: new files or ablate's own, checked before any work (and before torch)
     if args.out:
         check_output_file(Path(args.out), "--out", "table file", PROFILE_TABLE)
@@ -137,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     shape = parse_input_shape(args.input)
     check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile",
                      "use a smaller --input, --batch-sizes or --train-batch")
+    return shape
+
+
+def run(args: argparse.Namespace) -> int:
+    shape = _check_options(args)
     import torch
 
     from .. import costs  # torch, fvcore, pandas and scipy: loaded for this command only
