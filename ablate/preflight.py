@@ -22,7 +22,7 @@ def check_study_sizes(study: Study, info: DatasetInfo) -> None:
     """Refuse what cannot run before anything is allocated or written: a batch larger than the training set
     (refused, not clamped: a silently smaller batch would change the recipe the report prints), and a
     dataset, training step, evaluation or timed batch that the device's memory cannot hold."""
-    check_batch_size(study.recipe.batch_size, info, f"{study.path}: recipe.batch_size")  # the schema's, for folders
+    check_batch_size(study.recipe.batch_size, info, f"{study.path}: recipe.batch_size:")  # the schema's, for folders
     shape = (info.in_channels, info.input_size, info.input_size)
     first = {}  # one model per backbone x attention type: positions and ratios change activations little
     for arm in study.arms:
@@ -44,8 +44,10 @@ def _builder(arm: Arm, shape: tuple[int, int, int], num_classes: int) -> Callabl
 
 
 def dataset_counts(study: Study) -> DatasetInfo:
-    """What the study's dataset config gives, checked against what the dataset holds (imagefolders included:
-    every image decodes, one size or an input_size)."""
+    """What the study's dataset config gives: known from loading for a named dataset or a folder that
+    `load_study(scan_folder=True)` scanned; else the folder is scanned (and checked) here."""
+    if study.info is not None:
+        return study.info
     info = check_dataset_sizes(study.dataset, f"{study.path}: dataset.")
     check_imagefolder(study.dataset)
     return info

@@ -8,6 +8,7 @@ structure that makes them small is.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -125,3 +126,32 @@ def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: 
     for argv, words in cases:
         assert words in refuse_light(tmp_path, *argv), argv
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_that_cannot_be_read_is_refused_before_torch(tmp_path: Path) -> None:
+    """An image folder (corrupt image, mixed sizes, one class) and truncated idx files, at plan and run."""
+    from PIL import Image
+
+    from .conftest import write_idx_gz, write_imagefolder
+
+    corrupt, mixed, single = (write_imagefolder(tmp_path / name, classes=classes) for name, classes in (
+        ("corrupt", ("cat", "dog")), ("mixed", ("cat", "dog")), ("single", ("cat",))))
+    (corrupt / "dog" / "2.png").write_bytes(b"not a png")
+    Image.new("RGB", (17, 31)).save(mixed / "dog" / "3.png")
+    root = tmp_path / "root" / "FashionMNIST" / "raw"
+    root.mkdir(parents=True)
+    for gz in write_idx_gz(tmp_path / "debian", n_train=200, n_test=50).iterdir():
+        (root / gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+    images = root / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    work = tmp_path / "work"
+    work.mkdir()
+    for folder, words in ((corrupt, "2.png cannot be decoded"), (mixed, "different sizes"), (single, "one class")):
+        name = study(work, dataset={"name": f"imagefolder:{folder}", "augment": []},
+                     recipe={"epochs": 1, "batch_size": 4})
+        for command in ("plan", "run"):
+            assert words in refuse_light(work, command, name), (folder, command)
+    name = study(work, dataset={"name": "fashion-mnist", "train_size": 100, "test_size": 50})
+    for command in ("plan", "run"):
+        assert "truncated" in refuse_light(work, command, name, "--data-dir", str(tmp_path / "root")), command
+    assert sorted(p.name for p in work.iterdir()) == [name]

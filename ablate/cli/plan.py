@@ -18,13 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..spec import load_study
 
-    study = load_study(args.study)  # a bad file is refused before torch, pandas and the timing code load
+    # a bad file, an unreadable image folder or (with --data-dir) missing or truncated dataset files are
+    # refused before torch, pandas and the timing code load
+    study = load_study(args.study, scan_folder=True, require_data=args.data_dir is not None, data_dir=args.data_dir)
     from ..plan import plan_frame, plan_notes, plan_summary
 
-    if args.data_dir is not None:  # the dataset there is checked as a run would: present, complete
-        from ..datasets import require_present
-
-        require_present(study.dataset, args.data_dir)
     frame = plan_frame(study, timing=not args.no_timing)
     print(f"# {study.name}: {study.description}".rstrip(": "))
     print(frame.astype(object).where(frame.notna(), "-").to_markdown(index=False, floatfmt=".4g"))

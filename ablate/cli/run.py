@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     storage = storage_option(args)
     threads = available_cores() if args.threads == 0 else args.threads
-    study = load_study(args.study, storage=storage, threads=threads)  # refused before pandas and the runner load
+    first = args.phases is None or "profile" in args.phases  # a run's first process checks the data, as the runner does
+    study = load_study(args.study, storage=storage, threads=threads, scan_folder=first, require_data=first,
+                       data_dir=args.data_dir)  # refused before pandas and the runner load
     from ..contract import PHASES
     from ..status import summary_text
 

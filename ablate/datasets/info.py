@@ -57,9 +57,10 @@ def check_dataset_sizes(config: DataConfig, where: str) -> DatasetInfo:
 
 def check_batch_size(batch_size: int, info: DatasetInfo, where: str) -> None:
     """A batch larger than the images trained on per epoch is refused, not clamped: a silently smaller batch
-    would change the recipe that the report prints."""
+    would change the recipe that the report prints. `where` names the setting ('--batch-size', or
+    'FILE: recipe.batch_size:')."""
     if batch_size > info.train_count:
-        raise AblateError(f"{where}: {batch_size} is larger than the {info.train_count} images trained on per "
+        raise AblateError(f"{where} {batch_size} is larger than the {info.train_count} images trained on per "
                           f"epoch ({info.name}: train_size minus validation); use at most {info.train_count}, or "
                           "more training images.")
 

@@ -67,6 +67,7 @@ def build_study(checked: Checked) -> Study:
         notes=tuple(notes),
         artifacts=checked.artifacts,
         plugins=plugins,
+        info=info,
     )
 
 

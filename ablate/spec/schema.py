@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets.config import DataConfig
-from ..datasets.info import DatasetInfo, check_batch_size, check_dataset_sizes, check_host_fits
+from ..datasets.info import (
+    DatasetInfo,
+    check_batch_size,
+    check_dataset_sizes,
+    check_host_fits,
+    check_imagefolder,
+    require_present,
+)
 from ..datasets.sources import SOURCES
 from ..files import REPORTS_DIR, check_report_dir
 from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, builtin_knob_error
@@ -72,12 +79,7 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
         c.mapping(doc["dataset"], "dataset", DATASET_KEYS)
     dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
-    info = None  # known sizes; an imagefolder is scanned (and checked) by `plan` and the runs (ablate.preflight)
-    if dataset.name in SOURCES:
-        info = check_dataset_sizes(dataset, f"{path}: dataset.")
-        check_batch_size(recipe.batch_size, info, f"{path}: recipe.batch_size")
-        check_host_fits(info, recipe.batch_size, str(path), "use a smaller dataset.input_size, train_size, test_size "
-                        "or recipe.batch_size")
+    info = _dataset_sizes(path, dataset, recipe) if dataset.name in SOURCES else None  # a folder: check_data's
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
         runtime = c.nested("runtime", Runtime.from_dict, {**(doc.get("runtime") or {}), "threads": threads})
@@ -93,6 +95,28 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
                    measure=measure,
                    storage=_storage(doc, name, storage, path), output=_output(doc, name, path),
                    artifacts=_artifacts(c, doc.get("artifacts")))
+
+
+def _dataset_sizes(path: Path, dataset: DataConfig, recipe: Recipe) -> DatasetInfo:
+    """The image counts a dataset config gives, checked against the dataset, the batch and the host's memory."""
+    info = check_dataset_sizes(dataset, f"{path}: dataset.")
+    check_batch_size(recipe.batch_size, info, f"{path}: recipe.batch_size:")
+    check_host_fits(info, recipe.batch_size, str(path), "use a smaller dataset.input_size, train_size, test_size or "
+                    "recipe.batch_size")
+    return info
+
+
+def check_data(checked: Checked, scan_folder: bool, require_data: bool, data_dir: str | Path | None) -> Checked:
+    """What `plan` and `run` check of the data itself, still without torch: the dataset's files are present and
+    complete (`require_data`), and an image folder is scanned (names and headers; every file verified) and
+    sized like a named dataset. Returns `checked` with the folder's counts."""
+    dataset = checked.dataset
+    if require_data:
+        require_present(dataset, data_dir)
+    if scan_folder and checked.info is None:
+        check_imagefolder(dataset)
+        return dataclasses.replace(checked, info=_dataset_sizes(checked.path, dataset, checked.recipe))
+    return checked
 
 
 def _storage(doc: Mapping[str, Any], name: str, storage: str | None, path: Path) -> str:

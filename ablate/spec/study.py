@@ -11,7 +11,7 @@ from .sections import Measure, SeedPlan, Tuning
 
 if TYPE_CHECKING:  # torch-side classes; a Study is built by ablate.spec.build, after they are imported
     from ..arms import Arm
-    from ..datasets import DataConfig
+    from ..datasets import DataConfig, DatasetInfo
     from ..recipe import Recipe, Runtime
 
 
@@ -39,6 +39,7 @@ class Study:
     notes: tuple[str, ...] = ()  # what the grid listed but collapsed (same model under two names), for `plan`
     artifacts: Path | None = None  # a shared artifact folder (several machines); None: beside the storage file
     plugins: tuple[dict[str, Any], ...] = ()  # source of each module/backbone from outside ablate (ablate.plugins)
+    info: DatasetInfo | None = None  # the dataset's image counts and shape; None: an image folder not yet scanned
 
     @property
     def baselines(self) -> dict[str, Arm]:
