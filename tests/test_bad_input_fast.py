@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -122,10 +124,25 @@ def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: 
     cases = [([*train, "--batch-size", "181"], "larger than the 180 images"),
              ([*train, "--input-size", "100000"], "3x100000x100000"),
              (["profile", "--input", "3x100000x100000", "--batch-sizes", "1", "--train-batch", "0"], "111.8 GiB"),
-             (["profile", "--input", "3x100000x100000"], "3x100000x100000")]
+             (["profile", "--input", "3x100000x100000"], "3x100000x100000"),
+             ([*train, "--reduction", "0"], "--reduction: must be >= 1"),
+             ([*train, "--target-acc", "200"], "--target-acc: must be > 0.0 and <= 100.0"),
+             ([*train, "--val-fraction", "0.9999"], "0.9999 of 200 training images leaves 0"),
+             ([*train, "--train-size", "100000"], "--train-size: 100000 images requested"),
+             ([*train, "--data-dir", "/etc/hostname"], "is a file, not a folder")]
     for argv, words in cases:
         assert words in refuse_light(tmp_path, *argv), argv
     assert list(tmp_path.iterdir()) == []
+
+
+def scramble_png(path: Path) -> None:
+    """Flip the bits of a PNG's compressed pixels and fix the chunk's CRC: PIL's verify() passes it, decoding fails."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    body = bytes(b ^ 0x5A for b in data[at + 4:at + 4 + length])
+    data[at + 4:at + 8 + length] = body + struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    path.write_bytes(bytes(data))
 
 
 def test_data_that_cannot_be_read_is_refused_before_torch(tmp_path: Path) -> None:
@@ -134,9 +151,10 @@ def test_data_that_cannot_be_read_is_refused_before_torch(tmp_path: Path) -> Non
 
     from .conftest import write_idx_gz, write_imagefolder
 
-    corrupt, mixed, single = (write_imagefolder(tmp_path / name, classes=classes) for name, classes in (
-        ("corrupt", ("cat", "dog")), ("mixed", ("cat", "dog")), ("single", ("cat",))))
+    corrupt, scrambled, mixed, single = (write_imagefolder(tmp_path / name, classes=classes) for name, classes in (
+        ("corrupt", ("cat", "dog")), ("scrambled", ("cat", "dog")), ("mixed", ("cat", "dog")), ("single", ("cat",))))
     (corrupt / "dog" / "2.png").write_bytes(b"not a png")
+    scramble_png(scrambled / "dog" / "4.png")
     Image.new("RGB", (17, 31)).save(mixed / "dog" / "3.png")
     root = tmp_path / "root" / "FashionMNIST" / "raw"
     root.mkdir(parents=True)
@@ -146,7 +164,8 @@ def test_data_that_cannot_be_read_is_refused_before_torch(tmp_path: Path) -> Non
     images.write_bytes(images.read_bytes()[:5000])
     work = tmp_path / "work"
     work.mkdir()
-    for folder, words in ((corrupt, "2.png cannot be decoded"), (mixed, "different sizes"), (single, "one class")):
+    for folder, words in ((corrupt, "2.png cannot be decoded"), (scrambled, "4.png cannot be decoded"),
+                          (mixed, "different sizes"), (single, "one class")):
         name = study(work, dataset={"name": f"imagefolder:{folder}", "augment": []},
                      recipe={"epochs": 1, "batch_size": 4})
         for command in ("plan", "run"):

@@ -19,8 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from ..config import is_unusable_number
-from ..datasets import DataConfig, check_batch_size, check_dataset_sizes, check_host_fits
+from ..config import check_range, is_unusable_number
+from ..datasets import (
+    DataConfig,
+    check_batch_size,
+    check_dataset_sizes,
+    check_host_fits,
+    data_root,
+    get_source,
+    require_present,
+)
 from ..errors import AblateError, EnvironmentFault, unknown
 from ..files import check_output_file
 from ..names import BUILTIN_ATTENTION, DATASETS, POSITIONS, attention_names, builtin_knob_error
@@ -167,15 +175,12 @@ def _with_input_hint(err: AblateError, size: int) -> AblateError:
 
 
 def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]) -> None:
-    """A batch beyond the training images, or a dataset and training step the device cannot hold: refused
-    with the figures before anything is allocated (an input size of 100000 would ask for terabytes)."""
+    """A dataset and training step the device cannot hold: refused with the figures before anything is
+    allocated (the batch against the data and the host's memory were checked before torch)."""
     from ..device import resolve_device
     from ..memory import check_models_fit, dataset_bytes
     from ..models import build_model
 
-    if recipe.batch_size > info.train_count:
-        raise AblateError(f"--batch-size {recipe.batch_size} is larger than the {info.train_count} images trained on "
-                          f"per epoch; use at most {info.train_count}, or more training images.")
     shape = (info.in_channels, info.input_size, info.input_size)
     kwargs = {k: v for k, v in arm.items() if v is not None}
     def build(size: int) -> Any:
@@ -188,8 +193,10 @@ def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]
 
 
 def _as_options(err: AblateError) -> AblateError:
-    """'options.batch_size: ...' (the config key path) -> '--batch-size: ...' (what the user typed)."""
-    return AblateError(re.sub(r"\boptions\.([a-z_]+)", lambda m: "--" + m.group(1).replace("_", "-"), str(err)))
+    """'options.batch_size: ...' (the config key path) -> '--batch-size: ...' (what the user typed); the model's
+    own 'stages: ...' likewise."""
+    text = re.sub(r"\boptions\.([a-z_]+)", lambda m: "--" + m.group(1).replace("_", "-"), str(err))
+    return AblateError(re.sub(r"^stages:", "--stages:", text))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,8 +234,12 @@ def _run(args: argparse.Namespace) -> int:
         del runtime_opts["threads"]  # every core: Runtime's own default
     runtime = Runtime.from_dict(runtime_opts, "options")
     check_arm_names(args.attention, dict(args.knob))
+    check_range("options.reduction", args.reduction, 1)
+    check_range("options.target_acc", args.target_acc, 0.0, 100.0, low_open=True)
     data_cfg = DataConfig.from_dict(data_opts, "options")
-    info = check_dataset_sizes(data_cfg, "options: ")  # before a fetch writes anything
+    info = check_dataset_sizes(data_cfg, "options.")  # before a fetch writes anything
+    if get_source(data_cfg.name).present(data_root(args.data_dir)):  # else fetched below
+        require_present(data_cfg, args.data_dir)  # a truncated file, named before torch loads
     check_batch_size(recipe.batch_size, info, "--batch-size")
     check_host_fits(info, recipe.batch_size, "the run", "use a smaller --input-size, --train-size, --test-size or "
                     "--batch-size")

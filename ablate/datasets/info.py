@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import AblateError
 from ..memory import check_host_batch, dataset_bytes
 from .config import DataConfig
-from .readers import IDX_FILES, IMAGE_SUFFIXES, check_idx_length
+from .readers import IDX_FILES, check_idx_length, folder_trees
 from .sources import IMAGEFOLDER, data_root, get_source, missing
 from .splits import split_counts
 
@@ -87,23 +87,23 @@ def require_present(config: DataConfig, root: str | Path | None = None) -> None:
 def check_imagefolder(config: DataConfig) -> None:
     """Every image of an imagefolder dataset decodes, and they share one size unless input_size sets one:
     checked by `plan` and before a run writes anything (a corrupt or odd-sized image found later fails
-    every item, with the reason only in storage). Reads each file once, decodes nothing into memory."""
+    every item, with the reason only in storage). Each image is decoded in full, one at a time: PIL's
+    verify() reads only the chunks' checksums and passes a PNG whose compressed data is scrambled."""
     from PIL import Image
 
     if not config.name.startswith(IMAGEFOLDER):
         return
     path = Path(config.name[len(IMAGEFOLDER):]).expanduser().resolve()
-    sizes: dict[tuple[int, int], str] = {}
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    for file in files:
+    sizes: dict[tuple[int, int], Path] = {}
+    for file in (f for tree in folder_trees(path) for files in tree.values() for f in files):
         try:
             with Image.open(file) as im:
-                im.verify()
-                sizes.setdefault(im.size, str(file))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise AblateError(f"imagefolder {path}: {file} cannot be decoded ({type(err).__name__}); remove or "
-                              "replace it.") from None
+                im.load()
+                sizes.setdefault((im.height, im.width), file)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise AblateError(f"imagefolder {path}: {file} cannot be decoded ({type(err).__name__}: "
+                              f"{str(err)[:80]}); remove or replace it.") from None
     if len(sizes) > 1 and config.input_size is None:
-        shown = "; ".join(f"{w}x{h} (e.g. {f})" for (w, h), f in list(sizes.items())[:3])
-        raise AblateError(f"imagefolder {path}: images have {len(sizes)} different sizes ({shown}); set "
-                          "dataset.input_size (and resize) so they can be batched.")
+        shown = "; ".join(f"{h}x{w} (e.g. {f})" for (h, w), f in list(sizes.items())[:3])
+        raise AblateError(f"imagefolder {path}: images have {len(sizes)} different sizes, height x width "
+                          f"({shown}); set dataset.input_size (and resize) so they can be batched.")

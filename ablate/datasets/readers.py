@@ -214,14 +214,20 @@ def class_images(folder: Path) -> dict[str, list[Path]]:
     return images
 
 
+def folder_trees(path: Path) -> list[dict[str, list[Path]]]:
+    """The class trees of an image folder: [train, test] when it has both subfolders, else [the one tree]."""
+    if not path.is_dir():
+        raise AblateError(f"imagefolder {path} is not a folder of class subfolders.")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        return [class_images(path / "train"), class_images(path / "test")]
+    return [class_images(path)]
+
+
 def scan_imagefolder(path: Path) -> tuple[int, tuple[int, int, int], tuple[int, int]]:
     """Classes, (3, H, W) of the first image, and split sizes, from file names and one image header."""
     from PIL import Image
 
-    if not path.is_dir():
-        raise AblateError(f"imagefolder {path} is not a folder of class subfolders.")
-    layout = (path / "train").is_dir() and (path / "test").is_dir()
-    trees = [class_images(path / s) for s in ("train", "test")] if layout else [class_images(path)]
+    trees = folder_trees(path)
     if len(trees[0]) < 2:
         raise AblateError(f"imagefolder {path}: one class folder ({next(iter(trees[0]))!r}); a classifier needs at "
                           "least two (every image would be right by construction).")
@@ -233,7 +239,7 @@ def scan_imagefolder(path: Path) -> tuple[int, tuple[int, int, int], tuple[int, 
         raise AblateError(f"imagefolder {path}: {first} cannot be decoded ({type(err).__name__}); "
                           "remove or replace it.") from None
     sizes = [sum(map(len, tree.values())) for tree in trees]
-    if layout:
+    if len(trees) == 2:
         counts = (sizes[0], sizes[1])
     else:
         n_test = max(1, round(sizes[0] * IMAGEFOLDER_TEST_FRACTION))
