@@ -28,6 +28,23 @@ def check_device_setting(key: str, value: Any) -> str:
     raise ConfigError(key, f"unknown value {value!r}; allowed: {', '.join(DEVICE_SETTINGS)}.")
 
 
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")  # NVIDIA, ROCm, WSL's GPU
+
+
+def _no_cuda(device: str, build: str) -> AblateError:
+    return AblateError(f"device {device!r} asked for, but CUDA is not available here ({build}); use cpu or auto.")
+
+
+def refuse_cuda_without_gpu(device: str, where: str) -> None:
+    """A CUDA device setting on a machine with no GPU driver at all, refused without importing torch (seconds
+    and hundreds of MB): torch.cuda cannot be available without one of GPU_DEVICE_NODES (or on macOS).
+    Where one exists, resolve_device asks torch."""
+    if not device.startswith("cuda"):
+        return
+    if platform.system() == "Darwin" or not any(os.path.exists(node) for node in GPU_DEVICE_NODES):
+        raise AblateError(f"{where}: {_no_cuda(device, 'no GPU driver on this machine')}")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'; a clear error for what is not here.
 
@@ -46,10 +63,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise AblateError(f"device {device!r} is not supported; allowed: auto, cpu, cuda, cuda:N.")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise AblateError(
-                f"device {device!r} asked for, but CUDA is not available here (torch {torch.__version__}, "
-                f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto."
-            )
+            raise _no_cuda(str(device), f"torch {torch.__version__}, built for CUDA {torch.version.cuda or 'none'}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise AblateError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible.")
         if dev.index is None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from ablate.device import GPU_DEVICE_NODES
+
 from .conftest import GOOD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,3 +176,13 @@ def test_data_that_cannot_be_read_is_refused_before_torch(tmp_path: Path) -> Non
     for command in ("plan", "run"):
         assert "truncated" in refuse_light(work, command, name, "--data-dir", str(tmp_path / "root")), command
     assert sorted(p.name for p in work.iterdir()) == [name]
+
+
+@pytest.mark.skipif(any(os.path.exists(node) for node in GPU_DEVICE_NODES), reason="this machine has a GPU driver")
+def test_cuda_without_a_gpu_driver_is_refused_before_torch(tmp_path: Path) -> None:
+    name = study(tmp_path, runtime={"device": "cuda"})
+    for command in ("plan", "run"):
+        assert "runtime.device: device 'cuda' asked for" in refuse_light(tmp_path, command, name)
+    assert "--device: device 'cuda:1' asked for" in refuse_light(tmp_path, "train", "--device", "cuda:1")
+    assert "--device: device 'cuda' asked for" in refuse_light(tmp_path, "profile", "--device", "cuda")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

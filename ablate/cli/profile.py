@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 from tqdm import tqdm
 
-from ..device import available_cores, resolve_device
+from ..device import available_cores, refuse_cuda_without_gpu, resolve_device
 from ..errors import AblateError
 from ..files import atomic_write, check_output_file, first_line_matches
 from ..memory import check_host_batch
@@ -136,6 +136,7 @@ def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
         total = args.rounds * args.blocks
         raise AblateError(f"--rounds {args.rounds} x --blocks {args.blocks} = {total:,} timed blocks "
                           f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
+    refuse_cuda_without_gpu(args.device, "--device")
     shape = parse_input_shape(args.input)
     check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile",
                      "use a smaller --input, --batch-sizes or --train-batch")

@@ -29,6 +29,7 @@ from ..datasets import (
     get_source,
     require_present,
 )
+from ..device import refuse_cuda_without_gpu
 from ..errors import AblateError, EnvironmentFault, unknown
 from ..files import check_output_file
 from ..names import BUILTIN_ATTENTION, DATASETS, POSITIONS, attention_names, builtin_knob_error
@@ -233,6 +234,7 @@ def _run(args: argparse.Namespace) -> int:
     if runtime_opts.get("threads") == 0:
         del runtime_opts["threads"]  # every core: Runtime's own default
     runtime = Runtime.from_dict(runtime_opts, "options")
+    refuse_cuda_without_gpu(runtime.device, "--device")
     check_arm_names(args.attention, dict(args.knob))
     check_range("options.reduction", args.reduction, 1)
     check_range("options.target_acc", args.target_acc, 0.0, 100.0, low_open=True)

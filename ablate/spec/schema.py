@@ -27,6 +27,7 @@ from ..datasets.info import (
     require_present,
 )
 from ..datasets.sources import SOURCES
+from ..device import refuse_cuda_without_gpu
 from ..files import REPORTS_DIR, check_report_dir
 from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, builtin_knob_error
 from ..plugins import is_import_path
@@ -107,10 +108,12 @@ def _dataset_sizes(path: Path, dataset: DataConfig, recipe: Recipe) -> DatasetIn
 
 
 def check_data(checked: Checked, scan_folder: bool, require_data: bool, data_dir: str | Path | None) -> Checked:
-    """What `plan` and `run` check of the data itself, still without torch: the dataset's files are present and
-    complete (`require_data`), and an image folder is scanned (names and headers; every file verified) and
-    sized like a named dataset. Returns `checked` with the folder's counts."""
+    """What `plan` and `run` check of the machine and the data, still without torch: no CUDA device asked for
+    where there is no GPU driver; the dataset's files present and complete (`require_data`); an image folder
+    scanned (every file decoded) and sized like a named dataset. Returns `checked` with the folder's counts."""
     dataset = checked.dataset
+    refuse_cuda_without_gpu(checked.runtime.device, f"{checked.path}: runtime.device")
+    refuse_cuda_without_gpu(checked.measure.device, f"{checked.path}: measure.device")
     if require_data:
         require_present(dataset, data_dir)
     if scan_folder and checked.info is None:
