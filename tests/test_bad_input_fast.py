@@ -93,6 +93,8 @@ def test_bad_outputs_and_options_are_refused_before_torch(tmp_path: Path) -> Non
     cases = [(["train", "--checkpoint", "victim.yaml"], "ablate did not write it"),
              (["train", "--json", "folder"], "is a folder"),
              (["train", "--json", "victim.yaml"], "ablate did not write it"),
+             (["train", "--json", "/dev/full"], "/dev/full"),
+             (["profile", "--out", "/dev/full"], "/dev/full"),
              (["train", "--attention", "sse"], "did you mean 'se'"),
              (["train", "--attention", "se", "--knob", "gate=x"], "sigmoid | tanh | relu"),
              (["train", "--lr", "-1"], "--lr"),

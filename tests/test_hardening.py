@@ -166,7 +166,7 @@ def test_sizes_beyond_the_dataset_are_refused_before_anything(work: Path, capsys
 
 def test_train_size_beyond_the_dataset_on_the_command_line(work: Path, capsys) -> None:
     refused(work, ["train", "--dataset", "fashion-mnist", "--train-size", "100000", "--data-dir", str(work / "data")],
-            ["train_size", "100000", "60000"], capsys)
+            ["--train-size", "100000", "60000"], capsys)
 
 
 def test_plan_counts_no_more_images_than_exist(work: Path, capsys) -> None:

@@ -193,6 +193,19 @@ def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]
                      where="the run", remedy="use a smaller --batch-size, --input-size or --train-size")
 
 
+def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Recipe) -> tuple[DataConfig, Any]:
+    """The data options against the dataset's metadata, its files where present, the batch and the host's
+    memory: all before torch is imported and before a fetch writes anything."""
+    config = DataConfig.from_dict(options, "options")
+    info = check_dataset_sizes(config, "options.")
+    if get_source(config.name).present(data_root(args.data_dir)):  # else fetched later
+        require_present(config, args.data_dir)  # a truncated file, named
+    check_batch_size(recipe.batch_size, info, "--batch-size")
+    check_host_fits(info, recipe.batch_size, "the run", "use a smaller --input-size, --train-size, --test-size or "
+                    "--batch-size")
+    return config, info
+
+
 def _as_options(err: AblateError) -> AblateError:
     """'options.batch_size: ...' (the config key path) -> '--batch-size: ...' (what the user typed); the model's
     own 'stages: ...' likewise."""
@@ -238,13 +251,7 @@ def _run(args: argparse.Namespace) -> int:
     check_arm_names(args.attention, dict(args.knob))
     check_range("options.reduction", args.reduction, 1)
     check_range("options.target_acc", args.target_acc, 0.0, 100.0, low_open=True)
-    data_cfg = DataConfig.from_dict(data_opts, "options")
-    info = check_dataset_sizes(data_cfg, "options.")  # before a fetch writes anything
-    if get_source(data_cfg.name).present(data_root(args.data_dir)):  # else fetched below
-        require_present(data_cfg, args.data_dir)  # a truncated file, named before torch loads
-    check_batch_size(recipe.batch_size, info, "--batch-size")
-    check_host_fits(info, recipe.batch_size, "the run", "use a smaller --input-size, --train-size, --test-size or "
-                    "--batch-size")
+    data_cfg, info = _data_config(args, data_opts, recipe)
     # torch from here: every check of an option that needs none is done
     from ..datasets import load_data
     from ..train import NonFiniteLossError, model_factory, train
