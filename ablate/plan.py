@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .arms import Arm
+from .bounds import DAY_S, timing_seconds
 from .costs import static_costs
 from .device import available_cores, resolve_device
 from .models import build_model
@@ -80,14 +81,11 @@ def plan_notes(study: Study) -> list[str]:
     return notes
 
 
-DAY_S = 24 * 3600
-
-
 def profile_seconds(study: Study) -> float:
     """The profile phase's timing work: every arm, every round, each batch size (and the training step),
     a few blocks of block_time each (warm-up and calibration not counted)."""
     m = study.measure
-    return len(study.arms) * m.rounds * (len(m.batch_sizes) + m.train_step) * Setting.blocks * m.block_time
+    return timing_seconds(len(study.arms), len(m.batch_sizes) + m.train_step, m.rounds, Setting.blocks, m.block_time)
 
 
 def long_run_warning(serial_s: float, parallel_s: float, items: int) -> list[str]:
@@ -99,8 +97,9 @@ def long_run_warning(serial_s: float, parallel_s: float, items: int) -> list[str
         return [f"WARNING: the profile phase alone takes {serial_s / 3600:,.1f} h (it runs before any worker starts): "
                 "lower measure.rounds, measure.block_time or measure.batch_sizes."]
     workers = math.ceil(parallel_s / (DAY_S - serial_s))
+    every = f"{items} worker{'' if items == 1 else 's'}"  # one per item
     advice = (f"--workers {workers} (or that many machines on one database storage) bring it under a day"
-              if workers <= items else f"even {items} workers (one per item) cannot bring it under a day")
+              if workers <= items else f"even {every} (one per item) cannot bring it under a day")
     total = serial_s + parallel_s
     return [f"WARNING: this study takes {total / 3600:,.1f} h ({total / DAY_S:,.1f} days) for one worker; {advice}; "
             "or lower recipe.epochs, seeds or the grid."]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .bounds import MAX_EPOCHS, MAX_THREADS
 from .config import check_choice, check_range, check_types, config_from_dict
 from .device import check_device_setting
 from .errors import AblateError
@@ -35,7 +36,7 @@ class Recipe:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     batch_size: int = 64
-    epochs: int = 50
+    epochs: int = 50  # at most 10,000
     scheduler: str = "plateau"  # stepped per epoch on the validation loss; cosine/onecycle per step
     plateau_patience: int = 3
     plateau_factor: float = 0.5
@@ -51,7 +52,7 @@ class Recipe:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise AblateError("nesterov needs optimizer 'sgd' with momentum > 0.")
         check_range("batch_size", self.batch_size, 1)
-        check_range("epochs", self.epochs, 1)
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)  # why 10,000: ablate.bounds
         check_choice("scheduler", self.scheduler, SCHEDULERS)
         check_range("plateau_patience", self.plateau_patience, 0)
         check_range("plateau_factor", self.plateau_factor, 0.0, 1.0, low_open=True, high_open=True)
@@ -77,7 +78,7 @@ class Runtime:
     compile_backend: str = "inductor"  # torch.compile's backend ("eager" compiles nothing: for tests)
     deterministic: bool = False  # CUDA: deterministic algorithms, cuDNN autotuning off (CPU is deterministic)
     cudnn_benchmark: bool | None = None  # None: on for CUDA unless deterministic
-    threads: int | None = None  # CPU threads for torch; None: the cores this process may use
+    threads: int | None = None  # CPU threads for torch, up to max(256, cores); None: the cores this process may use
     eval_batch_size: int = 1024
     test_every_epoch: bool = True  # final runs: the test split after every epoch (a curve) or after the last only
     check_every: int = 50  # steps between non-finite-loss checks (each is one device synchronisation)
@@ -86,7 +87,8 @@ class Runtime:
     def __post_init__(self) -> None:
         check_types(self)
         check_device_setting("device", self.device)
-        for key in ("threads", "eval_batch_size", "check_every", "loss_every"):
+        check_range("threads", self.threads, 1, MAX_THREADS)
+        for key in ("eval_batch_size", "check_every", "loss_every"):
             check_range(key, getattr(self, key), 1)
         if self.compile:
             import torch._dynamo  # only a run that compiles pays for the import

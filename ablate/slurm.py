@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .bounds import MAX_THREADS
 from .errors import AblateError
 from .files import atomic_write
 from .spec import Study
@@ -66,8 +67,8 @@ def check_request(study: Study, job: JobRequest) -> int:
             "docs/scale-out.md. With SQLite, run one worker (--workers 1).")
     threads = study.runtime.threads
     cpus = job.cpus_per_worker if job.cpus_per_worker is not None else (threads or 1)
-    if cpus < 1:
-        raise AblateError(f"--cpus-per-worker must be >= 1, got {cpus}.")
+    if not 1 <= cpus <= MAX_THREADS:  # also the worker's training threads
+        raise AblateError(f"--cpus-per-worker must be from 1 to {MAX_THREADS}, got {cpus}.")
     if threads is not None and cpus < threads:
         raise AblateError(f"{study.path}: runtime.threads is {threads} (part of the study's fingerprint), but "
                           f"--cpus-per-worker {cpus} would run {threads} threads on {cpus} CPU(s); give "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .bounds import MAX_THREADS
 from .config import is_integer
 from .device import available_cores
 from .errors import AblateError
@@ -36,11 +37,12 @@ def set_cublas_workspace() -> None:
 
 
 def check_threads(threads: int | None) -> int:
-    """None -> every available core; otherwise a positive integer."""
+    """None -> every available core; otherwise an integer from 1 to MAX_THREADS (more crash torch's pools)."""
     if threads is None:
         return available_cores()
-    if not is_integer(threads) or threads < 1:
-        raise AblateError(f"threads must be a positive integer (or None for every core), got {threads!r}.")
+    if not is_integer(threads) or not 1 <= threads <= MAX_THREADS:
+        raise AblateError(f"threads must be an integer from 1 to {MAX_THREADS} (or None for every core), "
+                          f"got {threads!r}.")
     return threads
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .bounds import TIMED_BLOCKS
 from .config import is_integer, is_number
 from .device import synchronize
 from .errors import AblateError
@@ -70,7 +71,7 @@ class Setting:
     threads: int = 1  # intra-op threads while timing: 1 is reproducible on shared machines
     rounds: int = 10
     block_time: float = 0.05  # seconds per timed block (calls per block fixed in warm-up)
-    blocks: int = 3  # timed blocks per arm per round; the fastest is the round's time
+    blocks: int = TIMED_BLOCKS  # timed blocks per arm per round; the fastest is the round's time
     warmup: int = 3  # untimed calls per arm before calibration (allocator, oneDNN/cuDNN kernel choice)
     buffers: int = 4  # input batches rotated between calls, so a small batch is not always cache-hot
     cuda_graph: bool = False  # CUDA only: replay the forward pass from captured CUDA graphs

@@ -100,6 +100,7 @@ def test_bad_outputs_and_options_are_refused_before_torch(tmp_path: Path) -> Non
              (["train", "--lr", "-1"], "--lr"),
              (["train", "--scheduler", "plateau", "--val-fraction", "0"], "--val-fraction 0"),
              (["run", name, "--workers", str(10**6)], "at most"),
+             (["bench", "--workers", "1,100000"], "--workers 100000"),  # every count before the first trains
              (["run", name, "--storage", "bogus://x"], "unsupported storage URL"),
              (["report", name, "--out", "../elsewhere"], "not a report folder")]
     for argv, words in cases:
@@ -120,6 +121,26 @@ def test_sizes_that_cannot_work_are_refused_before_torch(tmp_path: Path, case: s
     for command in ("plan", "run"):
         assert words in refuse_light(tmp_path, command, name), command
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
+
+
+COUNT_CASES = {  # counts past their upper bounds (ablate.bounds): refused before storage is created
+    "epochs": ({"recipe": {"epochs": 1_000_000_000}}, "recipe.epochs: must be >= 1 and <= 10000"),
+    "tuning epochs": ({"tuning": {"epochs": 10_001, "space": {"lr": {"low": 0.001, "high": 0.1}}}},
+                      "tuning.epochs: must be >= 1 and <= 10000"),
+    "measure rounds": ({"measure": {"rounds": 100_000_000}}, "300,000,000 blocks per arm and timing; at most "
+                                                             "100,000, so rounds <= 33,333"),
+    "runtime threads": ({"runtime": {"threads": 100_000}}, "runtime.threads: must be >= 1 and <="),
+    "measure threads": ({"measure": {"threads": 100_000}}, "measure.threads: must be >= 1 and <="),
+}
+
+
+@pytest.mark.parametrize("case", list(COUNT_CASES))
+def test_counts_past_their_bounds_are_refused_before_torch(tmp_path: Path, case: str) -> None:
+    changes, words = COUNT_CASES[case]
+    name = study(tmp_path, **changes)
+    for command in ("plan", "run"):
+        assert words in refuse_light(tmp_path, command, name), command
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written: no storage, no runs/
 
 
 def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: Path) -> None:

@@ -700,16 +700,41 @@ def test_too_many_workers_for_memory_are_refused(work: Path, capsys, monkeypatch
 def test_plan_warns_when_a_study_takes_more_than_a_day(work: Path, capsys) -> None:
     from ablate.plan import DAY_S, long_run_warning
 
-    path = work / "s.yaml"
-    path.write_text(yaml.safe_dump({**GOOD, "measure": {"rounds": 100_000_000}}))
+    path = work / "s.yaml"  # 2 arms x 3 timings (2 batch sizes + the step) x 30,000 rounds x 3 blocks x 1 s = 150 h
+    path.write_text(yaml.safe_dump({**GOOD, "measure": {"rounds": 30_000, "block_time": 1.0}}))
     assert run_cli(["plan", str(path), "--no-timing"]) == 0
     out = capsys.readouterr().out
-    assert "WARNING: the profile phase alone takes" in out and "measure.rounds" in out
+    assert "WARNING: the profile phase alone takes 150.0 h" in out and "measure.rounds" in out
     # 3 days of parallel work after 0 h of serial work: 3 workers bring it under one day (known closed form)
     (line,) = long_run_warning(0.0, 3 * DAY_S, items=10)
     assert "--workers 3 " in line and "72.0 h" in line
     assert long_run_warning(0.0, DAY_S - 1, items=10) == []
-    assert "cannot bring it under a day" in long_run_warning(0.0, 5 * DAY_S, items=2)[0]
+    assert "even 2 workers (one per item) cannot bring it under a day" in long_run_warning(0.0, 5 * DAY_S, items=2)[0]
+    assert "even 1 worker (one per item) cannot" in long_run_warning(0.0, 5 * DAY_S, items=1)[0]
+
+
+def test_profile_says_its_timing_estimate_and_refuses_more_than_a_day(work: Path, capsys) -> None:
+    from ablate.cli.profile import check_timing_time
+
+    # 1 arm x 3 timings (2 batch sizes + the step) x 10 rounds x 3 blocks x 0.05 s = 4.5 s
+    assert "= 4.5 s of timed blocks (a lower bound" in check_timing_time(1, [1, 64], True, 10, 3, 0.05)
+    # 2 arms x 2 batch sizes x 30,000 rounds x 3 blocks x 1 s = 360,000 s = 100 h: over the day a profile may take
+    refused(work, ["profile", "--attention", "none,se", "--rounds", "30000", "--batch-sizes", "1,2", "--train-batch",
+                   "0", "--block-time", "1", "--device", "cpu"],
+            ["2 arm(s) x 2 timed setting(s)", "30,000 round(s) x 3 block(s) x 1 s = 100.0 h", "at most 24.0 h"], capsys)
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "synthetic"], ["profile", "--no-timing"], ["run", "s.yaml"]])
+def test_thread_counts_past_the_bound_are_refused(work: Path, capsys, argv: list[str]) -> None:
+    """100,000 threads crashed torch's thread pool (rc 139); every --threads has an upper bound."""
+    from ablate.bounds import MAX_THREADS
+    from ablate.switches import check_threads
+
+    (work / "s.yaml").write_text(GOOD_TEXT)
+    refused(work, [*argv, "--threads", "100000"], ["--threads", f"1 to {MAX_THREADS}", "'100000'"], capsys)
+    assert check_threads(MAX_THREADS) == MAX_THREADS
+    with pytest.raises(AblateError, match=f"from 1 to {MAX_THREADS}"):
+        check_threads(MAX_THREADS + 1)
 
 
 def test_a_fifo_study_file_is_refused_without_waiting(work: Path, capsys) -> None:

@@ -84,6 +84,7 @@ def test_pinned_threads_are_kept_and_no_gpu_means_cpu(tmp_path: Path) -> None:
     ({"workers": 2}, "sqlite", None, "auto", "SQLite on a shared"),
     ({"workers": 0}, "pg", None, "auto", "--workers must be >= 1"),
     ({"cpus_per_worker": 1}, "pg", 4, "auto", "runtime.threads is 4"),
+    ({"cpus_per_worker": 100_000}, "pg", None, "auto", "--cpus-per-worker must be from 1 to"),
     ({"gpus_per_worker": 2}, "pg", None, "auto", "a worker trains on one GPU"),
     ({}, "pg", None, "cuda", "no GPU is requested"),
     ({"time": "four hours"}, "pg", None, "auto", "--time"),

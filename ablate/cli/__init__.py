@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..bounds import MAX_THREADS
 from ..config import INT64_MAX, INT64_MIN, is_number
 from ..errors import AblateError, EnvironmentFault, environment_fault
 from ..preempt import Terminated, install, uninstall
@@ -167,8 +168,8 @@ STORAGE_HELP = ("the study's storage URL, instead of the study file's: sqlite://
                 "journal:PATH, ... (every scheme: `ablate spec`); default: $ABLATE_STORAGE when set, else the study "
                 "file's. A password written here is visible to other users of this host (ps): prefer "
                 "$ABLATE_STORAGE")
-THREADS_HELP = ("torch intra-op threads for this command, N >= 1, or 0 for every core this process may use; "
-                "default here: {default}")
+THREADS_HELP = ("torch intra-op threads for this command, 1 <= N <= {most}, or 0 for every core this process may "
+                "use; default here: {default}")
 JSON_HELP = ("also write the results, with every field and setting, as JSON to FILE (a new file, or one ablate "
              "wrote: it is never written over anything else)")
 
@@ -210,7 +211,7 @@ def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: i
     """--threads N: torch intra-op threads for this command; 0 is every core, omitted is `default`
     (the command's own: timing defaults to 1 thread, training to every core, as in study files)."""
     p.add_argument("--threads", type=thread_count, default=default, metavar="N",
-                   help=THREADS_HELP.format(default=default_text))
+                   help=THREADS_HELP.format(most=MAX_THREADS, default=default_text))
 
 
 def add_backbone(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | list[str],
@@ -259,6 +260,6 @@ def write_json(path: Path | None, payload: Any, command: str) -> None:
 
 
 def thread_count(text: str) -> int:
-    """argparse type for --threads: 0 (every core) or a positive integer."""
-    return _int_between(text, 0, INT64_MAX, "a thread count: 0 (every core) or a positive integer")
+    """argparse type for --threads: 0 (every core) or 1 to MAX_THREADS (ablate.bounds: more crash torch)."""
+    return _int_between(text, 0, MAX_THREADS, f"a thread count: 0 (every core) or 1 to {MAX_THREADS}")
 

@@ -73,10 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_workers(args: argparse.Namespace) -> int:
-    from ..bench import run_scaling, scaling_table
+    from ..memory import check_workers
 
     if not args.workers or any(n < 1 for n in args.workers):
         raise AblateError(f"--workers needs positive worker counts, got {args.workers}.")
+    for count in args.workers:  # every count before the first one trains
+        check_workers(count)
+    from ..bench import run_scaling, scaling_table  # torch, Optuna and pandas: after the checks
     kwargs = {"train_size": args.train_size} if args.train_size else {}
     rows = run_scaling(args.workers, dataset=args.dataset or SCALING_DATASET, input_size=args.input_size,
                        root=args.data_dir, repeats=args.repeats or 1, **kwargs)

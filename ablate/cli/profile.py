@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tabulate import tabulate
 from tqdm import tqdm
 
+from ..bounds import MAX_PROFILE_S, MAX_TIMED_BLOCKS, duration, timing_seconds
 from ..device import available_cores, refuse_cuda_without_gpu, resolve_device
 from ..errors import AblateError
 from ..files import atomic_write, check_output_file, first_line_matches
@@ -111,8 +112,6 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-MAX_TIMED_BLOCKS = 100_000  # rounds x blocks per arm and batch size: 100,000 blocks of 0.05 s are 83 minutes
-
 # a file `ablate profile --out` wrote: its csv header, or its table's, starts with these columns
 PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
 
@@ -143,6 +142,22 @@ def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
     return shape
 
 
+def check_timing_time(arms: int, sizes: list[int], train_step: bool, rounds: int, blocks: int,
+                      block_time: float) -> str:
+    """The timed blocks' total, said before timing starts (a lower bound: warm-up, calibration and building
+    models come on top); refused over MAX_PROFILE_S, since a profile that stops keeps nothing."""
+    timings = len(sizes) + train_step
+    total = timing_seconds(arms, timings, rounds, blocks, block_time)
+    text = (f"{arms} arm(s) x {timings} timed setting(s) ({len(sizes)} batch size(s)"
+            f"{' + the training step' if train_step else ''}) x {rounds:,} round(s) x {blocks} block(s) x "
+            f"{block_time:g} s = {duration(total)} of timed blocks")
+    if total > MAX_PROFILE_S:
+        raise AblateError(f"{text}, at least; one profile may time at most {duration(MAX_PROFILE_S)} "
+                          "(it keeps no partial results): lower --rounds, --blocks, --block-time or --batch-sizes, "
+                          "skip the training step (--train-batch 0), or profile fewer arms.")
+    return f"profile: timing {text} (a lower bound: warm-up, calibration and building models come on top)"
+
+
 def run(args: argparse.Namespace) -> int:
     shape = _check_options(args)
     import torch
@@ -155,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     arms = arms_from_names(args.backbone, args.attention, args.position, args.reduction, args.stages)
+    block_time = args.block_time or (0.02 if device.type == "cuda" else 0.05)
+    sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
+    if not args.no_timing:  # before any model is built or run
+        print(check_timing_time(len(arms), sizes, bool(args.train_batch), args.rounds, args.blocks, block_time),
+              file=sys.stderr)
     from ..arms import plugin_sources
     from ..models.check import check_arm
 
@@ -172,9 +192,8 @@ def run(args: argparse.Namespace) -> int:
     setting = Setting(
         device=str(device), precision=check_precision(args.precision), channels_last=args.channels_last,
         threads=args.threads or available_cores(), rounds=args.rounds, blocks=args.blocks,
-        block_time=args.block_time or (0.02 if device.type == "cuda" else 0.05), cuda_graph=args.cuda_graph,
+        block_time=block_time, cuda_graph=args.cuda_graph,
     )
-    sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
     train_step = (costs.TrainStep(args.train_batch, lambda m: torch.optim.Adam(m.parameters(), lr=1e-3))
                   if args.train_batch else None)
     by_backbone: dict[str, list] = {}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..bounds import MAX_EPOCHS, MAX_THREADS, MAX_TIMED_BLOCKS, TIMED_BLOCKS
 from ..config import (
     INT64_MAX,
     ConfigError,
@@ -78,7 +79,7 @@ class Tuning:
     enabled: bool = False  # default: true when a tuning section is given
     scope: str = "baseline"  # baseline: each backbone's 'none' arm, shared; per_attention; per_arm
     n_trials: int = 8  # trials per tuning group
-    epochs: int = 2  # epochs per tuning trial
+    epochs: int = 2  # epochs per tuning trial, at most 10,000
     sampler_seed: int = 0  # TPE sampler seed, 0 to 2**32-1
     pruner: str = "median"  # stops unpromising trials early; none keeps every trial
     space: tuple[Param, ...] = ()  # recipe key -> {low, high, log} or {choices}
@@ -87,7 +88,7 @@ class Tuning:
         check_types(self)
         check_choice("scope", self.scope, SCOPES)
         check_range("n_trials", self.n_trials, 1)
-        check_range("epochs", self.epochs, 1)
+        check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         check_range("sampler_seed", self.sampler_seed, 0, MAX_SAMPLER_SEED)
         check_choice("pruner", self.pruner, PRUNERS)
         if self.enabled and not self.space:
@@ -105,8 +106,8 @@ class Measure:
     device: str = "auto"
     batch_sizes: tuple[int, ...] = (1, 64)
     block_time: float = 0.05  # seconds per timed block
-    rounds: int = 10  # interleaved rounds per backbone, batch size and training step
-    threads: int = 1  # torch intra-op threads while timing (1: reproducible on shared machines)
+    rounds: int = 10  # interleaved rounds per backbone, batch size and training step; at most 33,333 (x 3 blocks)
+    threads: int = 1  # torch intra-op threads while timing, up to max(256, cores); 1 is reproducible on shared hosts
     train_step: bool = True  # also time a training step at the recipe's batch size
     precision: str = "as_trained"  # as_trained | fp32 | bf16 | fp16
     channels_last: bool | None = None  # None: as trained
@@ -121,7 +122,11 @@ class Measure:
             check_range(f"batch_sizes[{i}]", size, 1)
         check_range("block_time", self.block_time, 0.0, 60.0, low_open=True)
         check_range("rounds", self.rounds, 1)
-        check_range("threads", self.threads, 1)
+        if self.rounds * TIMED_BLOCKS > MAX_TIMED_BLOCKS:  # the bound `ablate profile` puts on --rounds x --blocks
+            raise ConfigError("rounds", f"{self.rounds:,} rounds x {TIMED_BLOCKS} timed blocks = "
+                                        f"{self.rounds * TIMED_BLOCKS:,} blocks per arm and timing; at most "
+                                        f"{MAX_TIMED_BLOCKS:,}, so rounds <= {MAX_TIMED_BLOCKS // TIMED_BLOCKS:,}.")
+        check_range("threads", self.threads, 1, MAX_THREADS)
         check_choice("precision", self.precision, MEASURE_PRECISIONS)
 
     @classmethod
