@@ -39,7 +39,7 @@ _FAULT_TEXTS = {
                                      "make its folder writable"),
     "due to statement timeout": ("the storage server{at} did not answer within {within} (statement timeout; e.g. a "
                                  "table locked by another session)",
-                                 "re-run when it is free, or raise $ABLATE_STATEMENT_TIMEOUT_S"),
+                                 "wait until it is free, or raise $ABLATE_STATEMENT_TIMEOUT_S"),
     "timeout expired": _NO_ANSWER,  # psycopg / libpq
     "(timed out)": _NO_ANSWER,  # PyMySQL
 }

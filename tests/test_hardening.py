@@ -911,7 +911,7 @@ def test_a_statement_timeout_is_one_line_exit_1(work: Path, capsys, monkeypatch,
     argv = [command, str(path), "--storage", "postgresql://u:S3cret@db.example/x"] + (
         ["--quiet", "--phases", "final"] if command == "run" else [])
     err = faulted(argv, ["postgresql://u:***@db.example/x did not answer within 9 s (statement timeout",
-                         "re-run when it is free", "ABLATE_STATEMENT_TIMEOUT_S"], capsys)
+                         "wait until it is free", "ABLATE_STATEMENT_TIMEOUT_S"], capsys)
     assert "S3cret" not in err and ("It resumes" in err) == (command == "run")
 
 
