@@ -157,12 +157,20 @@ def status_frame(study: Study, storage: optuna.storages.BaseStorage | None = Non
         phase_items = items.get(name.split("/")[1])
         if phase_items is not None:
             row["items"] = len(phase_items)
-            row["items_left"] = counts(ostudy, phase_items, list(phase_items[0])).todo if ostudy else len(phase_items)
+            row["items_left"] = items_left(ostudy, phase_items, dead) if ostudy else len(phase_items)
         else:
             row["items"] = study.tuning.n_trials
             row["items_left"] = max(0, study.tuning.n_trials - row["complete"] - row["pruned"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def items_left(ostudy: optuna.Study, items: list[dict[str, Any]], dead: set[int]) -> int:
+    """Items no trial holds, and items whose trial's worker is dead: the next run fails that trial and re-runs
+    its item, so it is still left to do (failed items are not: only --retry-failed re-runs them)."""
+    keys = list(items[0])
+    owners = claimed(ostudy, keys)
+    return sum(key not in owners or trial_id_of(owners[key]) in dead for key in (item_key(i, keys) for i in items))
 
 
 def running_frame(study: Study, storage: optuna.storages.BaseStorage | None = None) -> pd.DataFrame:

@@ -17,6 +17,7 @@ the waits on a database server.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -67,13 +68,17 @@ def _check_unambiguous(url: str, where: str) -> None:
     of the password and print that part in its error."""
     from urllib.parse import unquote
 
-    _, user, password, _ = split_userinfo(url) or ("", None, None, "")
+    _, user, password, rest = split_userinfo(url) or ("", None, None, "")
     try:
         parsed = sqlalchemy.engine.make_url(url)
         same = (parsed.password or None) == (unquote(password) if password else None) and (
             parsed.username or None) == (unquote(user) if user else None)
     except Exception:  # SQLAlchemy's own message may quote part of the password: never shown
         same = False
+    problem = None if same else _address_problem(re.split(r"[/?#]", rest, maxsplit=1)[0])
+    if problem is not None:
+        raise AblateError(f"{where}: storage URL {mask_url(url)!r}: {problem}; write HOST[:PORT] or [IPV6][:PORT] "
+                          "after the '@'.")
     if not same:
         raise AblateError(
             f"{where}: storage URL {mask_url(url)!r} cannot be read unambiguously: its user name or password holds "
@@ -81,6 +86,26 @@ def _check_unambiguous(url: str, where: str) -> None:
             "'/' as %2F, '?' as %3F, '#' as %23, '%' as %25), or keep the password out of the URL (PGPASSWORD, "
             "~/.pgpass)."
         )
+
+
+def _address_problem(address: str) -> str | None:
+    """What is wrong with a server URL's HOST[:PORT] (the text after its userinfo, which holds no password),
+    else None."""
+    host, port = address, None
+    if address.startswith("["):
+        host, bracket, after = address[1:].partition("]")
+        if not bracket:
+            return f"the IPv6 host {address!r} lacks its closing ']'"
+        if after and not after.startswith(":"):
+            return f"{after!r} follows the IPv6 host [{host}] where ':PORT' or nothing belongs"
+        port = after[1:] if after else None
+    elif ":" in address:
+        host, _, port = address.rpartition(":")
+        if ":" in host:
+            return f"the host {host!r} holds ':' (an IPv6 address goes in brackets)"
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return f"the port {port!r} is not a number from 1 to 65535"
+    return None
 
 
 def storage_file(url: str) -> Path | None:
@@ -110,21 +135,42 @@ def storage_missing(url: str) -> bool:
 
 @contextmanager
 def _driver_errors(url: str) -> Iterator[None]:
-    """sqlalchemy / driver errors (a bad URL, an unreachable server) as one masked AblateError line."""
+    """sqlalchemy / driver errors (a bad URL, an unreachable server) as one masked line: EnvironmentFault
+    (exit 1) for a fault of the environment (a read-only or full disk, a server that does not answer),
+    else AblateError."""
+    try:
+        with environment_faults(url):
+            yield
+    except AblateError:
+        raise
+    except Exception as err:
+        reason = mask_url(str(err).split("\n")[0], [url])
+        raise AblateError(f"cannot open storage {mask_url(url)!r}: {type(err).__name__}: {reason}") from None
+
+
+@contextmanager
+def environment_faults(url: str | None, folder: Path | None = None) -> Iterator[None]:
+    """A fault of the environment inside the block as one EnvironmentFault (exit 1) that names the storage
+    (its file, or its server's masked URL), the `folder` written, and the timeout that ran out: deep in
+    Optuna and the drivers an error carries none of them. Anything else passes through unchanged."""
     try:
         yield
     except AblateError:
         raise
     except Exception as err:
-        fault = environment_fault(err)  # a read-only or full disk: the environment's fault, exit 1
-        if fault is not None:
-            raise EnvironmentFault(f"cannot open storage {mask_url(url)!r}: {fault}") from None
-        reason = mask_url(str(err).split("\n")[0], [url])
-        hint = ""
-        if "timeout" in reason.lower() or "timed out" in reason.lower():
-            hint = (f" (no answer within {connect_timeout()} s: is the server up and reachable? "
-                    "$ABLATE_CONNECT_TIMEOUT_S sets the wait)")
-        raise AblateError(f"cannot open storage {mask_url(url)!r}: {type(err).__name__}: {reason}{hint}") from None
+        place = None if url is None else str(storage_file(url) or mask_url(url))
+        fault = environment_fault(err, storage=place, folder=None if folder is None else str(folder), waits=_waits())
+        if fault is None:
+            raise
+        raise EnvironmentFault(fault) from None
+
+
+def _waits() -> dict[str, int] | None:
+    """The timeouts as set, for a message; None when a setting is bad (refused where it is used)."""
+    try:
+        return {"connect": connect_timeout(), "statement": statement_timeout()}
+    except AblateError:
+        return None
 
 
 def _seconds_from_env(name: str, default: int) -> int:
@@ -141,6 +187,11 @@ def connect_timeout() -> int:
     return _seconds_from_env("ABLATE_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S)
 
 
+def statement_timeout() -> int:
+    """Seconds one SQL statement may run on PostgreSQL ($ABLATE_STATEMENT_TIMEOUT_S, default 300)."""
+    return _seconds_from_env("ABLATE_STATEMENT_TIMEOUT_S", STATEMENT_TIMEOUT_S)
+
+
 def server_engine_kwargs(url: str) -> dict:
     """SQLAlchemy engine arguments that bound every wait on a database server: a connect timeout, and on
     PostgreSQL a statement timeout ($ABLATE_STATEMENT_TIMEOUT_S, default 300) unless the URL sets options."""
@@ -148,7 +199,7 @@ def server_engine_kwargs(url: str) -> dict:
     if url.startswith("postgresql"):
         connect: dict = {"connect_timeout": connect_timeout()}
         if "options=" not in url:
-            statement_ms = 1000 * _seconds_from_env("ABLATE_STATEMENT_TIMEOUT_S", STATEMENT_TIMEOUT_S)
+            statement_ms = 1000 * statement_timeout()
             connect["options"] = f"-c statement_timeout={statement_ms}"
         kwargs["connect_args"] = connect
     elif url.startswith("mysql"):

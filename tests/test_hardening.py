@@ -71,6 +71,16 @@ def listing(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
+def faulted(argv: Sequence[str], fragments: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run `argv`: exit 1 (the environment's fault), one line holding every fragment, no traceback."""
+    assert run_cli(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
 def refused(folder: Path, argv: Sequence[str], fragments: Sequence[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run `argv` in `folder`: exit 2, every fragment in stderr, no traceback, nothing new in the folder."""
     before = listing(folder)
@@ -754,10 +764,11 @@ def test_a_silent_database_server_times_out_with_one_line(work: Path, capsys, mo
         monkeypatch.setenv("ABLATE_CONNECT_TIMEOUT_S", "2")
         path = work / "s.yaml"
         path.write_text(yaml.safe_dump({**GOOD, "storage": f"postgresql://u:S3cr%20et@127.0.0.1:{port}/db"}))
-        for command in ("status", "run"):
+        for command in ("status", "run"):  # the environment, not the input: exit 1
             start = time.monotonic()
-            err = refused(work, [command, str(path)] + (["--quiet"] if command == "run" else []),
-                          ["no answer within 2 s", "ABLATE_CONNECT_TIMEOUT_S"], capsys)
+            err = faulted([command, str(path)] + (["--quiet"] if command == "run" else []),
+                          ["did not answer within 2 s", "ABLATE_CONNECT_TIMEOUT_S",
+                           f"postgresql://u:***@127.0.0.1:{port}/db"], capsys)
             assert time.monotonic() - start < 15 and "S3cr" not in err
 
 
@@ -840,6 +851,7 @@ def test_read_only_sqlite_storage_is_one_line(work: Path, capsys) -> None:
         assert run_cli(["run", str(path), "--storage", f"sqlite:///{db}", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "read-only" in err and "Traceback" not in err
+    assert str(db) in err and "writable" in err and "free space" not in err.lower()
 
 
 def test_environment_faults_are_recognised_in_exception_chains() -> None:
@@ -857,6 +869,120 @@ def test_environment_faults_are_recognised_in_exception_chains() -> None:
     sqlite_text = "(sqlite3.OperationalError) attempt to write a readonly database"
     assert "read-only" in environment_fault(Exception(sqlite_text))
     assert environment_fault(ValueError("a bug")) is None
+
+
+def _chain(*errors: BaseException) -> BaseException:
+    """errors[0] raised from errors[1] raised from ... (as Optuna wraps SQLAlchemy, which wraps the driver)."""
+    for outer, inner in zip(errors, errors[1:]):
+        outer.__cause__ = inner
+    return errors[0]
+
+
+def _statement_timeout() -> BaseException:
+    """What Optuna raises when PostgreSQL cancels a statement at its statement_timeout."""
+    import optuna
+    import sqlalchemy.exc
+
+    psycopg = pytest.importorskip("psycopg")
+    driver = psycopg.errors.QueryCanceled("canceling statement due to statement timeout")
+    wrapped = sqlalchemy.exc.OperationalError("SELECT studies.study_id FROM studies", {}, driver)
+    return _chain(optuna.exceptions.StorageInternalError("An exception is raised during the commit."), wrapped,
+                  driver)
+
+
+def test_server_timeouts_are_faults_of_the_environment(monkeypatch) -> None:
+    """A statement or connect timeout anywhere in the chain: one line naming the server (masked), the wait and
+    the setting that sets it; other driver errors are not classified."""
+    import sqlalchemy.exc
+
+    from ablate.errors import EnvironmentFault, environment_fault
+    from ablate.storage import environment_faults
+
+    psycopg = pytest.importorskip("psycopg")
+    assert "did not answer within its statement timeout" in environment_fault(_statement_timeout())
+    monkeypatch.setenv("ABLATE_STATEMENT_TIMEOUT_S", "7")
+    monkeypatch.setenv("ABLATE_CONNECT_TIMEOUT_S", "3")
+    url = "postgresql://u:S3cret@db.example:5432/x"
+    expired = psycopg.errors.ConnectionTimeout("connection timeout expired")
+    connect = sqlalchemy.exc.OperationalError(None, None, expired)
+    for err, wait in ((_statement_timeout(), "7 s (statement timeout"), (connect, "3 s (connect timeout)")):
+        with pytest.raises(EnvironmentFault) as caught:
+            with environment_faults(url):
+                raise err
+        text = str(caught.value)
+        assert f"the storage server postgresql://u:***@db.example:5432/x did not answer within {wait}" in text
+        assert "S3cret" not in text and ("ABLATE_STATEMENT_TIMEOUT_S" in text or "ABLATE_CONNECT_TIMEOUT_S" in text)
+    refused = sqlalchemy.exc.OperationalError(None, None, psycopg.OperationalError("connection refused"))
+    assert environment_fault(refused) is None
+
+
+@pytest.mark.parametrize("command", ["status", "run"])
+def test_a_statement_timeout_is_one_line_exit_1(work: Path, capsys, monkeypatch, command: str) -> None:
+    """The statement timeout deep in Optuna (status: listing the studies; run: anywhere in the run): one line."""
+    import ablate.cli.run as run_cli_module
+    import ablate.status
+    import ablate.storage
+
+    def timed_out(*args, **kwargs):
+        raise _statement_timeout()
+
+    monkeypatch.setattr(ablate.storage, "storage_missing", lambda url: False)
+    monkeypatch.setattr(ablate.storage, "open_storage", lambda url, read_only=False: object())
+    monkeypatch.setattr(ablate.status, "phase_studies", timed_out)
+    monkeypatch.setattr(run_cli_module, "run_study", timed_out)
+    monkeypatch.setenv("ABLATE_STATEMENT_TIMEOUT_S", "9")
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    argv = [command, str(path), "--storage", "postgresql://u:S3cret@db.example/x"] + (
+        ["--quiet", "--phases", "final"] if command == "run" else [])
+    err = faulted(argv, ["postgresql://u:***@db.example/x did not answer within 9 s (statement timeout",
+                         "wait until it is free", "ABLATE_STATEMENT_TIMEOUT_S"], capsys)
+    assert "S3cret" not in err and ("It resumes" in err) == (command == "run")
+
+
+def test_storage_faults_name_the_storage_file_and_the_report_folder(work: Path, capsys, monkeypatch) -> None:
+    """Deep in SQLite and in a write the error names no file: the message names the storage file or the report's
+    folder, says what fixes it, and promises no resuming where re-running starts again (report)."""
+    import errno as errno_module
+    import sqlite3
+
+    import ablate.report
+    from ablate.errors import EnvironmentFault
+    from ablate.storage import environment_faults
+
+    with pytest.raises(EnvironmentFault) as caught:
+        with environment_faults(f"sqlite:///{work / 'runs' / 'x.db'}"):
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+    text = str(caught.value)
+    assert f"the storage file {work / 'runs' / 'x.db'} is read-only" in text and "writable" in text
+    assert "free space" not in text.lower()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ablate.report, "write_report", disk_full)
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    err = faulted(["report", str(path), "--out", "reports/full"], ["the disk is full (reports/full)",
+                                                                   "free space on it"], capsys)
+    assert "resume" not in err
+
+
+@pytest.mark.parametrize("via", ["--storage", "$ABLATE_STORAGE"])
+@pytest.mark.parametrize("url,problem", [
+    ("postgresql://u2:pa ss@host:port/db", "the port 'port' is not a number"),
+    ("postgresql://u2:pa ss@[::1:1/db", "the IPv6 host '[::1:1' lacks its closing ']'"),
+    ("postgresql://u2:pa ss@a:b:5432/db", "the host 'a:b' holds ':'"),
+])
+def test_a_bad_storage_url_names_where_it_came_from_and_what_is_wrong(work: Path, capsys, monkeypatch, via: str,
+                                                                       url: str, problem: str) -> None:
+    path = work / "s.yaml"
+    path.write_text(GOOD_TEXT)
+    if via == "$ABLATE_STORAGE":
+        monkeypatch.setenv("ABLATE_STORAGE", url)
+    err = refused(work, ["status", str(path)] + (["--storage", url] if via == "--storage" else []),
+                  [f"{via}: storage URL 'postgresql://u2:***@", problem], capsys)
+    assert "pa ss" not in err and "s.yaml: storage" not in err and "password" not in err
 
 
 def _imagefolder_study(work: Path, folder: Path, **dataset) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -315,3 +316,40 @@ def test_dashboard_on_every_interface_warns(tmp_path: Path, monkeypatch: pytest.
     assert "without any password" in capsys.readouterr().err
     assert main(["dashboard", str(path), "--storage", url, "--port", str(_free_port())]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code,hint,not_hint", [
+    (errno.EADDRNOTAVAIL, "not an address of this machine", "another dashboard"),
+    (errno.EADDRINUSE, "another dashboard", "not an address"),
+    (errno.EACCES, "need privileges", "another dashboard"),
+])
+def test_dashboard_bind_failures_get_the_hint_of_their_cause(monkeypatch: pytest.MonkeyPatch, code: int, hint: str,
+                                                             not_hint: str) -> None:
+    """Binding fails for several reasons; each gets its own hint (a busy port is not an address this machine lacks)."""
+    from ablate.cli import dashboard
+    from ablate.errors import AblateError
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(dashboard.socket, "create_server", refuse)
+    with pytest.raises(AblateError) as caught:
+        dashboard.check_port("10.0.0.5", "18091")
+    assert "cannot listen on 10.0.0.5:18091" in str(caught.value)
+    assert hint in str(caught.value) and not_hint not in str(caught.value)
+
+
+def test_dashboard_url_brackets_an_ipv6_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import optuna_dashboard
+
+    from ablate.cli import dashboard
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    optuna.create_study(study_name="somebody", storage=open_storage(url))
+    path = write_study(tmp_path)
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: None)
+    monkeypatch.setattr(dashboard, "check_port", lambda host, text: int(text))  # no IPv6 needed on this host
+    assert main(["dashboard", str(path), "--storage", url, "--host", "::", "--port", "18091"]) == 0
+    assert "at http://[::]:18091/" in capsys.readouterr().out
+    assert dashboard.address("127.0.0.1", 8080) == "127.0.0.1:8080"

@@ -203,3 +203,17 @@ def test_status_shows_dead_workers_without_writing(tmp_path: Path, monkeypatch: 
     frame = status_frame(study).set_index("phase")
     assert frame.loc["tiny/final", "running"] == 1 and frame.loc["tiny/final", "dead"] == 2
     assert len(final.get_trials(states=(TrialState.RUNNING,))) == 3  # still RUNNING in storage: status wrote nothing
+
+
+def test_status_counts_a_dead_workers_item_as_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial whose worker died still holds its item in storage, but the next run re-runs it: left to do."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path)
+    study = load_study(path)
+    final = optuna.create_study(study_name="tiny/final", storage=open_storage(study.storage), direction="maximize")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _running_claim(final, f"{worker_host()}:{int(gone.stdout)}", 0)  # a local process that has exited
+    _running_claim(final, f"{worker_host()}:{os.getpid()}", 1)  # this live process: its item is taken
+    row = status_frame(study).set_index("phase").loc["tiny/final"]
+    assert row["dead"] == 1 and row["running"] == 1 and row["complete"] == 0
+    assert row["items_left"] == row["items"] - 1

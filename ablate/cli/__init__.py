@@ -82,25 +82,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EnvironmentFault as err:
-        print(f"ablate {args.command}: error: {err}", file=sys.stderr)
+        print(f"ablate {args.command}: error: {err}{_resumes(args)}", file=sys.stderr)
         return 1
     except AblateError as err:
         print(f"ablate {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # a full disk or read-only storage deep inside a library: one line, exit 1
+    except Exception as err:  # a full disk, read-only storage, a silent server deep inside a library: one line, exit 1
         fault = environment_fault(err)
         if fault is None:
             raise
-        print(f"ablate {args.command}: error: {fault}", file=sys.stderr)
+        print(f"ablate {args.command}: error: {fault}{_resumes(args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
-        resumable = args.command == "run" or (args.command == "train" and getattr(args, "checkpoint", None))
-        hint = "; re-run the same command to resume" if resumable else ""  # nothing else keeps partial work
+        hint = "; re-run the same command to resume" if _resumes(args) else ""  # nothing else keeps partial work
         print(f"ablate {args.command}: interrupted{hint}", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         if in_main:
             uninstall(previous)
+
+
+def _resumes(args: argparse.Namespace) -> str:
+    """' It resumes where it stopped.' for a command that keeps its partial work (run; train with a
+    checkpoint), else '' (every other command starts again from the beginning)."""
+    if args.command == "run" or (args.command == "train" and getattr(args, "checkpoint", None)):
+        return " It resumes where it stopped."
+    return ""
 
 
 def csv_list(text: str) -> list[str]:
@@ -188,10 +195,14 @@ def add_storage(p: argparse.ArgumentParser) -> None:
 
 
 def storage_option(args: argparse.Namespace) -> str | None:
-    """The storage a command opens: --storage, else $ABLATE_STORAGE, else None (the study file's)."""
-    from ..storage import STORAGE_ENV  # Optuna and SQLAlchemy: loaded by the commands that open storage anyway
+    """The storage a command opens: --storage, else $ABLATE_STORAGE, else None (the study file's); its syntax
+    checked here, so a refusal names the option or variable it came from."""
+    from ..storage import STORAGE_ENV, check_storage_url  # Optuna and SQLAlchemy: loaded by these commands anyway
 
-    return args.storage or os.environ.get(STORAGE_ENV, "").strip() or None
+    if args.storage:
+        return check_storage_url(args.storage, "--storage")
+    url = os.environ.get(STORAGE_ENV, "").strip()
+    return check_storage_url(url, f"${STORAGE_ENV}") if url else None
 
 
 def add_data_dir(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -7,6 +7,7 @@ never appears on a command line, where every user of the host could read it.
 from __future__ import annotations
 
 import argparse
+import errno
 import socket
 import sys
 
@@ -39,9 +40,28 @@ def check_port(host: str, text: str) -> int:
         with socket.create_server((host, port), family=family):
             pass
     except OSError as err:
-        raise AblateError(f"cannot listen on {host}:{port} ({err.strerror or err}); is another dashboard running? "
-                          "Choose another --port.") from None
+        raise AblateError(f"cannot listen on {address(host, port)} ({err.strerror or err}); {listen_hint(err)}") \
+            from None
     return port
+
+
+def listen_hint(err: OSError) -> str:
+    """What to change when binding failed, by its cause (a busy port is not an address this machine lacks)."""
+    if isinstance(err, socket.gaierror):
+        return "--host is not a name or address this machine can resolve; give one of its addresses."
+    if err.errno == errno.EADDRINUSE:
+        return "is another dashboard (or server) using that port? Choose another --port."
+    if err.errno == errno.EADDRNOTAVAIL:
+        return ("--host is not an address of this machine; give one of its addresses, or 0.0.0.0 (or ::) for all of "
+                "them.")
+    if err.errno == errno.EACCES:
+        return "ports below 1024 need privileges; choose a --port from 1024 to 65535."
+    return "check --host and --port."
+
+
+def address(host: str, port: int) -> str:
+    """HOST:PORT as a URL writes it: an IPv6 address in brackets ([::1]:8080)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     storage = open_storage(study.storage, read_only=True)
     folder = artifact_dir(study.storage, study.run_dir, study.artifacts)
     store = open_store(folder) if folder.is_dir() else None  # the report's attached files, where there are some
-    print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{args.host}:{port}/", flush=True)
+    print(f"optuna-dashboard for {study.name} ({mask_url(study.storage)}) at http://{address(args.host, port)}/",
+          flush=True)
     if args.host not in LOOPBACK:
         print(f"warning: --host {args.host} serves this dashboard, without any password, to every machine that can "
               "reach this one: anyone there can read the study and change or delete its trials. Prefer the default "

@@ -42,10 +42,13 @@ def run(args: argparse.Namespace) -> int:
     check_report_folder(out, owner)
     from ..report import write_report  # matplotlib, seaborn and pandas: once the input is known to be good
     from ..report.compare import write_comparison
+    from ..storage import environment_faults
 
-    if len(studies) == 1:
-        path = write_report(studies[0], out_dir=out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
-    else:
-        path = write_comparison(studies, out)
+    # a full disk names the report's folder (a write's OSError names no file); re-running writes it all again
+    with environment_faults(studies[0].storage if len(studies) == 1 else None, folder=out):
+        if len(studies) == 1:
+            path = write_report(studies[0], out_dir=out, diagnostics=not args.no_diagnostics, data_dir=args.data_dir)
+        else:
+            path = write_comparison(studies, out)
     print(f"report: {path}")
     return 0

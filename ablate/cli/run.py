@@ -76,17 +76,20 @@ def run(args: argparse.Namespace) -> int:
     bad = [p for p in phases if p not in PHASES]
     if bad:
         raise AblateError(f"--phases: unknown phase(s) {', '.join(bad)}; allowed: {', '.join(PHASES)}.")
-    outcome = run_study(
-        study,
-        workers=args.workers,
-        gpus=args.gpus,
-        workers_per_gpu=args.workers_per_gpu,
-        allow_changed_spec=args.allow_changed_spec,
-        retry_failed=args.retry_failed,
-        progress=not args.quiet,
-        data_dir=args.data_dir,
-        phases=tuple(p for p in PHASES if p in phases),
-    )
+    from ..storage import environment_faults
+
+    with environment_faults(study.storage):  # a full disk, a silent server: one line naming the storage
+        outcome = run_study(
+            study,
+            workers=args.workers,
+            gpus=args.gpus,
+            workers_per_gpu=args.workers_per_gpu,
+            allow_changed_spec=args.allow_changed_spec,
+            retry_failed=args.retry_failed,
+            progress=not args.quiet,
+            data_dir=args.data_dir,
+            phases=tuple(p for p in PHASES if p in phases),
+        )
     if not args.worker_process:
         print(summary_text(outcome), file=sys.stderr, flush=True)
     return 0 if outcome.ok else 1

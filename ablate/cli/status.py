@@ -7,8 +7,12 @@ without failing it (the next `ablate run` does that and re-runs the item).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from . import add_storage, add_study, storage_option
+
+if TYPE_CHECKING:
+    from ..spec import Study
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +26,14 @@ def run(args: argparse.Namespace) -> int:
     from ..spec import load_study
 
     study = load_study(args.study, storage=storage_option(args))  # refused before Optuna's frames and pandas load
+    from ..storage import environment_faults
+
+    with environment_faults(study.storage):  # a full disk, a silent server: one line naming the storage
+        return show(study)
+
+
+def show(study: Study) -> int:
+    """Print the status tables of `study` (its storage only read)."""
     from ..status import phase_studies, running_frame, status_frame, storage_overridden
     from ..storage import mask_url, open_storage, storage_missing
 

@@ -126,7 +126,9 @@ def _storage(doc: Mapping[str, Any], name: str, storage: str | None, path: Path)
     """The storage URL (the override, else the file's, else runs/<name>/optuna.db), its syntax checked."""
     from ..storage import check_storage_url  # SQLAlchemy reads a server URL's parts; no torch
 
-    url = storage or doc.get("storage") or f"sqlite:///{Path('runs') / name / 'optuna.db'}"
+    if storage:  # the CLI names its --storage or $ABLATE_STORAGE when it checks them
+        return check_storage_url(storage, "the storage override")
+    url = doc.get("storage") or f"sqlite:///{Path('runs') / name / 'optuna.db'}"
     return check_storage_url(url, f"{path}: storage")
 
 
