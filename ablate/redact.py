@@ -27,7 +27,6 @@ SECRET_KEYS = ("password", "passwd", "pwd", "sslpassword", "secret", "client_sec
 MIN_SCRUB = 3  # a known password shorter than this is not removed verbatim from text: it would erase ordinary letters
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-_NEXT_URL = re.compile(r"[\s'\"<(][A-Za-z][A-Za-z0-9+.-]*://")
 _HOST_AFTER_AT = re.compile(r"@[A-Za-z0-9._~%\[\]:,-]*(?=[/?#\s'\"<>)\],;]|$)")
 _KEY = "|".join(SECRET_KEYS)
 _QUERY_SECRET = re.compile(rf"(?is)([?&;](?:{_KEY})=)(.*?)(?=&[A-Za-z_][A-Za-z0-9_.-]*=|$)")
@@ -70,8 +69,9 @@ def _mask_one(url: str) -> str:
 
 
 def _mask_in_text(text: str) -> str:
-    """Every URL in free text masked: from its scheme to the end of its line (or to the next word that
-    starts a URL), userinfo up to the last '@' followed by a host; a URL without '@' ends at white space,
+    """Every URL in free text masked: from its scheme to the end of its line, userinfo up to the last '@'
+    followed by a host. Not cut where another scheme starts: a password may hold '"x://' itself, so two
+    URLs on one line are masked as one (too much, never too little). A URL without '@' ends at white space,
     unless it holds a secret query key, whose value may hold spaces (then the rest of the line is masked
     up to the next `&key=`)."""
     out, pos = [], 0
@@ -80,8 +80,7 @@ def _mask_in_text(text: str) -> str:
             continue
         line_end = text.find("\n", m.start())
         line_end = len(text) if line_end < 0 else line_end
-        following = _NEXT_URL.search(text, m.end(), line_end)  # another URL starting a new word ends this one
-        region = text[m.start():following.start() + 1 if following else line_end]
+        region = text[m.start():line_end]
         ats = list(_HOST_AFTER_AT.finditer(region))
         if ats:
             end = ats[-1].end()
