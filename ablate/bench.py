@@ -45,6 +45,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import Normalize, to_unit_float
+from .bench_sizes import (
+    SCALING_BATCH_SIZE,
+    SCALING_TEST_SIZE,
+    SCALING_TRAIN_SIZE,
+    bench_data_options,
+    bench_train_size,
+    check_bench_data,
+)
 from .datasets import Data, DataConfig, data_root, load_data
 from .device import available_cores, device_name, resolve_device, synchronize
 from .errors import AblateError
@@ -53,10 +61,6 @@ from .recipe import Recipe, Runtime
 from .switches import torch_settings
 from .timing import load_average
 from .train import make_optimizer, model_factory, train
-
-# images per backbone when --train-size is not given: a few minutes in all on a 2-core CPU
-DEFAULT_TRAIN_SIZE = {"cpu": {"cnn": 4096, "vgg16": 1280}, "cuda": {"cnn": 10000, "vgg16": 10000}}
-BENCH_TEST_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -205,10 +209,10 @@ def run_bench(backbones: Sequence[str] = ("cnn", "vgg16"), *, dataset: str = "sy
     device = resolve_device(runtime.device)
     rows = []
     for backbone in backbones:
-        size = train_size or DEFAULT_TRAIN_SIZE[device.type].get(backbone, 1024)
-        # a small test split: the engine evaluates after each epoch, and that time is not what we measure
-        config = DataConfig(name=dataset, train_size=size, test_size=BENCH_TEST_SIZE, val_fraction=0.0,
-                            input_size=input_size)
+        # checked again on the device resolved here (`ablate bench` checked every device 'auto' may be)
+        config = check_bench_data(bench_data_options(dataset, bench_train_size(backbone, device.type, train_size),
+                                                     input_size), batch_size,
+                                  "use a smaller input_size, train_size or batch_size")
         data = load_data(config, root, device, fetch_missing=True)
         rows.append(bench_backbone(backbone, data, epochs=epochs, batch_size=batch_size, runtime=runtime,
                                    repeats=repeats, seed=seed))
@@ -231,8 +235,6 @@ def bench_table(rows: Sequence[BenchRow]) -> tuple[list[str], list[list[Any]]]:
 
 SCALING_ATTENTION = ("none", "se", "eca", "cbam")
 SCALING_SEEDS = 6  # x 4 arms = 24 final items
-SCALING_TRAIN_SIZE = 2000  # one epoch of the small cnn: a few seconds per item on a 2-core CPU
-SCALING_TEST_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,8 @@ def scaling_study(name: str, dataset: str, train_size: int, test_size: int, inpu
         "dataset": data,
         "grid": {"backbones": ["cnn"], "attention": list(attention), "positions": ["after_relu"], "reductions": [16]},
         "seeds": list(range(seeds)),
-        "recipe": {"optimizer": "adam", "lr": 0.001, "batch_size": 64, "epochs": 1, "scheduler": "none"},
+        "recipe": {"optimizer": "adam", "lr": 0.001, "batch_size": SCALING_BATCH_SIZE, "epochs": 1,
+                   "scheduler": "none"},
         "measure": {"batch_sizes": [1], "rounds": 1, "block_time": 0.01, "train_step": False, "threads": 1},
     }
 

@@ -27,6 +27,20 @@ MAX_PROFILE_S = DAY_S
 # 256 (above the cores of almost every machine) anywhere, and more only where this machine has the cores.
 MAX_THREADS = max(256, os.cpu_count() or 1)
 
+# Tuning trials per group: published searches run tens to a few hundred trials, and TPE's every suggestion
+# reads all trials before it (so sampling alone grows with the square of the count): 10,000 trials of one
+# epoch each is days per group already, yet 1e9 (a typo) is refused before storage is created.
+MAX_TRIALS = 10_000
+
+# `ablate bench --repeats`: the best of N turns settles within a handful (the default is 2); 100 turns of the
+# default benchmark (a few minutes each on a 2-core CPU) are already hours, and bench keeps no partial result.
+MAX_BENCH_REPEATS = 100
+
+# SLURM refuses a job array whose largest index is MaxArraySize or more; the default MaxArraySize is 1001, so
+# indexes 0..1000: 1001 array tasks. A cluster may set more in slurm.conf (`scontrol show config`), but a
+# script that only works there fails at sbatch elsewhere; several jobs on one storage add up instead.
+SLURM_MAX_ARRAY_SIZE = 1001
+
 
 def timing_seconds(arms: int, timings: int, rounds: int, blocks: int, block_time: float) -> float:
     """The timed blocks alone: arms x timed settings (batch sizes, the training step) x rounds x blocks x

@@ -39,10 +39,13 @@ def refuse_cuda_without_gpu(device: str, where: str) -> None:
     """A CUDA device setting on a machine with no GPU driver at all, refused without importing torch (seconds
     and hundreds of MB): torch.cuda cannot be available without one of GPU_DEVICE_NODES (or on macOS).
     Where one exists, resolve_device asks torch."""
-    if not device.startswith("cuda"):
-        return
-    if platform.system() == "Darwin" or not any(os.path.exists(node) for node in GPU_DEVICE_NODES):
+    if device.startswith("cuda") and not gpu_driver_present():
         raise AblateError(f"{where}: {_no_cuda(device, 'no GPU driver on this machine')}")
+
+
+def gpu_driver_present() -> bool:
+    """Whether torch.cuda could be available here, known without importing torch (False: it cannot)."""
+    return platform.system() != "Darwin" and any(os.path.exists(node) for node in GPU_DEVICE_NODES)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

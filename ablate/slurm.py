@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .bounds import MAX_THREADS
+from .bounds import MAX_THREADS, SLURM_MAX_ARRAY_SIZE
 from .errors import AblateError
 from .files import atomic_write
 from .spec import Study
@@ -54,10 +54,25 @@ def slurm_dir(study: Study) -> Path:
     return study.run_dir / "slurm"
 
 
-def check_request(study: Study, job: JobRequest) -> int:
-    """Refuse what cannot work, before anything is written. Returns the CPUs per worker."""
+def check_counts(job: JobRequest) -> None:
+    """The request's counts alone, which need no study: `ablate slurm` checks them before the study file is read
+    (which imports torch to build the arms), `check_request` again for a request built in code."""
     if job.workers < 1:
         raise AblateError(f"--workers must be >= 1, got {job.workers}.")
+    if job.workers > SLURM_MAX_ARRAY_SIZE:  # indexes 0..workers-1; sbatch refuses an index >= MaxArraySize
+        raise AblateError(f"--workers {job.workers}: the job array's indexes would be 0..{job.workers - 1}, but "
+                          f"SLURM's default MaxArraySize ({SLURM_MAX_ARRAY_SIZE}) allows indexes up to "
+                          f"{SLURM_MAX_ARRAY_SIZE - 1} and sbatch refuses more; allowed: 1 to {SLURM_MAX_ARRAY_SIZE}. "
+                          "For more workers, run `ablate slurm` several times on the same (PostgreSQL or journal) "
+                          "storage: their workers share the study's items.")
+    if job.gpus_per_worker not in (0, 1):
+        raise AblateError(f"--gpus-per-worker {job.gpus_per_worker}: a worker trains on one GPU; for more GPUs "
+                          "run more workers (--workers N --gpus-per-worker 1). Allowed: 0 or 1.")
+
+
+def check_request(study: Study, job: JobRequest) -> int:
+    """Refuse what cannot work, before anything is written. Returns the CPUs per worker."""
+    check_counts(job)
     if job.workers > 1 and study.storage.startswith("sqlite:"):
         raise AblateError(
             f"{study.path}: storage {mask_url(study.storage)} is SQLite, and {job.workers} array tasks may run on "
@@ -73,9 +88,6 @@ def check_request(study: Study, job: JobRequest) -> int:
         raise AblateError(f"{study.path}: runtime.threads is {threads} (part of the study's fingerprint), but "
                           f"--cpus-per-worker {cpus} would run {threads} threads on {cpus} CPU(s); give "
                           f"--cpus-per-worker {threads} or more.")
-    if job.gpus_per_worker not in (0, 1):
-        raise AblateError(f"--gpus-per-worker {job.gpus_per_worker}: a worker trains on one GPU; for more GPUs "
-                          "run more workers (--workers N --gpus-per-worker 1). Allowed: 0 or 1.")
     if job.gpus_per_worker == 0 and study.runtime.device.startswith("cuda"):
         raise AblateError(f"{study.path}: runtime.device is {study.runtime.device}, but no GPU is requested; "
                           "pass --gpus-per-worker 1.")

@@ -131,6 +131,9 @@ COUNT_CASES = {  # counts past their upper bounds (ablate.bounds): refused befor
                                                              "100,000, so rounds <= 33,333"),
     "runtime threads": ({"runtime": {"threads": 100_000}}, "runtime.threads: must be >= 1 and <="),
     "measure threads": ({"measure": {"threads": 100_000}}, "measure.threads: must be >= 1 and <="),
+    "tuning trials": ({"tuning": {"n_trials": 10**9, "space": {"lr": {"low": 0.001, "high": 0.1}}}},
+                      "tuning.n_trials: must be >= 1 and <= 10000, got 1000000000"),
+    "seeds listed": ({"seeds": list(range(1001))}, "seeds: 1,001 seeds listed; at most 1,000 per arm"),
 }
 
 
@@ -158,6 +161,47 @@ def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: 
     for argv, words in cases:
         assert words in refuse_light(tmp_path, *argv), argv
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_counts_and_sizes_are_refused_before_torch(tmp_path: Path) -> None:
+    """`ablate bench`: every count in range, the batch within the images it trains on, one float batch in memory."""
+    # synthetic: 10 classes, 3x32x32, 10,000 training images; bench trains on train_size (no validation) and
+    # tests on 100; --startup holds out 10% (200 -> 180); --workers trains at batch 64; vgg16 on cpu: 1,280 images
+    bench = ["bench", "--dataset", "synthetic", "--device", "cpu"]
+    cases = [([*bench, "--epochs", "0"], "--epochs: must be >= 1 and <= 10000, got 0"),
+             ([*bench, "--epochs", "1000000000"], "--epochs: must be >= 1 and <= 10000"),
+             ([*bench, "--batch-size", "-1"], "--batch-size: must be >= 1, got -1"),
+             ([*bench, "--repeats", "0"], "--repeats: must be >= 1 and <= 100, got 0"),
+             ([*bench, "--repeats", "101"], "--repeats: must be >= 1 and <= 100, got 101"),
+             ([*bench, "--train-size", "-5"], "--train-size: must be >= 1, got -5"),
+             ([*bench, "--train-size", "1000000000"],
+              "--train-size: 1000000000 images requested, but synthetic has 10000 training images; allowed: 10 (one "
+              "per class) to 10000"),
+             ([*bench, "--input-size", "0"], "--input-size: must be >= 8, got 0"),
+             ([*bench, "--train-size", "200", "--batch-size", "201"], "--batch-size 201 is larger than the 200 images"),
+             ([*bench, "--backbone", "vgg16", "--batch-size", "1281"], "--batch-size 1281 is larger than the 1280"),
+             ([*bench, "--startup", "--train-size", "200", "--batch-size", "181"], "larger than the 180 images"),
+             ([*bench, "--workers", "1,2", "--train-size", "63"], "at batch size 64"),
+             # one 3x100000x100000 float32 image is 3e10 x 4 bytes = 111.8 GiB: 64 of them 7,152.6 GiB
+             ([*bench, "--train-size", "200", "--input-size", "100000"],
+              "300 images of 3x100000x100000 (uint8): 8,381.9 GiB; input batch of 64 x 3x100000x100000 (float32): "
+              "7,152.6 GiB")]
+    for argv, words in cases:
+        assert words in refuse_light(tmp_path, *argv), argv
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_slurm_counts_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """SLURM's default MaxArraySize is 1001 (indexes 0..1000): 1002 array tasks need index 1001."""
+    name = study(tmp_path)
+    cases = [(["slurm", name, "--workers", "1002"], "indexes would be 0..1001, but SLURM's default MaxArraySize "
+                                                    "(1001) allows indexes up to 1000"),
+             (["slurm", name, "--workers", "0"], "--workers must be >= 1"),
+             (["slurm", name, "--gpus-per-worker", "-1"], "Allowed: 0 or 1"),
+             (["slurm", name, "--gpus-per-worker", str(10**9)], "Allowed: 0 or 1")]
+    for argv, words in cases:
+        assert words in refuse_light(tmp_path, *argv), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 
 
 def scramble_png(path: Path) -> None:

@@ -71,6 +71,12 @@ def test_dry_run_prints_a_one_screen_script_without_the_password(tmp_path: Path,
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
+def test_the_largest_array_slurm_accepts_by_default_is_written(tmp_path: Path) -> None:
+    """MaxArraySize 1001: the largest index is 1000, so 1001 array tasks (0..1000) still pass."""
+    study = load_study(write_study(tmp_path), storage=PG_URL)
+    assert "#SBATCH --array=0-1000\n" in job_script(study, JobRequest(workers=1001), tmp_path, python="python3")
+
+
 def test_pinned_threads_are_kept_and_no_gpu_means_cpu(tmp_path: Path) -> None:
     study = _study(tmp_path, runtime={"threads": 2})
     script = job_script(study, JobRequest(workers=2), tmp_path, python="python3")
@@ -86,6 +92,10 @@ def test_pinned_threads_are_kept_and_no_gpu_means_cpu(tmp_path: Path) -> None:
     ({"cpus_per_worker": 1}, "pg", 4, "auto", "runtime.threads is 4"),
     ({"cpus_per_worker": 100_000}, "pg", None, "auto", "--cpus-per-worker must be from 1 to"),
     ({"gpus_per_worker": 2}, "pg", None, "auto", "a worker trains on one GPU"),
+    ({"gpus_per_worker": -1}, "pg", None, "auto", "Allowed: 0 or 1"),
+    ({"gpus_per_worker": 10**9}, "pg", None, "auto", "Allowed: 0 or 1"),
+    # MaxArraySize 1001 (SLURM's default): indexes 0..1000, so 1002 workers need index 1001
+    ({"workers": 1002}, "pg", None, "auto", "indexes would be 0..1001, but SLURM's default MaxArraySize (1001)"),
     ({}, "pg", None, "cuda", "no GPU is requested"),
     ({"time": "four hours"}, "pg", None, "auto", "--time"),
     ({"mem": "lots"}, "pg", None, "auto", "--mem"),

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 import warnings
@@ -108,6 +109,12 @@ def _resumes(args: argparse.Namespace) -> str:
     if args.command == "run" or (args.command == "train" and getattr(args, "checkpoint", None)):
         return " It resumes where it stopped."
     return ""
+
+
+def option_names(err: AblateError) -> AblateError:
+    """'options.batch_size: ...' (the config key path a command's options were checked under) -> '--batch-size:
+    ...' (what the user typed)."""
+    return AblateError(re.sub(r"\boptions\.([a-z_]+)", lambda m: "--" + m.group(1).replace("_", "-"), str(err)))
 
 
 def csv_list(text: str) -> list[str]:

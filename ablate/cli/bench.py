@@ -8,17 +8,29 @@ import tempfile
 
 from tabulate import tabulate
 
+from ..bench_sizes import (
+    SCALING_BATCH_SIZE,
+    SCALING_DATASET,
+    SCALING_TEST_SIZE,
+    SCALING_TRAIN_SIZE,
+    STARTUP_TRAIN_SIZE,
+    bench_data_options,
+    bench_train_size,
+    check_bench_data,
+)
+from ..bounds import MAX_BENCH_REPEATS, MAX_EPOCHS
+from ..config import check_range
 from ..datasets import DataConfig
-from ..device import resolve_device
-from ..errors import AblateError
+from ..device import check_device_setting, gpu_driver_present, refuse_cuda_without_gpu, resolve_device
+from ..errors import AblateError, EnvironmentFault
 from ..recipe import Runtime
-from . import add_backbone, add_data_dir, add_device, add_json, int_list, write_json
+from . import add_backbone, add_data_dir, add_device, add_json, int_list, integer, option_names, write_json
 
 RATIO_TARGET = {"cpu": 1.5, "cuda": 10.0}  # for the cnn backbone
 OVERHEAD_TARGET_PCT = 5.0
 SCALING_TARGET = 1.2  # steady-state items/min of the last worker count over the first (issue 13)
-SCALING_DATASET = "fashion-mnist"
 STARTUP_WARM_RUNS = 3
+REMEDY = "use a smaller --input-size, --train-size or --batch-size"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +39,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="synthetic (CIFAR-shaped; the default) or any dataset name; "
                                      f"--workers and --startup default to {SCALING_DATASET}")
     add_data_dir(p)
-    p.add_argument("--train-size", type=int, help="training images (default: per backbone and device)")
-    p.add_argument("--input-size", type=int, help="pad images to this size (e.g. 32 for fashion-mnist)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--repeats", type=int, help="alternate the loops (or, with --workers, the worker counts) this "
-                                               "often and keep the best of each (default 2; with --workers 1)")
+    p.add_argument("--train-size", type=integer, help="training images (default: per backbone and device)")
+    p.add_argument("--input-size", type=integer, help="pad images to this size (e.g. 32 for fashion-mnist)")
+    p.add_argument("--epochs", type=integer, default=1, help=f"1 to {MAX_EPOCHS:,} (default 1)")
+    p.add_argument("--batch-size", type=integer, default=64,
+                   help="at most the images trained on per epoch (default 64; --workers trains at "
+                        f"{SCALING_BATCH_SIZE})")
+    p.add_argument("--repeats", type=integer, help="alternate the loops (or, with --workers, the worker counts) this "
+                                               "often and keep the best of each, 1 to "
+                                                  f"{MAX_BENCH_REPEATS} (default 2; with --workers 1)")
     add_device(p)
     add_json(p)
     p.add_argument("--workers", type=int_list, nargs="?", const=[1, 2], metavar="N,M",
@@ -43,7 +58,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Every count before any work and before torch: ranges, then the data each mode trains on (counts against
+    the dataset's metadata, the batch against its training images, one float batch against host memory)."""
+    try:
+        check_range("--epochs", args.epochs, 1, MAX_EPOCHS)
+        check_range("--batch-size", args.batch_size, 1)
+        check_range("--repeats", args.repeats, 1, MAX_BENCH_REPEATS)
+        check_range("--train-size", args.train_size, 1)
+        if args.workers is None:  # --workers runs `ablate run`, whose studies set no device
+            check_device_setting("--device", args.device)
+            refuse_cuda_without_gpu(args.device, "--device")
+        for label, options, batch in data_plans(args):
+            try:
+                check_bench_data(options, batch, REMEDY)
+            except AblateError as err:
+                raise AblateError(f"{label}{err}") from None
+    except EnvironmentFault:
+        raise
+    except AblateError as err:
+        raise option_names(err) from None
+
+
+def data_plans(args: argparse.Namespace) -> list[tuple[str, dict, int]]:
+    """(label, DataConfig keys, batch size) of every dataset the chosen mode loads, known without torch."""
+    if args.workers is not None:
+        size = args.train_size or SCALING_TRAIN_SIZE
+        if size < SCALING_BATCH_SIZE:
+            raise AblateError(f"--train-size {size}: --workers trains the same phase at batch size "
+                              f"{SCALING_BATCH_SIZE} at every worker count, so it needs at least {SCALING_BATCH_SIZE} "
+                              f"training images; allowed: {SCALING_BATCH_SIZE} up to the dataset's training images.")
+        options = {"name": args.dataset or SCALING_DATASET, "train_size": size, "test_size": SCALING_TEST_SIZE,
+                   "val_fraction": 0.0}
+        return [("", _with_input_size(options, args.input_size), SCALING_BATCH_SIZE)]
+    if args.startup:
+        options = {"name": args.dataset or SCALING_DATASET, "train_size": args.train_size or STARTUP_TRAIN_SIZE}
+        return [("", _with_input_size(options, args.input_size), args.batch_size)]
+    device_types = {"cpu": ["cpu"], "auto": ["cpu", "cuda"] if gpu_driver_present() else ["cpu"]}
+    types = device_types.get(args.device, ["cuda"])
+    # 'auto' on a machine with a GPU driver: what no device can run (run_bench checks the device it resolves)
+    sizes = {b: max(bench_train_size(b, t, args.train_size) for t in types) for b in args.backbone}
+    return [("" if args.train_size else f"--backbone {b} (trains on {size} images unless --train-size is given): ",
+             bench_data_options(args.dataset or "synthetic", size, args.input_size), args.batch_size)
+            for b, size in sizes.items()]
+
+
+def _with_input_size(options: dict, input_size: int | None) -> dict:
+    return options if input_size is None else {**options, "input_size": input_size}
+
+
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     if args.workers is not None:
         return run_workers(args)
     if args.startup:
@@ -100,7 +165,7 @@ def run_startup(args: argparse.Namespace) -> int:
     """A cold start (empty cache folder) and warm ones, each a fresh process, one at a time."""
     from ..startup_probe import fresh_worker_startup
 
-    config = DataConfig(name=args.dataset or SCALING_DATASET, train_size=args.train_size or 8000,
+    config = DataConfig(name=args.dataset or SCALING_DATASET, train_size=args.train_size or STARTUP_TRAIN_SIZE,
                         input_size=args.input_size)
     runtime = Runtime.from_dict({"device": args.device, "threads": 1}, "ablate bench")
     rows = []

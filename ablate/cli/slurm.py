@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..bounds import SLURM_MAX_ARRAY_SIZE
 from . import add_storage, add_study, storage_option
 
 
@@ -28,7 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "saved and its item marked for a re-run; see docs/scale-out.md.")
     add_study(p)
     add_storage(p)
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="array tasks, one worker each (default 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help=f"array tasks, one worker each, 1 to {SLURM_MAX_ARRAY_SIZE} (SLURM's default MaxArraySize; "
+                        "default 1)")
     p.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
     p.add_argument("--time", metavar="TIME", help="time limit per task, e.g. 04:00:00 or 2-00:00:00")
     p.add_argument("--cpus-per-worker", type=int, metavar="C",
@@ -46,16 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..slurm import JobRequest, check_counts
     from ..spec import load_study
-
-    storage = storage_option(args)
-    study = load_study(args.study, storage=storage)  # a bad file is refused before the heavy imports below
-    from ..slurm import JobRequest, job_script, submit, write_job
-    from ..status import storage_overridden
 
     job = JobRequest(workers=args.workers, partition=args.partition, time=args.time,
                      cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker, mem=args.mem,
                      sbatch_args=tuple(args.sbatch_arg), requeue=args.requeue)
+    check_counts(job)  # --workers, --gpus-per-worker: before the study file is read (its arms import torch)
+    storage = storage_option(args)
+    study = load_study(args.study, storage=storage)  # a bad file is refused before the heavy imports below
+    from ..slurm import job_script, submit, write_job
+    from ..status import storage_overridden
+
     if args.dry_run:
         print(job_script(study, job, Path.cwd()), end="")
         return 0

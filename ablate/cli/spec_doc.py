@@ -181,8 +181,9 @@ def reference() -> str:
         if key == "grid":
             out += _grid_section()
         if key == "seeds":
-            out += ["## seeds", "", "A list of distinct integers (0 to 2**63-1), or a precision-targeted seed plan "
-                    "(seeds 0 .. max-1, added on demand):", "", *_help_table(SEED_PLAN_KEYS, SEEDS_HELP)]
+            out += ["## seeds", "", f"A list of at most {MAX_PLAN_SEEDS} distinct integers (0 to 2**63-1), or a "
+                    "precision-targeted seed plan (seeds 0 .. max-1, added on demand):", "",
+                    *_help_table(SEED_PLAN_KEYS, SEEDS_HELP)]
         if key == "tuning":
             out += ["### tuning.space", "",
                     "Keys: recipe keys (" + ", ".join(f"`{f.name}`" for f in dataclasses.fields(Recipe)) + "). "

@@ -45,6 +45,7 @@ from . import (
     csv_list,
     finite_float,
     integer,
+    option_names,
     seed,
     stages,
     write_json,
@@ -209,8 +210,7 @@ def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Reci
 def _as_options(err: AblateError) -> AblateError:
     """'options.batch_size: ...' (the config key path) -> '--batch-size: ...' (what the user typed); the model's
     own 'stages: ...' likewise."""
-    text = re.sub(r"\boptions\.([a-z_]+)", lambda m: "--" + m.group(1).replace("_", "-"), str(err))
-    return AblateError(re.sub(r"^stages:", "--stages:", text))
+    return AblateError(re.sub(r"^stages:", "--stages:", str(option_names(err))))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -196,7 +196,11 @@ def _parse_seeds(c: Located, value: Any) -> tuple[tuple[int, ...], SeedPlan | No
         if not target > 0:
             raise c.error("seeds.target_ci_pp", f"must be a finite number of percentage points > 0, got {target!r}.")
         return tuple(range(high)), SeedPlan(low, high, target)
-    seeds = tuple(c.integer(s, f"seeds[{i}]", 0, MAX_SEED) for i, s in enumerate(c.seq(value, "seeds")))
+    listed = c.seq(value, "seeds")
+    if len(listed) > MAX_PLAN_SEEDS:  # the same bound as a seed plan's max: every seed is one run per arm
+        raise c.error("seeds", f"{len(listed):,} seeds listed; at most {MAX_PLAN_SEEDS:,} per arm (a seed plan's max "
+                               "has the same bound).")
+    seeds = tuple(c.integer(s, f"seeds[{i}]", 0, MAX_SEED) for i, s in enumerate(listed))
     if len(set(seeds)) != len(seeds):
         raise c.error("seeds", f"seeds must be distinct, got {list(seeds)}.")
     return seeds, None

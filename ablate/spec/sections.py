@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..bounds import MAX_EPOCHS, MAX_THREADS, MAX_TIMED_BLOCKS, TIMED_BLOCKS
+from ..bounds import MAX_EPOCHS, MAX_THREADS, MAX_TIMED_BLOCKS, MAX_TRIALS, TIMED_BLOCKS
 from ..config import (
     INT64_MAX,
     ConfigError,
@@ -31,7 +31,7 @@ SEED_PLAN_KEYS = ("min", "max", "target_ci_pp")
 MEASURE_PRECISIONS = ("as_trained", *PRECISIONS)
 MAX_SEED = INT64_MAX  # torch.manual_seed's range
 MAX_SAMPLER_SEED = 2**32 - 1  # numpy's RandomState, behind Optuna's TPE sampler
-MAX_PLAN_SEEDS = 1000  # seeds.max of a precision-targeted seed plan
+MAX_PLAN_SEEDS = 1000  # seeds per arm: seeds.max of a precision-targeted plan, or the length of a list of seeds
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Tuning:
 
     enabled: bool = False  # default: true when a tuning section is given
     scope: str = "baseline"  # baseline: each backbone's 'none' arm, shared; per_attention; per_arm
-    n_trials: int = 8  # trials per tuning group
+    n_trials: int = 8  # trials per tuning group, at most 10,000
     epochs: int = 2  # epochs per tuning trial, at most 10,000
     sampler_seed: int = 0  # TPE sampler seed, 0 to 2**32-1
     pruner: str = "median"  # stops unpromising trials early; none keeps every trial
@@ -87,7 +87,7 @@ class Tuning:
     def __post_init__(self) -> None:
         check_types(self)
         check_choice("scope", self.scope, SCOPES)
-        check_range("n_trials", self.n_trials, 1)
+        check_range("n_trials", self.n_trials, 1, MAX_TRIALS)
         check_range("epochs", self.epochs, 1, MAX_EPOCHS)
         check_range("sampler_seed", self.sampler_seed, 0, MAX_SAMPLER_SEED)
         check_choice("pruner", self.pruner, PRUNERS)
