@@ -19,7 +19,7 @@ that needs more than USABLE of the free memory is refused.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,10 +106,10 @@ def activation_numels(build: Callable[[int], nn.Module], shape: tuple[int, int, 
     return int(total * scale), int(largest * scale), sum(p.numel() for p in model.parameters())
 
 
-def step_bytes(build: Callable[[int], nn.Module], shape: tuple[int, int, int], batch: int, training: bool) -> dict:
-    """What one pass at `batch` needs, by part (bytes): weights (+ gradients and Adam moments when training),
-    the input batch, activations."""
-    total, largest, params = activation_numels(build, shape)
+def pass_bytes(numels: tuple[int, int, int], shape: tuple[int, int, int], batch: int, training: bool) -> dict:
+    """What one pass at `batch` needs, by part (bytes), from `activation_numels`' (total, largest, params):
+    weights (+ gradients and Adam moments when training), the input batch, activations."""
+    total, largest, params = numels
     image = shape[0] * shape[1] * shape[2]
     activations = batch * (2 * total if training else 2 * largest)
     weights = "weights" + (", gradients, optimizer state" if training else "")
@@ -160,6 +160,17 @@ def check_workers(count: int) -> None:
                           "fit. Use fewer workers (or more machines sharing one database storage).")
 
 
+def _check_passes(name: str, numels: tuple[int, int, int], shape: tuple[int, int, int], device: torch.device | str,
+                  train_batch: int | None, infer_batches: tuple[int, ...], held: dict | None, where: str,
+                  remedy: str) -> None:
+    """One model's training step and inference passes beside `held`, each against the device's free memory."""
+    passes = [(train_batch, True)] if train_batch else []
+    for batch, training in [*passes, *((b, False) for b in infer_batches)]:
+        check_fits({**(held or {}), **pass_bytes(numels, shape, batch, training)}, device,
+                   f"{where} ({'training' if training else 'running'} {name} at batch {batch}, input "
+                   f"{'x'.join(map(str, shape))})", remedy)
+
+
 def check_models_fit(builds: dict[str, Callable[[int], nn.Module]], shape: tuple[int, int, int], device: torch.device,
                      *, train_batch: int | None, infer_batches: tuple[int, ...] = (), held: dict | None = None,
                      where: str, remedy: str) -> None:
@@ -167,9 +178,32 @@ def check_models_fit(builds: dict[str, Callable[[int], nn.Module]], shape: tuple
     at each inference batch, beside `held` (e.g. the dataset on the device): refused with the figures when
     one cannot fit."""
     for name, build in builds.items():
-        if train_batch:
-            check_fits({**(held or {}), **step_bytes(build, shape, train_batch, training=True)}, device,
-                       f"{where} (training {name} at batch {train_batch}, input {'x'.join(map(str, shape))})", remedy)
-        for batch in infer_batches:
-            check_fits({**(held or {}), **step_bytes(build, shape, batch, training=False)}, device,
-                       f"{where} (running {name} at batch {batch}, input {'x'.join(map(str, shape))})", remedy)
+        _check_passes(name, activation_numels(build, shape), shape, device, train_batch, infer_batches, held, where,
+                      remedy)
+
+
+# activation_numels' (total, largest) of each built-in backbone without attention, default head and bn, at
+# PROBE_SIZE x PROBE_SIZE (any channel count gives the same): tests/test_memory_bounds.py recomputes them.
+BASELINE_ACTIVATIONS: dict[str, tuple[int, int]] = {
+    "cnn": (755_210, 131_072), "vgg16": (3_443_722, 262_144), "resnet20": (2_310_282, 65_536),
+    "resnet56": (6_439_050, 65_536), "resnet18": (611_338, 65_536), "resnet50": (2_619_402, 65_536),
+}
+
+
+def check_baselines_fit(backbones: Iterable[str], shape: tuple[int, int, int], device: str, *,
+                        train_batch: int | None, infer_batches: tuple[int, ...] = (), held: dict | None = None,
+                        where: str, remedy: str) -> None:
+    """`check_models_fit` before torch is imported, from BASELINE_ACTIVATIONS: each built-in backbone without
+    attention and weights is a lower bound of every arm on it, so what it cannot fit no arm can. Applies
+    only where that estimate scales from the probe (inputs of at least PROBE_SIZE) and where the memory
+    is the host's (device cpu, or auto without a GPU driver); the full estimate follows after torch."""
+    from .device import gpu_driver_present
+
+    host = device == "cpu" or (device == "auto" and not gpu_driver_present())
+    if not host or min(shape[1], shape[2]) < PROBE_SIZE:
+        return
+    scale = shape[1] * shape[2] / (PROBE_SIZE * PROBE_SIZE)
+    for name in dict.fromkeys(b for b in backbones if b in BASELINE_ACTIVATIONS):
+        total, largest = BASELINE_ACTIVATIONS[name]
+        _check_passes(f"{name}/none", (int(total * scale), int(largest * scale), 0), shape, "cpu", train_batch,
+                      infer_batches, held, where, remedy)

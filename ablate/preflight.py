@@ -23,15 +23,14 @@ def check_study_sizes(study: Study, info: DatasetInfo) -> None:
     (refused, not clamped: a silently smaller batch would change the recipe the report prints), and a
     dataset, training step, evaluation or timed batch that the device's memory cannot hold."""
     check_batch_size(study.recipe.batch_size, info, f"{study.path}: recipe.batch_size:")  # the schema's, for folders
-    shape = (info.in_channels, info.input_size, info.input_size)
+    shape = info.shape
     first = {}  # one model per backbone x attention type: positions and ratios change activations little
     for arm in study.arms:
         first.setdefault((arm.backbone.label, arm.attention), arm)
     builds = {arm.id: _builder(arm, shape, info.num_classes) for arm in first.values()}
     remedy = "use a smaller recipe.batch_size, measure.batch_sizes, runtime.eval_batch_size or dataset.input_size"
-    images = info.train_count + info.val_count + info.test_count
     check_models_fit(builds, shape, resolve_device(study.runtime.device), train_batch=study.recipe.batch_size,
-                     infer_batches=(study.runtime.eval_batch_size,), held=dataset_bytes(images, shape),
+                     infer_batches=(study.runtime.eval_batch_size,), held=dataset_bytes(info.images, shape),
                      where=str(study.path), remedy=remedy)
     check_models_fit(builds, shape, resolve_device(study.measure.device),
                      train_batch=study.recipe.batch_size if study.measure.train_step else None,

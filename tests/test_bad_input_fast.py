@@ -111,6 +111,8 @@ SIZE_CASES = {  # sizes the data or the host cannot hold: known from the dataset
     "batch beyond the data": ({"recipe": {"epochs": 1, "batch_size": 181}}, "larger than the 180 images"),
     "input_size beyond memory": ({"dataset": {**GOOD["dataset"], "input_size": 100_000}},
                                  "300 images of 3x100000x100000"),
+    "activations beyond memory": ({"dataset": {**GOOD["dataset"], "input_size": 2048},
+                                   "runtime": {"device": "cpu"}}, "training cnn/none at batch 32"),
 }
 
 
@@ -153,6 +155,8 @@ def test_command_line_sizes_that_cannot_work_are_refused_before_torch(tmp_path: 
              ([*train, "--input-size", "100000"], "3x100000x100000"),
              (["profile", "--input", "3x100000x100000", "--batch-sizes", "1", "--train-batch", "0"], "111.8 GiB"),
              (["profile", "--input", "3x100000x100000"], "3x100000x100000"),
+             (["profile", "--input", "3x2048x2048", "--device", "cpu"], "training cnn/none at batch 64"),
+             ([*train, "--input-size", "2048", "--device", "cpu"], "activations and their gradients"),
              ([*train, "--reduction", "0"], "--reduction: must be >= 1"),
              ([*train, "--target-acc", "200"], "--target-acc: must be > 0.0 and <= 100.0"),
              ([*train, "--val-fraction", "0.9999"], "0.9999 of 200 training images leaves 0"),

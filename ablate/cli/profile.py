@@ -22,7 +22,7 @@ from ..bounds import MAX_PROFILE_S, MAX_TIMED_BLOCKS, duration, timing_seconds
 from ..device import available_cores, refuse_cuda_without_gpu, resolve_device
 from ..errors import AblateError
 from ..files import atomic_write, check_output_file, first_line_matches
-from ..memory import check_host_batch
+from ..memory import check_baselines_fit, check_host_batch
 from ..names import BUILTIN_ATTENTION
 from . import (
     add_backbone,
@@ -137,8 +137,10 @@ def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
                           f"per arm and batch size; at most {MAX_TIMED_BLOCKS:,} (hours of timing already): use fewer.")
     refuse_cuda_without_gpu(args.device, "--device")
     shape = parse_input_shape(args.input)
-    check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile",
-                     "use a smaller --input, --batch-sizes or --train-batch")
+    remedy = "use a smaller --input, --batch-sizes or --train-batch"
+    check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile", remedy)
+    check_baselines_fit(args.backbone, shape, args.device, train_batch=args.train_batch or None,
+                        infer_batches=tuple(args.batch_sizes or [1, 64]), where="the profile", remedy=remedy)
     return shape
 
 

@@ -194,7 +194,8 @@ def _check_fits(info: Any, recipe: Recipe, runtime: Runtime, arm: dict[str, Any]
                      where="the run", remedy="use a smaller --batch-size, --input-size or --train-size")
 
 
-def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Recipe) -> tuple[DataConfig, Any]:
+def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Recipe,
+                 runtime: Runtime) -> tuple[DataConfig, Any]:
     """The data options against the dataset's metadata, its files where present, the batch and the host's
     memory: all before torch is imported and before a fetch writes anything."""
     config = DataConfig.from_dict(options, "options")
@@ -202,8 +203,9 @@ def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Reci
     if get_source(config.name).present(data_root(args.data_dir)):  # else fetched later
         require_present(config, args.data_dir)  # a truncated file, named
     check_batch_size(recipe.batch_size, info, "--batch-size")
-    check_host_fits(info, recipe.batch_size, "the run", "use a smaller --input-size, --train-size, --test-size or "
-                    "--batch-size")
+    remedy = "use a smaller --input-size, --train-size, --test-size or --batch-size"
+    check_host_fits(info, recipe.batch_size, "the run", remedy, backbones=[args.backbone] if args.head is None else [],
+                    device=runtime.device, infer_batches=(runtime.eval_batch_size,))
     return config, info
 
 
@@ -251,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     check_arm_names(args.attention, dict(args.knob))
     check_range("options.reduction", args.reduction, 1)
     check_range("options.target_acc", args.target_acc, 0.0, 100.0, low_open=True)
-    data_cfg, info = _data_config(args, data_opts, recipe)
+    data_cfg, info = _data_config(args, data_opts, recipe, runtime)
     # torch from here: every check of an option that needs none is done
     from ..datasets import load_data
     from ..train import NonFiniteLossError, model_factory, train

@@ -4,11 +4,12 @@ it writes anything."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AblateError
-from ..memory import check_host_batch, dataset_bytes
+from ..memory import check_baselines_fit, check_host_batch, dataset_bytes
 from .config import DataConfig
 from .readers import IDX_FILES, check_idx_length, folder_trees
 from .sources import IMAGEFOLDER, data_root, get_source, missing
@@ -26,6 +27,16 @@ class DatasetInfo:
     train_count: int  # images trained on per epoch
     val_count: int
     test_count: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """One image as the models see it: channels x input_size x input_size."""
+        return self.in_channels, self.input_size, self.input_size
+
+    @property
+    def images(self) -> int:
+        """Every image the config loads: training, validation and test."""
+        return self.train_count + self.val_count + self.test_count
 
 
 def dataset_info(config: DataConfig) -> DatasetInfo:
@@ -65,12 +76,16 @@ def check_batch_size(batch_size: int, info: DatasetInfo, where: str) -> None:
                           "more training images.")
 
 
-def check_host_fits(info: DatasetInfo, batch_size: int, where: str, remedy: str) -> None:
+def check_host_fits(info: DatasetInfo, batch_size: int, where: str, remedy: str, *, backbones: Iterable[str] = (),
+                    device: str = "cpu", infer_batches: tuple[int, ...] = ()) -> None:
     """Before torch: the dataset at its input size (decoded and sized on the host, then moved) and one float
-    batch must fit in host memory, so an input_size of 100000 is refused with the figures, not by the kernel."""
-    shape = (info.in_channels, info.input_size, info.input_size)
-    images = info.train_count + info.val_count + info.test_count
-    check_host_batch(shape, batch_size, where, remedy, held=dataset_bytes(images, shape))
+    batch must fit in host memory, so an input_size of 100000 is refused with the figures, not by the kernel;
+    and, where the device's memory is the host's, so must each built-in backbone's training step and
+    inference passes (`memory.check_baselines_fit`: a lower bound of every arm on it)."""
+    held = dataset_bytes(info.images, info.shape)
+    check_host_batch(info.shape, batch_size, where, remedy, held=held)
+    check_baselines_fit(backbones, info.shape, device, train_batch=batch_size, infer_batches=infer_batches, held=held,
+                        where=where, remedy=remedy)
 
 
 def require_present(config: DataConfig, root: str | Path | None = None) -> None:

@@ -29,6 +29,7 @@ from ..datasets.info import (
 from ..datasets.sources import SOURCES
 from ..device import refuse_cuda_without_gpu
 from ..files import REPORTS_DIR, check_report_dir
+from ..memory import check_baselines_fit
 from ..names import BUILTIN_ATTENTION, BUILTIN_BACKBONES, POSITIONS, attention_names, backbone_names, builtin_knob_error
 from ..plugins import is_import_path
 from ..recipe import Recipe, Runtime
@@ -99,27 +100,43 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
 
 
 def _dataset_sizes(path: Path, dataset: DataConfig, recipe: Recipe) -> DatasetInfo:
-    """The image counts a dataset config gives, checked against the dataset, the batch and the host's memory."""
+    """The image counts a dataset config gives, checked against the dataset and the batch."""
     info = check_dataset_sizes(dataset, f"{path}: dataset.")
     check_batch_size(recipe.batch_size, info, f"{path}: recipe.batch_size:")
-    check_host_fits(info, recipe.batch_size, str(path), "use a smaller dataset.input_size, train_size, test_size or "
-                    "recipe.batch_size")
     return info
 
 
 def check_data(checked: Checked, scan_folder: bool, require_data: bool, data_dir: str | Path | None) -> Checked:
-    """What `plan` and `run` check of the machine and the data, still without torch: no CUDA device asked for
-    where there is no GPU driver; the dataset's files present and complete (`require_data`); an image folder
-    scanned (every file decoded) and sized like a named dataset. Returns `checked` with the folder's counts."""
-    dataset = checked.dataset
+    """What `plan` and `run` check of this machine and the data, still without torch (and not `status` or
+    `report`, which may read a study on a smaller machine than the one that runs it): no CUDA device asked
+    for where there is no GPU driver; the dataset's files present and complete (`require_data`); an image
+    folder scanned (every file decoded) and sized like a named dataset; the data and the bare backbones'
+    passes within the host's memory. Returns `checked` with the folder's counts."""
     refuse_cuda_without_gpu(checked.runtime.device, f"{checked.path}: runtime.device")
     refuse_cuda_without_gpu(checked.measure.device, f"{checked.path}: measure.device")
     if require_data:
-        require_present(dataset, data_dir)
-    if scan_folder and checked.info is None:
-        check_imagefolder(dataset)
-        return dataclasses.replace(checked, info=_dataset_sizes(checked.path, dataset, checked.recipe))
-    return checked
+        require_present(checked.dataset, data_dir)
+    info = checked.info
+    if scan_folder and info is None:
+        check_imagefolder(checked.dataset)
+        info = _dataset_sizes(checked.path, checked.dataset, checked.recipe)
+    if info is not None:
+        _check_memory(checked, info)
+    return dataclasses.replace(checked, info=info)
+
+
+def _check_memory(checked: Checked, info: DatasetInfo) -> None:
+    """The host-memory bounds known before torch (ablate.preflight repeats them with the real models)."""
+    remedy = "use a smaller recipe.batch_size, measure.batch_sizes, runtime.eval_batch_size or dataset.input_size"
+    grid = checked.document["grid"]
+    backbones = [b if isinstance(b, str) else b.get("name") for b in grid["backbones"]
+                 if isinstance(b, str) or set(b) == {"name"}]  # a head or bn of its own: not the tabled model
+    recipe, runtime, measure = checked.recipe, checked.runtime, checked.measure
+    check_host_fits(info, recipe.batch_size, str(checked.path), remedy, backbones=backbones, device=runtime.device,
+                    infer_batches=(runtime.eval_batch_size,))
+    check_baselines_fit(backbones, info.shape, measure.device, train_batch=recipe.batch_size if measure.train_step
+                        else None, infer_batches=tuple(measure.batch_sizes), where=f"{checked.path}: measure",
+                        remedy=remedy)
 
 
 def _storage(doc: Mapping[str, Any], name: str, storage: str | None, path: Path) -> str:
