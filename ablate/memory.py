@@ -131,7 +131,7 @@ def check_fits(parts: dict, device: torch.device | str, where: str, remedy: str)
         detail = "; ".join(f"{name}: {gib(n)}" for name, n in parts.items() if n)
         kind = device if isinstance(device, str) else device.type
         raise AblateError(f"{where}: needs about {gib(need)} of {kind} memory ({detail}), but {gib(free)} is "
-                          f"free here; {remedy}.")
+                          f"free here (an estimate may take {USABLE:.0%} of it: {gib(USABLE * free)}); {remedy}.")
     return need
 
 
