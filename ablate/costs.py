@@ -106,7 +106,8 @@ def _timing_columns(metric: str, s: RoundSummary) -> dict[str, Any]:
 def warning_text(arm_id: str, what: str, s: RoundSummary) -> str:
     low, high = s.overhead_ci_pct or (float("nan"), float("nan"))
     return (f"{arm_id}: {what} reads {s.overhead_pct:+.1f}% [{low:+.1f}, {high:+.1f}] vs its baseline although it "
-            "does strictly more work (a superset of its layers); the timing was disturbed, do not trust it")
+            "does strictly more work (a superset of its layers); this run cannot tell why (host interference, or a "
+            "memory-layout or allocation effect in this process): do not trust this figure")
 
 
 def profile_backbone(
