@@ -11,18 +11,18 @@ from collections.abc import Callable
 from typing import Any
 
 from .arms import Arm
-from .datasets import DatasetInfo, check_batch_size, check_dataset_sizes, check_imagefolder
+from .datasets import DatasetInfo, check_imagefolder
 from .device import resolve_device
 from .memory import check_models_fit, dataset_bytes
 from .models import build_model
 from .spec import Study
+from .spec.schema import dataset_sizes
 
 
 def check_study_sizes(study: Study, info: DatasetInfo) -> None:
-    """Refuse what cannot run before anything is allocated or written: a batch larger than the training set
-    (refused, not clamped: a silently smaller batch would change the recipe the report prints), and a
-    dataset, training step, evaluation or timed batch that the device's memory cannot hold."""
-    check_batch_size(study.recipe.batch_size, info, f"{study.path}: recipe.batch_size:")  # the schema's, for folders
+    """Refuse what cannot run before anything is allocated or written: a dataset, training step, evaluation
+    or timed batch that the device's memory cannot hold (`info` comes from `dataset_counts`, which has
+    refused a batch larger than the training set)."""
     shape = info.shape
     first = {}  # one model per backbone x attention type: positions and ratios change activations little
     for arm in study.arms:
@@ -44,9 +44,8 @@ def _builder(arm: Arm, shape: tuple[int, int, int], num_classes: int) -> Callabl
 
 def dataset_counts(study: Study) -> DatasetInfo:
     """What the study's dataset config gives: known from loading for a named dataset or a folder that
-    `load_study(scan_folder=True)` scanned; else the folder is scanned (and checked) here."""
+    `load_study(scan_folder=True)` scanned; else the folder is scanned (and checked) here, as loading would."""
     if study.info is not None:
         return study.info
-    info = check_dataset_sizes(study.dataset, f"{study.path}: dataset.")
     check_imagefolder(study.dataset)
-    return info
+    return dataset_sizes(study.path, study.dataset, study.recipe)

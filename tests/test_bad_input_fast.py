@@ -116,15 +116,6 @@ SIZE_CASES = {  # sizes the data or the host cannot hold: known from the dataset
 }
 
 
-@pytest.mark.parametrize("case", list(SIZE_CASES))
-def test_sizes_that_cannot_work_are_refused_before_torch(tmp_path: Path, case: str) -> None:
-    changes, words = SIZE_CASES[case]
-    name = study(tmp_path, **changes)
-    for command in ("plan", "run"):
-        assert words in refuse_light(tmp_path, command, name), command
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written
-
-
 COUNT_CASES = {  # counts past their upper bounds (ablate.bounds): refused before storage is created
     "epochs": ({"recipe": {"epochs": 1_000_000_000}}, "recipe.epochs: must be >= 1 and <= 10000"),
     "tuning epochs": ({"tuning": {"epochs": 10_001, "space": {"lr": {"low": 0.001, "high": 0.1}}}},
@@ -139,9 +130,9 @@ COUNT_CASES = {  # counts past their upper bounds (ablate.bounds): refused befor
 }
 
 
-@pytest.mark.parametrize("case", list(COUNT_CASES))
-def test_counts_past_their_bounds_are_refused_before_torch(tmp_path: Path, case: str) -> None:
-    changes, words = COUNT_CASES[case]
+@pytest.mark.parametrize("case", [*SIZE_CASES, *COUNT_CASES])
+def test_sizes_and_counts_that_cannot_work_are_refused_before_torch(tmp_path: Path, case: str) -> None:
+    changes, words = {**SIZE_CASES, **COUNT_CASES}[case]
     name = study(tmp_path, **changes)
     for command in ("plan", "run"):
         assert words in refuse_light(tmp_path, command, name), command

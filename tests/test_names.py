@@ -16,7 +16,7 @@ from ablate.models.registry import BACKBONES
 from ablate.models.registry import GROUP as BACKBONE_GROUP
 from ablate.models.resnet import RESNET18, RESNET20, RESNET50, RESNET56
 from ablate.precision import PRECISIONS
-from ablate.spec.schema import BACKBONE_KEYS, DATASET_KEYS
+from ablate.spec.schema import BACKBONE_KEYS
 
 
 def test_attention_types_and_their_choice_knobs_equal_the_registry() -> None:
@@ -43,6 +43,5 @@ def test_the_live_registry_answers_once_it_is_loaded() -> None:
 
 
 def test_the_torch_free_schema_keys_equal_the_config_classes() -> None:
-    assert DATASET_KEYS == tuple(f.name for f in fields(DataConfig))
     assert BACKBONE_KEYS == tuple(f.name for f in fields(BackboneChoice))
     assert DEFAULT_VAL_FRACTION == DataConfig.val_fraction

@@ -308,14 +308,19 @@ def test_the_stored_spec_holds_no_password_of_any_characters(a: str, b: str) -> 
         assert not _leaks(json.dumps(final.user_attrs))
 
 
-def test_dashboard_on_every_interface_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def _dashboard_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A study file and a storage holding a study, with the dashboard's server replaced by a no-op."""
     import optuna_dashboard
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     optuna.create_study(study_name="somebody", storage=open_storage(url))
-    path = write_study(tmp_path)
     monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: None)
+    return write_study(tmp_path), url
+
+
+def test_dashboard_on_every_interface_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path, url = _dashboard_study(tmp_path, monkeypatch)
     assert main(["dashboard", str(path), "--storage", url, "--host", "0.0.0.0", "--port", str(_free_port())]) == 0
     assert "without any password" in capsys.readouterr().err
     assert main(["dashboard", str(path), "--storage", url, "--port", str(_free_port())]) == 0
@@ -344,15 +349,9 @@ def test_dashboard_bind_failures_get_the_hint_of_their_cause(monkeypatch: pytest
 
 
 def test_dashboard_url_brackets_an_ipv6_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    import optuna_dashboard
-
     from ablate.cli import dashboard
 
-    monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    optuna.create_study(study_name="somebody", storage=open_storage(url))
-    path = write_study(tmp_path)
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kw: None)
+    path, url = _dashboard_study(tmp_path, monkeypatch)
     monkeypatch.setattr(dashboard, "check_port", lambda host, text: int(text))  # no IPv6 needed on this host
     assert main(["dashboard", str(path), "--storage", url, "--host", "::", "--port", "18091"]) == 0
     assert "at http://[::]:18091/" in capsys.readouterr().out

@@ -116,6 +116,11 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
 PROFILE_TABLE = first_line_matches(r"arm,backbone,attention,|\| arm +\| params +\|")
 
 
+def batch_sizes(args: argparse.Namespace, device_type: str) -> tuple[int, ...]:
+    """--batch-sizes, else the default of the device type: 1 and 256 on CUDA, 1 and 64 on CPU."""
+    return tuple(args.batch_sizes or ([1, 256] if device_type == "cuda" else [1, 64]))
+
+
 def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
     """Every option checked before torch is imported (outputs, counts, the input shape and a first memory
     bound); returns the input shape."""
@@ -140,7 +145,7 @@ def _check_options(args: argparse.Namespace) -> tuple[int, int, int]:
     remedy = "use a smaller --input, --batch-sizes or --train-batch"
     check_host_batch(shape, max([*(args.batch_sizes or [1]), args.train_batch or 1]), "the profile", remedy)
     check_baselines_fit(args.backbone, shape, args.device, train_batch=args.train_batch or None,
-                        infer_batches=tuple(args.batch_sizes or [1, 64]), where="the profile", remedy=remedy)
+                        infer_batches=batch_sizes(args, "cpu"), where="the profile", remedy=remedy)
     return shape
 
 
@@ -173,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     arms = arms_from_names(args.backbone, args.attention, args.position, args.reduction, args.stages)
     block_time = args.block_time or (0.02 if device.type == "cuda" else 0.05)
-    sizes = args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64])
+    sizes = list(batch_sizes(args, device.type))
     if not args.no_timing:  # before any model is built or run
         print(check_timing_time(len(arms), sizes, bool(args.train_batch), args.rounds, args.blocks, block_time),
               file=sys.stderr)
@@ -265,7 +270,7 @@ def _check_fits(arms: list, shape: tuple[int, int, int], args: argparse.Namespac
     builds = {arm.id: (lambda size, arm=arm: build_model(**arm.build_kwargs(), num_classes=args.num_classes,
                                                          in_channels=shape[0], input_size=size, init_seed=0))
               for arm in arms}
-    sizes = tuple(args.batch_sizes or ([1, 256] if device.type == "cuda" else [1, 64]))
+    sizes = batch_sizes(args, device.type)
     check_models_fit(builds, shape, device, train_batch=args.train_batch or None, infer_batches=sizes,
                      where="the profile", remedy="use a smaller --input, --batch-sizes or --train-batch")
 

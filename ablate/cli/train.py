@@ -25,8 +25,6 @@ from ..datasets import (
     check_batch_size,
     check_dataset_sizes,
     check_host_fits,
-    data_root,
-    get_source,
     require_present,
 )
 from ..device import refuse_cuda_without_gpu
@@ -200,8 +198,7 @@ def _data_config(args: argparse.Namespace, options: dict[str, Any], recipe: Reci
     memory: all before torch is imported and before a fetch writes anything."""
     config = DataConfig.from_dict(options, "options")
     info = check_dataset_sizes(config, "options.")
-    if get_source(config.name).present(data_root(args.data_dir)):  # else fetched later
-        require_present(config, args.data_dir)  # a truncated file, named
+    require_present(config, args.data_dir, missing_ok=True)  # a truncated file, named; missing ones are fetched later
     check_batch_size(recipe.batch_size, info, "--batch-size")
     remedy = "use a smaller --input-size, --train-size, --test-size or --batch-size"
     check_host_fits(info, recipe.batch_size, "the run", remedy, backbones=[args.backbone] if args.head is None else [],

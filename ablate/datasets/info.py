@@ -88,11 +88,13 @@ def check_host_fits(info: DatasetInfo, batch_size: int, where: str, remedy: str,
                         where=where, remedy=remedy)
 
 
-def require_present(config: DataConfig, root: str | Path | None = None) -> None:
-    """Fail fast, before a study writes anything, when the dataset's files are not there or an idx file is
-    truncated (its header promises more bytes than it holds)."""
+def require_present(config: DataConfig, root: str | Path | None = None, *, missing_ok: bool = False) -> None:
+    """Fail fast, before a study writes anything, when the dataset's files are not there (unless `missing_ok`:
+    a command that fetches them) or an idx file is truncated (its header promises more bytes than it holds)."""
     source, base = get_source(config.name, config.input_size, config.resize), data_root(root)
     if not source.present(base):
+        if missing_ok:
+            return
         raise missing(source, base)
     if source.files == IDX_FILES:
         for name in IDX_FILES:

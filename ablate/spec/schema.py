@@ -41,9 +41,8 @@ TOP_KEYS = ("name", "description", "dataset", "grid", "seeds", "min_effect_pp", 
             "runtime",
             "storage", "output", "artifacts")
 GRID_KEYS = ("backbones", "attention", "positions", "reductions", "stages", "knobs")
-# the keys of ablate.datasets.DataConfig and ablate.arms.BackboneChoice (a test keeps them equal)
-DATASET_KEYS = ("name", "train_size", "test_size", "val_fraction", "split_seed", "augment", "crop_padding",
-                "rotate_degrees", "jitter", "input_size", "resize")
+# the keys of ablate.arms.BackboneChoice (torch's side; a test keeps them equal)
+DATASET_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))  # DataConfig needs no torch
 BACKBONE_KEYS = ("name", "head", "bn")
 
 
@@ -81,7 +80,7 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
         c.mapping(doc["dataset"], "dataset", DATASET_KEYS)
     dataset = c.nested("dataset", DataConfig.from_dict, doc["dataset"])
     recipe = c.nested("recipe", Recipe.from_dict, doc.get("recipe") or {})
-    info = _dataset_sizes(path, dataset, recipe) if dataset.name in SOURCES else None  # a folder: check_data's
+    info = dataset_sizes(path, dataset, recipe) if dataset.name in SOURCES else None  # a folder: check_data's
     runtime = c.nested("runtime", Runtime.from_dict, doc.get("runtime") or {})
     if threads is not None:
         runtime = c.nested("runtime", Runtime.from_dict, {**(doc.get("runtime") or {}), "threads": threads})
@@ -99,7 +98,7 @@ def check_document(document: Any, path: Path, storage: str | None = None, thread
                    artifacts=_artifacts(c, doc.get("artifacts")))
 
 
-def _dataset_sizes(path: Path, dataset: DataConfig, recipe: Recipe) -> DatasetInfo:
+def dataset_sizes(path: Path, dataset: DataConfig, recipe: Recipe) -> DatasetInfo:
     """The image counts a dataset config gives, checked against the dataset and the batch."""
     info = check_dataset_sizes(dataset, f"{path}: dataset.")
     check_batch_size(recipe.batch_size, info, f"{path}: recipe.batch_size:")
@@ -119,7 +118,7 @@ def check_data(checked: Checked, scan_folder: bool, require_data: bool, data_dir
     info = checked.info
     if scan_folder and info is None:
         check_imagefolder(checked.dataset)
-        info = _dataset_sizes(checked.path, checked.dataset, checked.recipe)
+        info = dataset_sizes(checked.path, checked.dataset, checked.recipe)
     if info is not None:
         _check_memory(checked, info)
     return dataclasses.replace(checked, info=info)
